@@ -1,0 +1,131 @@
+//! Benchmark of the adversarial training schedule: medians of the game's three steps and of a
+//! whole outer epoch, single-threaded against all cores in the same run.
+//!
+//! Uses MovieLens-100k from ../shared/data when present, otherwise an ML-100k-sized synthetic
+//! set. Run: `cargo bench --bench train_schedule` (add `-- --full` to time the paper's whole
+//! 15 × (100 D + 50 G) schedule once per thread setting).
+
+use std::path::Path;
+use std::time::Instant;
+
+use irgan::config::Config;
+use irgan::train::irgan::Game;
+use irgan::train::pipeline::{self, TrainData};
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs[xs.len() / 2]
+}
+
+fn time<F: FnMut()>(reps: usize, mut f: F) -> f64 {
+    median(
+        (0..reps)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .collect(),
+    )
+}
+
+fn setup() -> (Config, TrainData) {
+    let real = Path::new("../shared/data/ml-100k/movielens-100k-train.txt");
+    let mut cfg = if real.exists() {
+        Config::load(Some(Path::new("config/ml100k-reference.toml")), &[]).expect("config")
+    } else {
+        let mut c = Config::default();
+        c.data.synthetic.users = 943;
+        c.data.synthetic.items = 1683;
+        c.data.synthetic.per_user = 60;
+        c
+    };
+    cfg.data.validation_fraction = 0.1;
+    let data = pipeline::load_data(&cfg).expect("data");
+    (cfg, data)
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--full");
+    let (cfg, data) = setup();
+    let mut cache = Vec::new();
+    let g = pipeline::init_model(
+        &cfg.generator,
+        &cfg,
+        &data,
+        irgan::config::Role::Generator,
+        &mut cache,
+    )
+    .expect("init G");
+    let d = pipeline::init_model(
+        &cfg.discriminator,
+        &cfg,
+        &data,
+        irgan::config::Role::Discriminator,
+        &mut cache,
+    )
+    .expect("init D");
+    println!(
+        "data: {} users, {} items, {} fit positives",
+        data.users.len(),
+        data.items.len(),
+        data.fit.nnz()
+    );
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut rows = Vec::new();
+    for threads in [1, cores] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("pool");
+        let r = pool.install(|| {
+            let mut game = Game::new(g.clone(), d.clone(), &cfg);
+            let refresh = time(7, || game.refresh_negatives(&data.fit));
+            let d_epoch = time(7, || {
+                game.d_epoch();
+            });
+            let g_epoch = time(7, || {
+                game.g_epoch(&data.fit);
+            });
+            let ir = &cfg.irgan;
+            let outer = (ir.d_epochs / ir.negative_refresh) as f64 * refresh
+                + ir.d_epochs as f64 * d_epoch
+                + ir.g_epochs as f64 * g_epoch;
+            let whole = full.then(|| {
+                let t = Instant::now();
+                let mut game = Game::new(g.clone(), d.clone(), &cfg);
+                for _ in 0..ir.epochs {
+                    for k in 0..ir.d_epochs {
+                        if k % ir.negative_refresh == 0 {
+                            game.refresh_negatives(&data.fit);
+                        }
+                        game.d_epoch();
+                    }
+                    for _ in 0..ir.g_epochs {
+                        game.g_epoch(&data.fit);
+                    }
+                }
+                t.elapsed().as_secs_f64()
+            });
+            (threads, refresh, d_epoch, g_epoch, outer, whole)
+        });
+        rows.push(r);
+    }
+    println!("threads  refresh_ms  d_epoch_ms  g_epoch_ms  outer_epoch_est_s  full_schedule_s");
+    for (t, r, de, ge, o, w) in &rows {
+        let w = w.map_or("-".to_string(), |w| format!("{w:.2}"));
+        println!(
+            "{t:>7}  {r:>10.2}  {de:>10.2}  {ge:>10.2}  {:>17.2}  {w:>15}",
+            o / 1e3
+        );
+    }
+    if let [a, b] = rows.as_slice() {
+        println!(
+            "speed-up with {} threads: g_epoch x{:.2}, refresh x{:.2}, outer epoch x{:.2}",
+            b.0,
+            a.3 / b.3,
+            a.1 / b.1,
+            a.4 / b.4
+        );
+    }
+}

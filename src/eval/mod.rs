@@ -1,0 +1,7 @@
+//! Ranking metrics and evaluation protocols.
+
+pub mod metrics;
+pub mod protocol;
+
+pub use metrics::Metrics;
+pub use protocol::{Protocol, evaluate};

@@ -1,0 +1,6 @@
+//! Pure, synchronous model maths: the MF scorer, G's softmax policy and D's sigmoid critic.
+
+pub mod mf;
+pub mod policy;
+
+pub use mf::MfModel;

@@ -1,0 +1,317 @@
+//! G's softmax policy and D's sigmoid critic, computed stably.
+//!
+//! The reference code computed `exp(s)` without subtracting the maximum and took `log` of a
+//! softmax entry that could underflow to 0. Here everything goes through log-sum-exp in f64, and
+//! sampling walks a normalised cumulative distribution, so extreme logits neither overflow nor
+//! produce NaN.
+
+use crate::rng::{self, Rng};
+
+/// `out[i] = log softmax(logits / temperature)[i]`, computed in f64 with log-sum-exp.
+///
+/// Non-finite logits are treated as "impossible" (log-probability −∞), so one bad score cannot
+/// poison the whole distribution. Returns the log normaliser, or `None` when no logit is finite.
+pub fn log_softmax(logits: &[f32], temperature: f64, out: &mut [f64]) -> Option<f64> {
+    let inv_t = 1.0 / temperature;
+    let mut max = f64::NEG_INFINITY;
+    for (o, &s) in out.iter_mut().zip(logits) {
+        *o = if s.is_finite() {
+            f64::from(s) * inv_t
+        } else {
+            f64::NEG_INFINITY
+        };
+        max = max.max(*o);
+    }
+    if !max.is_finite() {
+        return None;
+    }
+    let sum: f64 = out.iter().map(|&z| (z - max).exp()).sum();
+    let log_sum = sum.ln();
+    // Shift before subtracting: `z − (max + log_sum)` would lose log_sum when |max| is huge.
+    for o in out.iter_mut() {
+        *o = (*o - max) - log_sum;
+    }
+    Some(max + log_sum)
+}
+
+/// `out = softmax(logits / temperature)` in f64; the entries sum to 1 (uniform if no logit is finite).
+pub fn softmax(logits: &[f32], temperature: f64, out: &mut [f64]) {
+    if log_softmax(logits, temperature, out).is_none() {
+        let u = 1.0 / out.len().max(1) as f64;
+        out.iter_mut().for_each(|o| *o = u);
+        return;
+    }
+    out.iter_mut().for_each(|o| *o = o.exp());
+}
+
+/// Shannon entropy (nats) of a probability vector.
+pub fn entropy(p: &[f64]) -> f64 {
+    -p.iter()
+        .filter(|&&x| x > 0.0)
+        .map(|&x| x * x.ln())
+        .sum::<f64>()
+}
+
+/// A categorical distribution ready for repeated sampling: a normalised cumulative sum searched
+/// by bisection (O(log n) per draw after O(n) set-up).
+#[derive(Debug, Clone, Default)]
+pub struct Categorical {
+    cumulative: Vec<f64>,
+}
+
+impl Categorical {
+    /// Builds from non-negative weights (need not sum to 1). `None` if the total is zero or not finite.
+    pub fn new(weights: &[f64]) -> Option<Self> {
+        let mut c = Self::default();
+        c.reset(weights).then_some(c)
+    }
+
+    /// Rebuilds in place (reusing the buffer); returns false if the weights have no usable mass.
+    pub fn reset(&mut self, weights: &[f64]) -> bool {
+        self.cumulative.clear();
+        let mut acc = 0.0;
+        for &w in weights {
+            if w.is_finite() && w > 0.0 {
+                acc += w;
+            }
+            self.cumulative.push(acc);
+        }
+        if !(acc.is_finite() && acc > 0.0) {
+            return false;
+        }
+        let inv = 1.0 / acc;
+        self.cumulative.iter_mut().for_each(|c| *c *= inv);
+        true
+    }
+
+    /// One draw: the first index whose cumulative mass exceeds a uniform number. Zero-weight
+    /// entries are never returned.
+    pub fn sample(&self, rng: &mut Rng) -> usize {
+        let x = rng::unit(rng);
+        let i = self.cumulative.partition_point(|&c| c <= x);
+        // Rounding can leave the last cumulative entry a hair below 1; fall back to the last
+        // index with positive mass.
+        if i < self.cumulative.len() {
+            i
+        } else {
+            let last = self.cumulative.last().copied().unwrap_or(0.0);
+            self.cumulative.partition_point(|&c| c < last)
+        }
+    }
+}
+
+/// Unnormalised cumulative softmax weights for sampling: `cum[j] = Σ_{i ≤ j} exp((s_i − max)/τ)`,
+/// skipping the sorted indices in `skip` (they get zero mass) and non-finite scores. Returns the
+/// total mass (0 when nothing can be drawn). One pass, no normalisation: draw with
+/// [`sample_cumulative`].
+pub fn cumulative_softmax(scores: &[f32], temperature: f64, skip: &[u32], cum: &mut [f64]) -> f64 {
+    let max = scores
+        .iter()
+        .copied()
+        .filter(|s| s.is_finite())
+        .fold(f32::NEG_INFINITY, f32::max);
+    if !max.is_finite() {
+        cum.iter_mut().for_each(|c| *c = 0.0);
+        return 0.0;
+    }
+    let inv_t = 1.0 / temperature;
+    let max = f64::from(max);
+    let mut skip = skip.iter().peekable();
+    let mut acc = 0.0;
+    for (j, (c, &s)) in cum.iter_mut().zip(scores).enumerate() {
+        if skip.peek().is_some_and(|&&k| k as usize == j) {
+            skip.next();
+        } else if s.is_finite() {
+            acc += ((f64::from(s) - max) * inv_t).exp();
+        }
+        *c = acc;
+    }
+    acc
+}
+
+/// One draw from cumulative weights built by [`cumulative_softmax`] (total > 0).
+pub fn sample_cumulative(cum: &[f64], total: f64, rng: &mut Rng) -> usize {
+    let x = rng::unit(rng) * total;
+    let i = cum.partition_point(|&c| c <= x);
+    // x < total, so i < len except through rounding; then take the last index with mass.
+    if i < cum.len() {
+        i
+    } else {
+        cum.partition_point(|&c| c < total)
+    }
+}
+
+/// `(σ(s), log(1 + e^−|s|))` with a single exponential: the pieces of both logistic losses,
+/// since −log σ(s) = max(−s, 0) + log(1 + e^−|s|) and −log(1 − σ(s)) = max(s, 0) + the same.
+pub fn logistic(s: f64) -> (f64, f64) {
+    let e = (-s.abs()).exp();
+    let p = if s >= 0.0 {
+        1.0 / (1.0 + e)
+    } else {
+        e / (1.0 + e)
+    };
+    (p, e.ln_1p())
+}
+
+/// The logistic function, stable for large |x|.
+pub fn sigmoid(x: f64) -> f64 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// D's reward for a generated item: 2σ(f) − 1 = tanh(f / 2), in (−1, 1).
+pub fn reward(score: f32) -> f64 {
+    (f64::from(score) * 0.5).tanh()
+}
+
+/// `log(1 + e^x)`, stable for large |x|: the logistic loss of a negative with logit `x`.
+pub fn softplus(x: f64) -> f64 {
+    if x > 0.0 {
+        x + (-x).exp().ln_1p()
+    } else {
+        x.exp().ln_1p()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_softmax_survives_extreme_logits() {
+        let logits = [1e30f32, -1e30, 0.0, 88.0, 1e30];
+        let mut out = [0.0; 5];
+        let log_z = log_softmax(&logits, 1.0, &mut out).unwrap();
+        assert!(log_z.is_finite());
+        assert!((out[0] - (0.5f64).ln()).abs() < 1e-12);
+        assert!((out[4] - (0.5f64).ln()).abs() < 1e-12);
+        assert!(out[1] < -1e29 && out[1].is_finite());
+        let total: f64 = out.iter().map(|x| x.exp()).sum();
+        assert!((total - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn log_softmax_at_low_temperature_and_nan() {
+        let logits = [3.0f32, f32::NAN, 2.0, f32::INFINITY];
+        let mut out = [0.0; 4];
+        log_softmax(&logits, 0.01, &mut out).unwrap();
+        assert_eq!(out[1], f64::NEG_INFINITY);
+        assert_eq!(out[3], f64::NEG_INFINITY);
+        // 3/0.01 − 2/0.01 = 100 nats apart.
+        assert!((out[0] - 0.0).abs() < 1e-12);
+        assert!((out[2] + 100.0).abs() < 1e-9);
+        assert!(log_softmax(&[f32::NAN; 3], 1.0, &mut [0.0; 3]).is_none());
+        let mut p = [0.0; 3];
+        softmax(&[f32::NAN; 3], 1.0, &mut p);
+        assert!(p.iter().all(|&x| (x - 1.0 / 3.0).abs() < 1e-15));
+    }
+
+    #[test]
+    fn categorical_never_draws_zero_mass() {
+        let c = Categorical::new(&[0.0, 1.0, 0.0, 3.0, 0.0]).unwrap();
+        let mut r = rng::stream(3, 0, 0);
+        for _ in 0..10_000 {
+            let i = c.sample(&mut r);
+            assert!(i == 1 || i == 3);
+        }
+        assert!(Categorical::new(&[0.0, 0.0]).is_none());
+        assert!(Categorical::new(&[f64::NAN, f64::INFINITY]).is_none());
+    }
+
+    /// Pearson chi-square goodness of fit with a fixed seed: 5 categories (4 degrees of freedom);
+    /// the 99.9% quantile of χ²(4) is 18.47.
+    #[test]
+    fn categorical_matches_its_distribution() {
+        let w = [0.1, 0.2, 0.3, 0.15, 0.25];
+        let c = Categorical::new(&w).unwrap();
+        let mut r = rng::stream(11, 1, 0);
+        let n = 200_000;
+        let mut counts = [0usize; 5];
+        for _ in 0..n {
+            counts[c.sample(&mut r)] += 1;
+        }
+        let chi2: f64 = counts
+            .iter()
+            .zip(w)
+            .map(|(&o, p)| {
+                let e = p * n as f64;
+                (o as f64 - e).powi(2) / e
+            })
+            .sum();
+        assert!(chi2 < 18.47, "chi2 = {chi2}, counts = {counts:?}");
+    }
+
+    #[test]
+    fn sampling_from_softmax_with_huge_logits_is_finite() {
+        let logits = [1000.0f32, 999.0, -1000.0];
+        let mut p = [0.0; 3];
+        softmax(&logits, 1.0, &mut p);
+        let c = Categorical::new(&p).unwrap();
+        let mut r = rng::stream(5, 0, 0);
+        let mut counts = [0usize; 3];
+        for _ in 0..100_000 {
+            counts[c.sample(&mut r)] += 1;
+        }
+        assert_eq!(counts[2], 0);
+        let ratio = counts[0] as f64 / counts[1] as f64;
+        assert!((ratio - std::f64::consts::E).abs() < 0.1, "ratio {ratio}");
+    }
+
+    #[test]
+    fn cumulative_sampling_matches_softmax_and_skips() {
+        let scores = [1.0f32, 2.0, f32::NAN, 0.5, 3.0];
+        let mut cum = [0.0; 5];
+        let total = cumulative_softmax(&scores, 0.5, &[4], &mut cum);
+        let mut p = [0.0; 5];
+        softmax(
+            &[1.0, 2.0, f32::NEG_INFINITY, 0.5, f32::NEG_INFINITY],
+            0.5,
+            &mut p,
+        );
+        let mut r = rng::stream(21, 0, 0);
+        let n = 200_000;
+        let mut counts = [0usize; 5];
+        for _ in 0..n {
+            counts[sample_cumulative(&cum, total, &mut r)] += 1;
+        }
+        assert_eq!(counts[2] + counts[4], 0);
+        // χ² over the three live categories (2 d.o.f., 99.9% quantile 13.8).
+        let chi2: f64 = [0usize, 1, 3]
+            .iter()
+            .map(|&j| (counts[j] as f64 - p[j] * n as f64).powi(2) / (p[j] * n as f64))
+            .sum();
+        assert!(chi2 < 13.8, "chi2 {chi2} counts {counts:?}");
+        assert_eq!(
+            cumulative_softmax(&[f32::NAN; 2], 1.0, &[], &mut [0.0; 2]),
+            0.0
+        );
+        // Huge logits do not overflow.
+        let total = cumulative_softmax(&[1e30, -1e30, 1e30], 1e-3, &[], &mut cum[..3]);
+        assert!((total - 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn logistic_pieces_are_exact_and_stable() {
+        for s in [-800.0, -30.0, -1.0, 0.0, 0.7, 40.0, 800.0] {
+            let (p, l) = logistic(s);
+            assert!((p - sigmoid(s)).abs() < 1e-15);
+            assert!(((-s).max(0.0) + l - softplus(-s)).abs() < 1e-12);
+            assert!((s.max(0.0) + l - softplus(s)).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn sigmoid_reward_softplus_are_stable() {
+        assert_eq!(sigmoid(-1000.0), 0.0);
+        assert_eq!(sigmoid(1000.0), 1.0);
+        assert!((reward(0.0)).abs() < 1e-15);
+        assert!((reward(2.0) - (2.0 * sigmoid(2.0) - 1.0)).abs() < 1e-12);
+        assert!((softplus(1000.0) - 1000.0).abs() < 1e-9);
+        assert!(softplus(-1000.0) >= 0.0 && softplus(-1000.0) < 1e-300);
+        assert!((entropy(&[0.5, 0.5]) - 2f64.ln()).abs() < 1e-12);
+    }
+}

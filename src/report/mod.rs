@@ -1,0 +1,3 @@
+//! Training reports: per-epoch JSONL log, `report.json`, and an SVG training curve.
+
+pub mod plot;

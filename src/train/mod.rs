@@ -1,0 +1,7 @@
+//! Training: pretraining (BPR, DNS, iALS), the adversarial game, and the full pipeline.
+
+pub mod als;
+pub mod bpr;
+pub mod irgan;
+pub mod optim;
+pub mod pipeline;
