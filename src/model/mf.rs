@@ -51,10 +51,38 @@ impl MfModel {
     pub fn scores_into(&self, user: usize, out: &mut [f32]) {
         let p = self.user_row(user);
         let q = self.item.as_slice().unwrap_or(&[]);
-        let d = self.dim();
         let b = self.bias.as_slice().unwrap_or(&[]);
-        for (i, o) in out.iter_mut().enumerate() {
-            *o = dot(p, &q[i * d..(i + 1) * d]) + b[i];
+        // Common dimensions get a kernel with the length known at compile time (fully unrolled).
+        match p.len() {
+            4 => scores_fixed::<4>(p, q, b, out),
+            5 => scores_fixed::<5>(p, q, b, out),
+            8 => scores_fixed::<8>(p, q, b, out),
+            16 => scores_fixed::<16>(p, q, b, out),
+            32 => scores_fixed::<32>(p, q, b, out),
+            64 => scores_fixed::<64>(p, q, b, out),
+            d => {
+                for ((o, qi), &bi) in out.iter_mut().zip(q.chunks_exact(d.max(1))).zip(b) {
+                    *o = dot(p, qi) + bi;
+                }
+            }
+        }
+    }
+
+    /// `out = Σ_j weights[j] · Q_j`: a weighted sum of item factor rows (len(out) = dim).
+    pub fn weighted_item_sum(&self, weights: &[f32], out: &mut [f32]) {
+        let q = self.item.as_slice().unwrap_or(&[]);
+        match out.len() {
+            5 => weighted_sum_fixed::<5>(q, weights, out),
+            8 => weighted_sum_fixed::<8>(q, weights, out),
+            16 => weighted_sum_fixed::<16>(q, weights, out),
+            32 => weighted_sum_fixed::<32>(q, weights, out),
+            64 => weighted_sum_fixed::<64>(q, weights, out),
+            d => {
+                out.fill(0.0);
+                for (qi, &w) in q.chunks_exact(d.max(1)).zip(weights) {
+                    out.iter_mut().zip(qi).for_each(|(o, &x)| *o += w * x);
+                }
+            }
         }
     }
 
@@ -119,6 +147,41 @@ impl MfModel {
     }
 }
 
+fn scores_fixed<const D: usize>(p: &[f32], q: &[f32], b: &[f32], out: &mut [f32]) {
+    let Ok(p) = <&[f32; D]>::try_from(p) else {
+        return;
+    };
+    for ((o, qi), &bi) in out.iter_mut().zip(q.chunks_exact(D)).zip(b) {
+        let mut acc = 0.0;
+        for k in 0..D {
+            acc += p[k] * qi[k];
+        }
+        *o = acc + bi;
+    }
+}
+
+fn weighted_sum_fixed<const D: usize>(q: &[f32], weights: &[f32], out: &mut [f32]) {
+    // Two accumulators halve the latency of the dependent additions.
+    let (mut a, mut b) = ([0.0f32; D], [0.0f32; D]);
+    let mut rows = q.chunks_exact(2 * D).zip(weights.chunks_exact(2));
+    for (qi, w) in &mut rows {
+        for k in 0..D {
+            a[k] += w[0] * qi[k];
+            b[k] += w[1] * qi[D + k];
+        }
+    }
+    let n = weights.len().min(q.len() / D);
+    if n % 2 == 1 {
+        let (w, qi) = (weights[n - 1], &q[(n - 1) * D..n * D]);
+        for k in 0..D {
+            a[k] += w * qi[k];
+        }
+    }
+    for k in 0..D {
+        out[k] = a[k] + b[k];
+    }
+}
+
 /// Dot product of two equal-length slices (written so LLVM vectorises it).
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -142,6 +205,21 @@ mod tests {
             assert!((m.score(1, i) - want).abs() < 1e-6);
         }
         assert!(m.is_finite());
+    }
+
+    #[test]
+    fn weighted_item_sum_matches_definition() {
+        for d in [3usize, 5, 8] {
+            let mut r = rng::stream(2, 0, d as u64);
+            let m = MfModel::random(1, 7, d, 1.0, &mut r);
+            let w: Vec<f32> = (0..7).map(|j| j as f32 * 0.5 - 1.0).collect();
+            let mut out = vec![0.0; d];
+            m.weighted_item_sum(&w, &mut out);
+            for (c, &o) in out.iter().enumerate() {
+                let want: f32 = (0..7).map(|j| w[j] * m.item[(j, c)]).sum();
+                assert!((o - want).abs() < 1e-5);
+            }
+        }
     }
 
     #[test]

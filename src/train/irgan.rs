@@ -11,6 +11,7 @@
 //! All randomness comes from streams keyed by (seed, purpose, counter, user), and parallel work
 //! is reduced in a fixed order, so a run is reproducible whatever the thread count.
 
+use ndarray::{Array2, Axis};
 use rayon::prelude::*;
 
 use crate::config::{Baseline, Config, IrganConfig, ModelConfig};
@@ -22,6 +23,7 @@ use crate::train::optim::RowOptimizer;
 
 const NEG_STREAM: u64 = 0xD0;
 const D_SHUFFLE_STREAM: u64 = 0xD1;
+const D_ORDER_STREAM: u64 = 0xD2;
 const G_STREAM: u64 = 0x60;
 const G_ORDER_STREAM: u64 = 0x61;
 
@@ -89,7 +91,7 @@ pub struct Game {
     seed: u64,
     baseline: f64,
     /// D's training triples (user, positive, generated negative).
-    triples: Vec<(u32, u32, u32)>,
+    triples: Vec<Triple>,
     refreshes: u64,
     d_epochs: u64,
     g_epochs: u64,
@@ -124,94 +126,67 @@ impl Game {
         self.g_epochs
     }
 
-    /// Redraws D's negatives: for each user, |positives| items from G's policy at
-    /// `d_temperature`, paired one-to-one with the positives.
-    ///
-    /// With `fresh_negatives = false` only the first call draws (the reference's stale cache).
-    pub fn refresh_negatives(&mut self, positives: &Interactions) {
-        if !self.cfg.fresh_negatives && self.refreshes > 0 {
-            return;
+    /// Plays `epochs` D-epochs. D's negatives are redrawn from G every `negative_refresh`
+    /// D-epochs (counting from the start of the phase, as the reference does). G is frozen
+    /// during the phase, so the next draw is computed on the other core while D trains on the
+    /// current one; the result is the same as drawing in turn.
+    pub fn d_phase(&mut self, positives: &Interactions, epochs: usize) {
+        let refresh = self.cfg.negative_refresh.max(1);
+        let mut next: Option<Vec<Triple>> = None;
+        let mut k = 0;
+        while k < epochs {
+            if k % refresh == 0 && (self.cfg.fresh_negatives || self.refreshes == 0) {
+                self.triples = match next.take() {
+                    Some(t) => t,
+                    None => draw_negatives(
+                        &self.generator,
+                        positives,
+                        &self.cfg,
+                        self.seed,
+                        self.refreshes,
+                    ),
+                };
+                self.refreshes += 1;
+            }
+            let block = (refresh - k % refresh).min(epochs - k);
+            let draw_next = self.cfg.fresh_negatives && k + block < epochs;
+            let (generator, cfg, seed, counter) =
+                (&self.generator, &self.cfg, self.seed, self.refreshes);
+            let mut trainer = DTrainer {
+                model: &mut self.discriminator,
+                opt: &mut self.d_opt,
+                triples: &self.triples,
+                batch: cfg.d_batch,
+                seed,
+            };
+            let first = self.d_epochs;
+            let ((), drawn) = rayon::join(
+                || (0..block as u64).for_each(|e| trainer.epoch(first + e)),
+                || draw_next.then(|| draw_negatives(generator, positives, cfg, seed, counter)),
+            );
+            next = drawn;
+            self.d_epochs += block as u64;
+            k += block;
         }
-        let (g, seed, refresh) = (&self.generator, self.seed, self.refreshes);
-        let (temperature, exclude) = (self.cfg.d_temperature, self.cfg.exclude_positives);
-        let users = positives.active_users();
-        let per_user: Vec<Vec<(u32, u32, u32)>> = users
-            .par_iter()
-            .map_init(
-                || (vec![0.0f32; g.n_items()], vec![0.0f64; g.n_items()]),
-                |(scores, cum), &u| {
-                    let pos = positives.items(u);
-                    g.scores_into(u, scores);
-                    let skip = if exclude { pos } else { &[] };
-                    let total = policy::cumulative_softmax(scores, temperature, skip, cum);
-                    if !(total > 0.0 && total.is_finite()) {
-                        return Vec::new();
-                    }
-                    let mut r = rng::stream(seed, NEG_STREAM.wrapping_add(refresh << 8), u as u64);
-                    pos.iter()
-                        .map(|&i| {
-                            (
-                                u as u32,
-                                i,
-                                policy::sample_cumulative(cum, total, &mut r) as u32,
-                            )
-                        })
-                        .collect()
-                },
-            )
-            .collect();
-        self.triples = per_user.into_iter().flatten().collect();
-        self.refreshes += 1;
     }
 
-    /// One pass of D over its triples in shuffled batches of `d_batch` (positive, negative) pairs.
-    pub fn d_epoch(&mut self) -> DStats {
-        let mut r = rng::stream(self.seed, D_SHUFFLE_STREAM, self.d_epochs);
-        rng::shuffle(&mut r, &mut self.triples);
-        self.d_epochs += 1;
-        let d = self.discriminator.dim();
-        let (mut loss, mut real_ok, mut fake_ok) = (0.0, 0usize, 0usize);
-        let mut users = SparseGrad::new(d);
-        let mut items = SparseGrad::new(d);
-        let mut biases = SparseGrad::new(1);
-        let triples = std::mem::take(&mut self.triples);
-        for batch in triples.chunks(self.cfg.d_batch) {
-            users.clear();
-            items.clear();
-            biases.clear();
-            let model = &self.discriminator;
-            let l2 = self.d_opt.l2;
-            for &(u, pos, neg) in batch {
-                for (i, label) in [(pos, 1.0), (neg, 0.0)] {
-                    let (u, i) = (u as usize, i as usize);
-                    let s = f64::from(model.score(u, i));
-                    let (p, tail) = policy::logistic(s);
-                    if label > 0.5 {
-                        loss += (-s).max(0.0) + tail;
-                        real_ok += usize::from(p > 0.5);
-                    } else {
-                        loss += s.max(0.0) + tail;
-                        fake_ok += usize::from(p < 0.5);
-                    }
-                    let g = (p - label) as f32;
-                    users.add(u, g, model.item_row(i), l2, model.user_row(u));
-                    items.add(i, g, model.user_row(u), l2, model.item_row(i));
-                    biases.add(i, g, &[1.0], 0.0, &[0.0]);
-                }
-            }
-            self.d_opt.next_step();
-            let m = &mut self.discriminator;
-            users.apply(&mut m.user, &mut self.d_opt.user);
-            items.apply(&mut m.item, &mut self.d_opt.item);
-            let bias = m.bias.as_slice_mut().unwrap_or(&mut []);
-            for (k, &i) in biases.keys.iter().enumerate() {
-                self.d_opt
-                    .bias
-                    .apply(i, &mut bias[i..=i], &biases.values[k..=k]);
-            }
+    /// D's loss and accuracy on its current triples (no update): observed positives against
+    /// G's latest samples.
+    pub fn d_stats(&self) -> DStats {
+        let m = &self.discriminator;
+        let (mut loss, mut real_ok, mut fake_ok) = (0.0f64, 0usize, 0usize);
+        for &(u, pos, neg) in &self.triples {
+            let (u, pos, neg) = (u as usize, pos as usize, neg as usize);
+            let s = f64::from(m.score(u, pos));
+            let (p, tail) = policy::logistic(s);
+            loss += (-s).max(0.0) + tail;
+            real_ok += usize::from(p > 0.5);
+            let s = f64::from(m.score(u, neg));
+            let (p, tail) = policy::logistic(s);
+            loss += s.max(0.0) + tail;
+            fake_ok += usize::from(p < 0.5);
         }
-        let n = triples.len().max(1) as f64;
-        self.triples = triples;
+        let n = self.triples.len().max(1) as f64;
         DStats {
             loss: loss / (2.0 * n),
             accuracy_real: real_ok as f64 / n,
@@ -267,35 +242,23 @@ impl Game {
         let inv_tau = 1.0 / tau;
         scratch.resize(n);
         g.scores_into(u, &mut scratch.scores);
-        let max = scratch
-            .scores
-            .iter()
-            .copied()
-            .filter(|s| s.is_finite())
-            .fold(f32::NEG_INFINITY, f32::max);
+        let max = policy::finite_max(&scratch.scores);
         if !max.is_finite() {
             return UserStep::idle(u, g.user_row(u), n);
         }
-        let max = f64::from(max);
-        let (mut total, mut ez) = (0.0f64, 0.0f64);
-        let mut eq = vec![0.0f64; d];
-        let items = g.item.as_slice().unwrap_or(&[]);
-        for j in 0..n {
-            let s = scratch.scores[j];
-            let (e, z) = if s.is_finite() {
-                let z = (f64::from(s) - max) * inv_tau;
-                (z.exp(), z)
-            } else {
-                (0.0, 0.0)
-            };
-            scratch.weights[j] = e;
-            total += e;
-            scratch.cumulative[j] = total;
-            ez += e * z;
-            for (acc, &q) in eq.iter_mut().zip(&items[j * d..(j + 1) * d]) {
-                *acc += e * f64::from(q);
-            }
+        // Exponentials in a branch-free loop (vectorised); see policy::exp_nonpositive_f32.
+        let inv_tau32 = inv_tau as f32;
+        for (w, &s) in scratch.weights.iter_mut().zip(&scratch.scores) {
+            let e = policy::exp_nonpositive_f32((s - max) * inv_tau32);
+            *w = if s.is_finite() { f64::from(e) } else { 0.0 };
         }
+        // A tight prefix-sum loop keeps the running total in a register.
+        let mut total = 0.0f64;
+        for (c, &e) in scratch.cumulative.iter_mut().zip(&scratch.weights) {
+            total += e;
+            *c = total;
+        }
+        let ez = weighted_logit_sum(&scratch.weights, &scratch.scores, f64::from(max), inv_tau);
         let inv_total = 1.0 / total;
         // H = log Z − E_p[z] with z = (s − max)/τ.
         let entropy = total.ln() - ez * inv_total;
@@ -337,14 +300,11 @@ impl Game {
             .iter()
             .map(|&e| (scale * e) as f32)
             .collect();
-        let mut grad_user: Vec<f32> = eq.iter().map(|&x| (scale * x) as f32).collect();
         for &(j, w) in &sampled {
-            let c = (w * inv_tau) as f32;
-            grad_scores[j as usize] -= c;
-            for (gu, &q) in grad_user.iter_mut().zip(g.item_row(j as usize)) {
-                *gu -= c * q;
-            }
+            grad_scores[j as usize] -= (w * inv_tau) as f32;
         }
+        let mut grad_user = vec![0.0f32; d];
+        g.weighted_item_sum(&grad_scores, &mut grad_user);
         let l2 = self.g_opt.l2;
         for (gu, pu) in grad_user.iter_mut().zip(g.user_row(u)) {
             *gu += l2 * pu;
@@ -361,56 +321,246 @@ impl Game {
         }
     }
 
-    /// Applies a chunk of user steps: user rows, then item rows and biases in parallel blocks.
+    /// Applies a chunk of user steps: user rows, then every item row and bias.
+    ///
+    /// The item gradient of the chunk is one small matrix product, ∂L/∂Q = Gᵀ·P with G the
+    /// chunk's (users × items) score gradients and P their user rows before the update.
     fn apply_g(&mut self, steps: &[UserStep]) {
         self.g_opt.next_step();
         let g = &mut self.generator;
-        let d = g.dim();
+        let (n, d) = (g.n_items(), g.dim());
         for s in steps {
             let row = &mut g.user.as_slice_mut().unwrap_or(&mut [])[s.user * d..(s.user + 1) * d];
             self.g_opt.user.apply(s.user, row, &s.grad_user);
         }
-        // L2 touches only the rows a user sampled, counted per draw.
-        let mut l2_count = vec![0u32; g.n_items()];
-        for s in steps {
-            s.sampled.iter().for_each(|&j| l2_count[j as usize] += 1);
-        }
+        let grad_s = Array2::from_shape_fn((steps.len(), n), |(r, j)| steps[r].grad_scores[j]);
+        let old_users = Array2::from_shape_fn((steps.len(), d), |(r, c)| steps[r].old_user[c]);
+        let mut grad_q = grad_s.t().dot(&old_users);
+        let grad_b = grad_s.sum_axis(Axis(0));
+        // L2 touches only the rows a user sampled, once per draw.
         let l2 = self.g_opt.l2;
-        let n = g.n_items();
-        let block = n.div_ceil(rayon::current_num_threads() * 4).max(64);
-        let item_blocks = self.g_opt.item.blocks(n, block);
-        let bias_blocks = self.g_opt.bias.blocks(n, block);
+        if l2 > 0.0 {
+            for s in steps {
+                for &j in &s.sampled {
+                    let j = j as usize;
+                    for c in 0..d {
+                        grad_q[(j, c)] += l2 * g.item[(j, c)];
+                    }
+                }
+            }
+        }
         let items = g.item.as_slice_mut().unwrap_or(&mut []);
         let bias = g.bias.as_slice_mut().unwrap_or(&mut []);
-        items
-            .par_chunks_mut(block * d)
-            .zip(bias.par_chunks_mut(block))
-            .zip(item_blocks.into_par_iter().zip(bias_blocks.into_par_iter()))
-            .enumerate()
-            .for_each(|(b, ((q_block, b_block), (mut q_opt, mut b_opt)))| {
-                let mut grad = vec![0.0f32; d];
-                for local in 0..b_block.len() {
-                    let j = b * block + local;
-                    let q = &mut q_block[local * d..(local + 1) * d];
-                    grad.fill(0.0);
-                    let mut grad_b = 0.0f32;
-                    for s in steps {
-                        let gs = s.grad_scores[j];
-                        grad_b += gs;
-                        for (gq, pu) in grad.iter_mut().zip(&s.old_user) {
-                            *gq += gs * pu;
-                        }
-                    }
-                    if l2 > 0.0 && l2_count[j] > 0 {
-                        let c = l2 * l2_count[j] as f32;
-                        grad.iter_mut()
-                            .zip(q.iter())
-                            .for_each(|(gq, qv)| *gq += c * qv);
-                    }
-                    q_opt.apply(local, q, &grad);
-                    b_opt.apply(local, &mut b_block[local..=local], &[grad_b]);
+        let grad_q = grad_q.as_standard_layout();
+        let gq = grad_q.as_slice().unwrap_or(&[]);
+        for j in 0..n {
+            let r = j * d..(j + 1) * d;
+            self.g_opt.item.apply(j, &mut items[r.clone()], &gq[r]);
+            self.g_opt.bias.apply(j, &mut bias[j..=j], &[grad_b[j]]);
+        }
+    }
+}
+
+/// Σ_j e_j·z_j with z_j = (s_j − max)/τ (0 for non-finite scores), with four independent
+/// accumulators so the additions pipeline.
+fn weighted_logit_sum(weights: &[f64], scores: &[f32], max: f64, inv_tau: f64) -> f64 {
+    let term = |e: f64, s: f32| {
+        if s.is_finite() {
+            e * (f64::from(s) - max) * inv_tau
+        } else {
+            0.0
+        }
+    };
+    let mut acc = [0.0f64; 4];
+    let (w4, s4) = (weights.chunks_exact(4), scores.chunks_exact(4));
+    let (w_rest, s_rest) = (w4.remainder(), s4.remainder());
+    for (w, s) in w4.zip(s4) {
+        for k in 0..4 {
+            acc[k] += term(w[k], s[k]);
+        }
+    }
+    let rest: f64 = w_rest.iter().zip(s_rest).map(|(&e, &s)| term(e, s)).sum();
+    acc.iter().sum::<f64>() + rest
+}
+
+/// One training example of D: (user, observed positive, item sampled from G).
+type Triple = (u32, u32, u32);
+
+/// D's triples for draw number `counter`: for each user, |positives| items from G's policy at
+/// `d_temperature` (known positives excluded if configured), paired one-to-one with the
+/// positives, then shuffled. Parallel over users; each user has its own random stream.
+fn draw_negatives(
+    g: &MfModel,
+    positives: &Interactions,
+    cfg: &IrganConfig,
+    seed: u64,
+    counter: u64,
+) -> Vec<Triple> {
+    let (temperature, exclude) = (cfg.d_temperature, cfg.exclude_positives);
+    let per_user: Vec<Vec<Triple>> = positives
+        .active_users()
+        .par_iter()
+        .map_init(
+            || (vec![0.0f32; g.n_items()], vec![0.0f64; g.n_items()]),
+            |(scores, cum), &u| {
+                let pos = positives.items(u);
+                g.scores_into(u, scores);
+                let skip = if exclude { pos } else { &[] };
+                let total = policy::cumulative_softmax(scores, temperature, skip, cum);
+                if !(total > 0.0 && total.is_finite()) {
+                    return Vec::new();
                 }
-            });
+                let mut r = rng::stream(seed, NEG_STREAM.wrapping_add(counter << 8), u as u64);
+                pos.iter()
+                    .map(|&i| {
+                        (
+                            u as u32,
+                            i,
+                            policy::sample_cumulative(cum, total, &mut r) as u32,
+                        )
+                    })
+                    .collect()
+            },
+        )
+        .collect();
+    let mut triples: Vec<Triple> = per_user.into_iter().flatten().collect();
+    rng::shuffle(
+        &mut rng::stream(seed, D_SHUFFLE_STREAM, counter),
+        &mut triples,
+    );
+    triples
+}
+
+/// D's side of a D-epoch, borrowing only what D needs (so G can be read concurrently).
+struct DTrainer<'a> {
+    model: &'a mut MfModel,
+    opt: &'a mut MfOptimizer,
+    triples: &'a [Triple],
+    batch: usize,
+    seed: u64,
+}
+
+impl DTrainer<'_> {
+    /// One pass over the triples in batches of `batch` (positive, negative) pairs, visiting the
+    /// batches in a fresh random order (the triples themselves were shuffled when drawn).
+    ///
+    /// Every batch takes one step on the summed gradient of its rows, all computed at the
+    /// parameters before the step (mini-batch semantics, as the reference's TensorFlow code).
+    fn epoch(&mut self, epoch: u64) {
+        let mut order: Vec<u32> = (0..self.triples.len().div_ceil(self.batch) as u32).collect();
+        rng::shuffle(
+            &mut rng::stream(self.seed, D_ORDER_STREAM, epoch),
+            &mut order,
+        );
+        let (triples, size) = (self.triples, self.batch);
+        let batches = order.iter().map(|&b| {
+            let start = b as usize * size;
+            &triples[start..(start + size).min(triples.len())]
+        });
+        let lrs = (
+            self.opt.user.sgd_rate(),
+            self.opt.item.sgd_rate(),
+            self.opt.bias.sgd_rate(),
+        );
+        if let (Some(lr), Some(lr_i), Some(lr_b)) = lrs
+            && lr == lr_i
+            && lr == lr_b
+        {
+            let mut buf = BatchRows::default();
+            for batch in batches {
+                sgd_batch(self.model, batch, lr, self.opt.l2, &mut buf);
+            }
+        } else {
+            let (nu, ni, d) = (self.model.n_users(), self.model.n_items(), self.model.dim());
+            let mut grads = (
+                SparseGrad::new(nu, d),
+                SparseGrad::new(ni, d),
+                SparseGrad::new(ni, 1),
+            );
+            for batch in batches {
+                self.general_batch(batch, &mut grads);
+            }
+        }
+    }
+
+    /// A batch step for any optimiser: gradients summed per parameter row, then applied.
+    fn general_batch(
+        &mut self,
+        batch: &[Triple],
+        grads: &mut (SparseGrad, SparseGrad, SparseGrad),
+    ) {
+        let (users, items, biases) = grads;
+        let l2 = self.opt.l2;
+        let model = &*self.model;
+        for &(u, pos, neg) in batch {
+            for (i, label) in [(pos, 1.0f32), (neg, 0.0)] {
+                let (u, i) = (u as usize, i as usize);
+                // dLoss/ds = σ(s) − label, in f32 like the parameters.
+                let g = sigmoid_f32(model.score(u, i)) - label;
+                users.add(u, g, model.item_row(i), l2, model.user_row(u));
+                items.add(i, g, model.user_row(u), l2, model.item_row(i));
+                biases.add(i, g, &[1.0], 0.0, &[0.0]);
+            }
+        }
+        self.opt.next_step();
+        let m = &mut *self.model;
+        users.apply_and_clear(m.user.as_slice_mut().unwrap_or(&mut []), &mut self.opt.user);
+        items.apply_and_clear(m.item.as_slice_mut().unwrap_or(&mut []), &mut self.opt.item);
+        biases.apply_and_clear(m.bias.as_slice_mut().unwrap_or(&mut []), &mut self.opt.bias);
+    }
+}
+
+/// The rows of one D batch and the parameters they read before the step.
+#[derive(Default)]
+struct BatchRows {
+    /// (user, item, dLoss/ds) per row.
+    rows: Vec<(usize, usize, f32)>,
+    /// Per row: the user's factors then the item's factors, as read before the step.
+    old: Vec<f32>,
+}
+
+/// The SGD batch step without gradient tables: since SGD is linear in the gradient, applying
+/// each row's contribution (computed from the pre-step parameters saved in `buf`) one after
+/// another gives exactly the step on the summed gradient.
+fn sgd_batch(model: &mut MfModel, batch: &[Triple], lr: f32, l2: f32, buf: &mut BatchRows) {
+    let d = model.dim();
+    buf.rows.clear();
+    buf.old.clear();
+    for &(u, pos, neg) in batch {
+        for (i, label) in [(pos, 1.0f32), (neg, 0.0)] {
+            let (u, i) = (u as usize, i as usize);
+            buf.rows
+                .push((u, i, sigmoid_f32(model.score(u, i)) - label));
+            buf.old.extend_from_slice(model.user_row(u));
+            buf.old.extend_from_slice(model.item_row(i));
+        }
+    }
+    let users = model.user.as_slice_mut().unwrap_or(&mut []);
+    for (&(u, _, g), old) in buf.rows.iter().zip(buf.old.chunks_exact(2 * d)) {
+        let (old_u, old_i) = old.split_at(d);
+        for ((p, &pu), &qi) in users[u * d..(u + 1) * d].iter_mut().zip(old_u).zip(old_i) {
+            *p -= lr * (g * qi + l2 * pu);
+        }
+    }
+    let items = model.item.as_slice_mut().unwrap_or(&mut []);
+    for (&(_, i, g), old) in buf.rows.iter().zip(buf.old.chunks_exact(2 * d)) {
+        let (old_u, old_i) = old.split_at(d);
+        for ((q, &pu), &qi) in items[i * d..(i + 1) * d].iter_mut().zip(old_u).zip(old_i) {
+            *q -= lr * (g * pu + l2 * qi);
+        }
+    }
+    for &(_, i, g) in &buf.rows {
+        model.bias[i] -= lr * g;
+    }
+}
+
+/// σ(s) in f32 without overflow.
+fn sigmoid_f32(s: f32) -> f32 {
+    let e = (-s.abs()).exp();
+    if s >= 0.0 {
+        1.0 / (1.0 + e)
+    } else {
+        e / (1.0 + e)
     }
 }
 
@@ -459,54 +609,57 @@ impl UserStep {
     }
 }
 
-/// Gradient rows keyed by parameter row, for a batch that touches few rows.
+/// Gradient rows of a batch that touches few parameter rows: a slot per touched row, found in
+/// O(1) through a row → slot table that is reset only where it was used.
 struct SparseGrad {
     width: usize,
+    slot_of: Vec<u32>,
     keys: Vec<usize>,
     values: Vec<f32>,
 }
 
 impl SparseGrad {
-    fn new(width: usize) -> Self {
+    const EMPTY: u32 = u32::MAX;
+
+    fn new(rows: usize, width: usize) -> Self {
         Self {
             width,
+            slot_of: vec![Self::EMPTY; rows],
             keys: Vec::new(),
             values: Vec::new(),
         }
     }
 
-    fn clear(&mut self) {
-        self.keys.clear();
-        self.values.clear();
-    }
-
     /// Adds `scale · v + l2 · param` to row `key`.
     fn add(&mut self, key: usize, scale: f32, v: &[f32], l2: f32, param: &[f32]) {
         let w = self.width;
-        let slot = match self.keys.iter().position(|&k| k == key) {
-            Some(s) => s,
-            None => {
-                self.keys.push(key);
-                self.values.resize(self.values.len() + w, 0.0);
-                self.keys.len() - 1
-            }
-        };
+        let mut slot = self.slot_of[key];
+        if slot == Self::EMPTY {
+            slot = self.keys.len() as u32;
+            self.slot_of[key] = slot;
+            self.keys.push(key);
+            self.values.resize(self.values.len() + w, 0.0);
+        }
+        let slot = slot as usize;
         let row = &mut self.values[slot * w..(slot + 1) * w];
         for ((r, &x), &p) in row.iter_mut().zip(v).zip(param) {
             *r += scale * x + l2 * p;
         }
     }
 
-    fn apply(&self, param: &mut ndarray::Array2<f32>, opt: &mut RowOptimizer) {
+    /// Applies every accumulated row to `param` (row-major, `width` columns) and empties itself.
+    fn apply_and_clear(&mut self, param: &mut [f32], opt: &mut RowOptimizer) {
         let w = self.width;
-        let flat = param.as_slice_mut().unwrap_or(&mut []);
         for (slot, &key) in self.keys.iter().enumerate() {
             opt.apply(
                 key,
-                &mut flat[key * w..(key + 1) * w],
+                &mut param[key * w..(key + 1) * w],
                 &self.values[slot * w..(slot + 1) * w],
             );
+            self.slot_of[key] = Self::EMPTY;
         }
+        self.keys.clear();
+        self.values.clear();
     }
 }
 
@@ -619,8 +772,7 @@ mod tests {
         cfg.discriminator.lr = 1e-3;
         cfg.irgan.d_batch = 1_000_000; // one batch holds every triple
         let mut game = Game::new(g, d, &cfg);
-        game.refresh_negatives(&pos);
-        let triples = game.triples.clone();
+        let triples = draw_negatives(&game.generator, &pos, &game.cfg, game.seed, 0);
         let before = game.discriminator.clone();
         let loss_at = |m: &MfModel| -> f64 {
             triples
@@ -631,7 +783,8 @@ mod tests {
                 })
                 .sum()
         };
-        game.d_epoch();
+        game.d_phase(&pos, 1);
+        assert_eq!(game.triples, triples);
         let after = &game.discriminator;
         let h = 1e-3f32;
         for (u, c) in [(0usize, 0usize), (5, 2), (11, 1)] {
@@ -662,9 +815,10 @@ mod tests {
 
     #[test]
     fn negatives_exclude_positives_and_refresh() {
-        let (pos, g, d, cfg) = toy();
+        let (pos, g, d, mut cfg) = toy();
+        cfg.irgan.negative_refresh = 2;
         let mut game = Game::new(g, d, &cfg);
-        game.refresh_negatives(&pos);
+        game.d_phase(&pos, 1);
         assert_eq!(game.triples.len(), pos.nnz());
         assert!(
             game.triples
@@ -672,23 +826,20 @@ mod tests {
                 .all(|&(u, _, j)| !pos.contains(u as usize, j))
         );
         let first = game.triples.clone();
-        game.refresh_negatives(&pos);
+        game.d_phase(&pos, 4); // draws at D-epochs 0 and 2 of the phase
         assert_ne!(first, game.triples, "fresh negatives must be redrawn");
-        let mut stale = Game::new(
-            game.generator.clone(),
-            game.discriminator.clone(),
-            &Config {
-                irgan: IrganConfig {
-                    fresh_negatives: false,
-                    ..cfg.irgan.clone()
-                },
-                ..cfg.clone()
-            },
+        assert_eq!(game.refreshes, 3);
+        assert_eq!(
+            game.triples,
+            draw_negatives(&game.generator, &pos, &game.cfg, game.seed, 2)
         );
-        stale.refresh_negatives(&pos);
+        cfg.irgan.fresh_negatives = false;
+        let mut stale = Game::new(game.generator.clone(), game.discriminator.clone(), &cfg);
+        stale.d_phase(&pos, 1);
         let once = stale.triples.clone();
-        stale.refresh_negatives(&pos);
+        stale.d_phase(&pos, 5);
         assert_eq!(once, stale.triples);
+        assert_eq!(stale.refreshes, 1);
     }
 
     #[test]
@@ -702,8 +853,7 @@ mod tests {
             pool.install(|| {
                 let mut game = Game::new(g.clone(), d.clone(), &cfg);
                 for _ in 0..3 {
-                    game.refresh_negatives(&pos);
-                    game.d_epoch();
+                    game.d_phase(&pos, 3);
                     game.g_epoch(&pos);
                 }
                 (game.generator, game.discriminator)
@@ -726,11 +876,9 @@ mod tests {
         let mut g_first = None;
         let mut g_last = GStats::default();
         for _ in 0..30 {
-            game.refresh_negatives(&pos);
-            for _ in 0..5 {
-                last = game.d_epoch();
-                first.get_or_insert(last);
-            }
+            game.d_phase(&pos, 5);
+            last = game.d_stats();
+            first.get_or_insert(last);
             g_last = game.g_epoch(&pos);
             g_first.get_or_insert(g_last);
         }

@@ -38,6 +38,11 @@ impl RowOptimizer {
         }
     }
 
+    /// The plain-SGD learning rate, when this is SGD (callers may then use a fused update).
+    pub fn sgd_rate(&self) -> Option<f32> {
+        (self.kind == OptimizerKind::Sgd).then_some(self.lr)
+    }
+
     /// Advances the step counter (once per batch; Adam's bias correction uses it).
     pub fn next_step(&mut self) {
         self.t = self.t.saturating_add(1);
@@ -51,57 +56,6 @@ impl RowOptimizer {
                 let r = row * self.width..(row + 1) * self.width;
                 let (m, v) = (&mut self.m[r.clone()], &mut self.v[r]);
                 adam(param, grad, m, v, self.lr, self.t.max(1));
-            }
-        }
-    }
-
-    /// Splits the whole state into consecutive blocks of `rows_per_block` rows.
-    pub fn blocks(&mut self, rows: usize, rows_per_block: usize) -> Vec<RowBlock<'_>> {
-        let width = self.width;
-        let (lr, t) = (self.lr, self.t.max(1));
-        let step = rows_per_block * width;
-        let n_blocks = rows.div_ceil(rows_per_block.max(1));
-        match self.kind {
-            OptimizerKind::Sgd => (0..n_blocks)
-                .map(|_| RowBlock {
-                    lr,
-                    width,
-                    t,
-                    state: None,
-                })
-                .collect(),
-            OptimizerKind::Adam => self
-                .m
-                .chunks_mut(step)
-                .zip(self.v.chunks_mut(step))
-                .map(|(m, v)| RowBlock {
-                    lr,
-                    width,
-                    t,
-                    state: Some((m, v)),
-                })
-                .collect(),
-        }
-    }
-}
-
-/// Optimiser state for a contiguous block of rows (see [`RowOptimizer::blocks`]).
-#[derive(Debug)]
-pub struct RowBlock<'a> {
-    lr: f32,
-    width: usize,
-    t: i32,
-    state: Option<(&'a mut [f32], &'a mut [f32])>,
-}
-
-impl RowBlock<'_> {
-    /// Applies `grad` to `param`, row `local_row` of this block.
-    pub fn apply(&mut self, local_row: usize, param: &mut [f32], grad: &[f32]) {
-        match &mut self.state {
-            None => sgd(param, grad, self.lr),
-            Some((m, v)) => {
-                let r = local_row * self.width..(local_row + 1) * self.width;
-                adam(param, grad, &mut m[r.clone()], &mut v[r], self.lr, self.t);
             }
         }
     }
@@ -142,19 +96,5 @@ mod tests {
             }
             assert!((p[0] - 3.0).abs() < 1e-2, "{kind:?}: {}", p[0]);
         }
-    }
-
-    #[test]
-    fn blocks_update_like_rows() {
-        let mut a = RowOptimizer::new(OptimizerKind::Adam, 0.1, 4, 2);
-        let mut b = a.clone();
-        a.next_step();
-        b.next_step();
-        let mut pa = [1.0f32, 2.0];
-        let mut pb = pa;
-        a.apply(3, &mut pa, &[0.5, -0.5]);
-        let mut blocks = b.blocks(4, 2);
-        blocks[1].apply(1, &mut pb, &[0.5, -0.5]);
-        assert_eq!(pa, pb);
     }
 }

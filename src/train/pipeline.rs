@@ -323,15 +323,10 @@ pub fn run(cfg: &Config, out: &Path, progress: bool) -> Result<RunResult, TrainE
     let total = (ir.epochs * (ir.d_epochs + ir.g_epochs)) as u64;
     let bar = bar_for(progress, total);
     let mut game = Game::new(g0.clone(), d0.clone(), cfg);
-    let mut d_stats = DStats::default();
     for epoch in 1..=ir.epochs {
-        for k in 0..ir.d_epochs {
-            if k % ir.negative_refresh == 0 {
-                game.refresh_negatives(&data.fit);
-            }
-            d_stats = game.d_epoch();
-            bar.inc(1);
-        }
+        game.d_phase(&data.fit, ir.d_epochs);
+        bar.inc(ir.d_epochs as u64);
+        let d_stats = game.d_stats();
         for k in 0..ir.g_epochs {
             let g_stats = game.g_epoch(&data.fit);
             bar.inc(1);

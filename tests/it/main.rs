@@ -1,0 +1,10 @@
+//! Integration tests: run the real `irgan` binary on small files in temporary directories.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod acceptance;
+mod bad_input;
+mod common;
+mod config;
+mod pipeline;
+mod reproducibility;
+mod snapshot;

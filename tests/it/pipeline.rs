@@ -1,0 +1,151 @@
+//! The whole workflow: `synth` → `train` → `eval`, and what each step writes.
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use crate::common::{Data, Factors, Run, assert_all_finite, eval, read_json, s, train};
+
+/// The outputs of a tiny training run on synthetic files.
+fn trained() -> (Data, PathBuf) {
+    let data = Data::synth();
+    let out = data.train("run", &[]);
+    (data, out)
+}
+
+#[test]
+fn train_writes_snapshot_report_log_and_curve() {
+    let (_data, out) = trained();
+
+    let manifest = read_json(&out.join("snapshot/manifest.json"));
+    assert_eq!(manifest["format"], "irgan-snapshot", "{manifest}");
+    assert!(out.join("snapshot/tensors.safetensors").is_file());
+
+    let report = read_json(&out.join("report.json"));
+    for key in ["validation", "test", "selection", "timings_s"] {
+        assert!(report.get(key).is_some(), "report.json lacks {key:?}");
+    }
+    assert_all_finite(&report["validation"], "validation");
+    assert_all_finite(&report["test"], "test");
+    assert_all_finite(&report["timings_s"], "timings_s");
+    for split in ["validation", "test"] {
+        for stage in ["init", "selected"] {
+            for model in ["generator", "discriminator"] {
+                let m = &report[split][stage][model];
+                for metric in ["P@5", "NDCG@5", "MAP", "MRR"] {
+                    assert!(
+                        m[metric].is_number(),
+                        "{split}.{stage}.{model} lacks {metric}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(report["selection"]["model"].is_string(), "{report}");
+
+    let log = std::fs::read_to_string(out.join("log.jsonl")).expect("log.jsonl");
+    let lines: Vec<&str> = log.lines().collect();
+    // The initial models, then every G-epoch of every outer epoch (eval.every_g_epochs = 1).
+    assert_eq!(lines.len(), 1 + 2 * 2, "{log}");
+    for (n, line) in lines.iter().enumerate() {
+        let v: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("log.jsonl line {} is not JSON ({e}): {line}", n + 1));
+        assert!(v.get("validation").is_some(), "line {}: {line}", n + 1);
+        assert_all_finite(&v["validation"], &format!("log line {}", n + 1));
+    }
+
+    let svg = std::fs::read_to_string(out.join("curve.svg")).expect("curve.svg");
+    assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(80)]);
+    assert!(svg.trim_end().ends_with("</svg>"));
+}
+
+/// Checks one `eval --json` output: one JSON object with finite metrics and a positive user count.
+fn check_metrics(run: &Run) -> Value {
+    assert_eq!(run.stdout.trim().lines().count(), 1, "{run:?}");
+    let m = run.json();
+    assert!(m.is_object(), "{run:?}");
+    for key in ["P@5", "NDCG@5", "MAP", "MRR", "users"] {
+        assert!(m.get(key).is_some(), "no {key:?}: {run:?}");
+    }
+    assert_all_finite(&m, "eval");
+    assert!(m["users"].as_f64().unwrap_or(0.0) >= 1.0, "{run:?}");
+    m
+}
+
+#[test]
+fn eval_snapshot_json_under_both_protocols() {
+    let (data, out) = trained();
+    let snap = s(&out.join("snapshot"));
+    let model = ["--snapshot", snap.as_str()];
+    let irgan = check_metrics(&eval(model, &data.train, &data.test, &["--json"]).ok());
+    let explicit = eval(
+        model,
+        &data.train,
+        &data.test,
+        &["--json", "--protocol", "irgan"],
+    )
+    .ok();
+    assert_eq!(
+        check_metrics(&explicit),
+        irgan,
+        "irgan is the default protocol"
+    );
+    let standard = eval(
+        model,
+        &data.train,
+        &data.test,
+        &["--json", "--protocol", "standard"],
+    )
+    .ok();
+    check_metrics(&standard);
+    let d = eval(
+        model,
+        &data.train,
+        &data.test,
+        &["--json", "--model", "discriminator"],
+    )
+    .ok();
+    check_metrics(&d);
+}
+
+#[test]
+fn eval_table_output() {
+    let (data, out) = trained();
+    let snap = s(&out.join("snapshot"));
+    let run = eval(["--snapshot", &snap], &data.train, &data.test, &[]).ok();
+    for metric in ["P@5", "NDCG@5", "MAP", "MRR"] {
+        assert!(
+            run.stdout.lines().any(|l| l.starts_with(metric)),
+            "no {metric} row: {run:?}"
+        );
+    }
+}
+
+#[test]
+fn invalid_protocol_lists_the_choices() {
+    let fx = Factors::valid();
+    eval(
+        ["--factors", &s(&fx.factors)],
+        &fx.train,
+        &fx.test,
+        &["--json", "--protocol", "foo"],
+    )
+    .fails()
+    .stderr_has(&["foo", "irgan", "standard"]);
+}
+
+#[test]
+fn train_on_in_memory_synthetic_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("run");
+    train(
+        &out,
+        &["data.synthetic.users=60", "data.synthetic.items=40"],
+    )
+    .ok();
+    let report = read_json(&out.join("report.json"));
+    assert_eq!(report["data"]["users"], 60, "{report}");
+    assert_all_finite(&report["validation"], "validation");
+    assert_all_finite(&report["test"], "test");
+    assert!(out.join("snapshot/manifest.json").is_file());
+}
