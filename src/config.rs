@@ -109,6 +109,9 @@ pub struct EvalConfig {
     pub select_model: Role,
     /// Validate every this many G-epochs (and after every outer epoch).
     pub every_g_epochs: usize,
+    /// After selection, retrain the selected settings and schedule on all training data
+    /// (validation included) before the test report and the snapshot.
+    pub refit: bool,
 }
 
 /// G or D.
@@ -310,6 +313,7 @@ impl Default for EvalConfig {
             select_metric: "P@5".into(),
             select_model: Role::Generator,
             every_g_epochs: 50,
+            refit: false,
         }
     }
 }

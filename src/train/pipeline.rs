@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -264,7 +265,56 @@ pub struct RunResult {
     pub snapshot: Snapshot,
 }
 
+/// Where a game stands after a G-epoch: what [`play`]'s callback sees.
+struct Progress<'a> {
+    game: &'a Game,
+    epoch: usize,
+    /// G-epochs played in this outer epoch.
+    g_in_epoch: usize,
+    d: DStats,
+    g: GStats,
+}
+
+/// Plays the configured schedule on `fit`, calling `after_g_epoch` after every G-epoch; the
+/// callback returns `Break` to stop early.
+fn play(
+    game: &mut Game,
+    fit: &Interactions,
+    cfg: &Config,
+    bar: &ProgressBar,
+    mut after_g_epoch: impl FnMut(Progress<'_>) -> Result<ControlFlow<()>, TrainError>,
+) -> Result<(), TrainError> {
+    let ir = &cfg.irgan;
+    for epoch in 1..=ir.epochs {
+        game.d_phase(fit, ir.d_epochs);
+        bar.inc(ir.d_epochs as u64);
+        let d = game.d_stats();
+        for k in 0..ir.g_epochs {
+            let g = game.g_epoch(fit);
+            bar.inc(1);
+            let p = Progress {
+                game,
+                epoch,
+                g_in_epoch: k + 1,
+                d,
+                g,
+            };
+            if after_g_epoch(p)?.is_break() {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs the whole job and writes `out/` (`snapshot/`, `log.jsonl`, `report.json`, `curve.svg`).
+///
+/// 1. Pretrain G and D on the training data minus the validation hold-out, play the game, and
+///    validate every `eval.every_g_epochs` G-epochs; the best checkpoint by
+///    `eval.select_metric` of `eval.select_model` is selected (the initial pair competes too).
+/// 2. With `eval.refit`, replay the same pretraining and schedule up to the selected
+///    checkpoint on all training data (validation included).
+/// 3. Evaluate the initial and the selected pair on the test file, once, and write the outputs.
 pub fn run(cfg: &Config, out: &Path, progress: bool) -> Result<RunResult, TrainError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -277,17 +327,9 @@ pub fn run(cfg: &Config, out: &Path, progress: bool) -> Result<RunResult, TrainE
 
     let t = Instant::now();
     let bar = spinner(progress, "pretraining");
-    let mut cache = Vec::new();
-    let g0 = init_model(&cfg.generator, cfg, &data, Role::Generator, &mut cache)?;
-    let d0 = init_model(
-        &cfg.discriminator,
-        cfg,
-        &data,
-        Role::Discriminator,
-        &mut cache,
-    )?;
+    let (g0, d0) = init_pair(cfg, &data)?;
     bar.finish_and_clear();
-    let pretrain_s = t.elapsed().as_secs_f64();
+    let mut pretrain_s = t.elapsed().as_secs_f64();
 
     let protocol = cfg.eval.protocol;
     let ks = &cfg.eval.ks;
@@ -320,61 +362,85 @@ pub fn run(cfg: &Config, out: &Path, progress: bool) -> Result<RunResult, TrainE
     let t = Instant::now();
     let mut eval_s = 0.0;
     let ir = &cfg.irgan;
-    let total = (ir.epochs * (ir.d_epochs + ir.g_epochs)) as u64;
-    let bar = bar_for(progress, total);
+    let bar = bar_for(progress, (ir.epochs * (ir.d_epochs + ir.g_epochs)) as u64);
     let mut game = Game::new(g0.clone(), d0.clone(), cfg);
-    for epoch in 1..=ir.epochs {
-        game.d_phase(&data.fit, ir.d_epochs);
-        bar.inc(ir.d_epochs as u64);
-        let d_stats = game.d_stats();
-        for k in 0..ir.g_epochs {
-            let g_stats = game.g_epoch(&data.fit);
-            bar.inc(1);
-            let last = k + 1 == ir.g_epochs;
-            if (k + 1) % cfg.eval.every_g_epochs != 0 && !last {
-                continue;
-            }
-            let te = Instant::now();
-            let (gv, dv) = validate(&game.generator, &game.discriminator);
-            eval_s += te.elapsed().as_secs_f64();
-            let cp = Checkpoint {
-                epoch,
-                g_epochs: game.g_epochs(),
-                d_epochs: game.d_epochs(),
-                elapsed: t.elapsed().as_secs_f64(),
-                d: d_stats,
-                g: g_stats,
-                generator: gv,
-                discriminator: dv,
-            };
-            writeln!(log, "{}", cp.to_json()).map_err(io(&log_path))?;
-            bar.set_message(format!(
-                "val {metric}: G {:.4} D {:.4}",
-                cp.score(Role::Generator, metric),
-                cp.score(Role::Discriminator, metric)
-            ));
-            // Ties keep the earlier (simpler) model.
-            if cp.score(select_model, metric) > best.0.score(select_model, metric) {
-                best = (
-                    cp.clone(),
-                    game.generator.clone(),
-                    game.discriminator.clone(),
-                );
-            }
-            checkpoints.push(cp);
+    play(&mut game, &data.fit, cfg, &bar, |p| {
+        if p.g_in_epoch % cfg.eval.every_g_epochs != 0 && p.g_in_epoch != ir.g_epochs {
+            return Ok(ControlFlow::Continue(()));
         }
-    }
+        let te = Instant::now();
+        let (gv, dv) = validate(&p.game.generator, &p.game.discriminator);
+        eval_s += te.elapsed().as_secs_f64();
+        let cp = Checkpoint {
+            epoch: p.epoch,
+            g_epochs: p.game.g_epochs(),
+            d_epochs: p.game.d_epochs(),
+            elapsed: t.elapsed().as_secs_f64(),
+            d: p.d,
+            g: p.g,
+            generator: gv,
+            discriminator: dv,
+        };
+        writeln!(log, "{}", cp.to_json()).map_err(io(&log_path))?;
+        bar.set_message(format!(
+            "val {metric}: G {:.4} D {:.4}",
+            cp.score(Role::Generator, metric),
+            cp.score(Role::Discriminator, metric)
+        ));
+        // Ties keep the earlier (simpler) model.
+        if cp.score(select_model, metric) > best.0.score(select_model, metric) {
+            best = (
+                cp.clone(),
+                p.game.generator.clone(),
+                p.game.discriminator.clone(),
+            );
+        }
+        checkpoints.push(cp);
+        Ok(ControlFlow::Continue(()))
+    })?;
     bar.finish_and_clear();
     log.flush().map_err(io(&log_path))?;
-    let adversarial_s = t.elapsed().as_secs_f64();
+    let mut adversarial_s = t.elapsed().as_secs_f64();
 
-    let (chosen, g_best, d_best) = best;
+    let (chosen, mut g_best, mut d_best) = best;
+    let (mut g_init, mut d_init) = (g0, d0);
+    let refit = cfg.eval.refit && data.validation.nnz() > 0;
+    if refit {
+        // Same settings, all training positives: pretraining and the game up to the
+        // selected checkpoint, replayed with the same random streams.
+        let full = TrainData {
+            fit: data.train.positives.clone(),
+            ..data.clone()
+        };
+        let t = Instant::now();
+        (g_init, d_init) = init_pair(cfg, &full)?;
+        pretrain_s += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let mut game = Game::new(g_init.clone(), d_init.clone(), cfg);
+        if chosen.g_epochs > 0 {
+            let bar = bar_for(
+                progress,
+                (chosen.epoch * (ir.d_epochs + ir.g_epochs)) as u64,
+            );
+            play(&mut game, &full.fit, cfg, &bar, |p| {
+                Ok(if p.game.g_epochs() >= chosen.g_epochs {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                })
+            })?;
+            bar.finish_and_clear();
+        }
+        (g_best, d_best) = (game.generator, game.discriminator);
+        adversarial_s += t.elapsed().as_secs_f64();
+    }
+
     let mut test_json = Value::Null;
     if let Some(test) = &data.test {
         let ex = data.test_exclude(protocol);
         let on_test = |m: &MfModel| evaluate_model(m, &ex, &test.positives, ks);
         test_json = json!({
-            "init": { "generator": on_test(&g0), "discriminator": on_test(&d0) },
+            "init": { "generator": on_test(&g_init), "discriminator": on_test(&d_init) },
             "selected": { "generator": on_test(&g_best), "discriminator": on_test(&d_best) },
         });
     }
@@ -395,6 +461,7 @@ pub fn run(cfg: &Config, out: &Path, progress: bool) -> Result<RunResult, TrainE
             "epoch": chosen.epoch,
             "g_epochs": chosen.g_epochs,
             "d_epochs": chosen.d_epochs,
+            "refit_on_all_training_data": refit,
         },
         "validation": {
             "init": { "generator": initial.generator, "discriminator": initial.discriminator },
@@ -435,6 +502,20 @@ pub fn run(cfg: &Config, out: &Path, progress: bool) -> Result<RunResult, TrainE
     let svg = curve_svg(&checkpoints, metric, chosen.g_epochs);
     write_atomic(&out.join("curve.svg"), svg.as_bytes()).map_err(io(&out.join("curve.svg")))?;
     Ok(RunResult { report, snapshot })
+}
+
+/// G's and D's starting points on `data.fit` (pretraining shared when both use the same).
+fn init_pair(cfg: &Config, data: &TrainData) -> Result<(MfModel, MfModel), TrainError> {
+    let mut cache = Vec::new();
+    let g = init_model(&cfg.generator, cfg, data, Role::Generator, &mut cache)?;
+    let d = init_model(
+        &cfg.discriminator,
+        cfg,
+        data,
+        Role::Discriminator,
+        &mut cache,
+    )?;
+    Ok((g, d))
 }
 
 /// The training curve: validation metric of G and D, and the game's statistics, per checkpoint.

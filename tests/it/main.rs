@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod acceptance;
+mod adversarial;
 mod bad_input;
 mod common;
 mod config;
