@@ -511,7 +511,7 @@ impl Config {
 
 /// Sets `a.b.c = value` in a TOML table; the value is parsed as TOML (number, bool, array,
 /// quoted string) and falls back to a bare string.
-fn apply_override(doc: &mut toml::Table, item: &str) -> Result<(), ConfigError> {
+pub(crate) fn apply_override(doc: &mut toml::Table, item: &str) -> Result<(), ConfigError> {
     let (key, raw) = item
         .split_once('=')
         .ok_or_else(|| ConfigError::Override(item.into()))?;

@@ -16,7 +16,9 @@
 pub mod config;
 pub mod data;
 pub mod eval;
+pub mod http;
 pub mod model;
+pub mod online;
 pub mod report;
 pub mod rng;
 pub mod store;

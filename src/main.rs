@@ -10,7 +10,10 @@ use irgan::data::loader::{self, Format, LoadOptions};
 use irgan::data::{IdMap, synth};
 use irgan::eval::Protocol;
 use irgan::model::MfModel;
+use irgan::online::server;
+use irgan::online::settings::ServiceConfig;
 use irgan::store::Snapshot;
+use irgan::store::feedback_log::{FeedbackLog, LogOptions};
 use irgan::train::pipeline;
 
 /// IRGAN ranking: train, evaluate and serve a generator/discriminator pair.
@@ -29,6 +32,71 @@ enum Command {
     Eval(EvalArgs),
     /// Write a synthetic latent-cluster data set (train.txt, test.txt).
     Synth(SynthArgs),
+    /// Run the HTTP service (rankings, feedback, background training).
+    Serve(ServeArgs),
+    /// Append an interaction file to the service's feedback log (offline).
+    Import(ImportArgs),
+    /// Dump the service's feedback log as JSON lines.
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+struct ServiceArgs {
+    /// Service config (TOML; see config/default.toml). IRGAN_SECTION__KEY variables override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override a key, e.g. --set server.bind=0.0.0.0:8080 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Data directory (overrides storage.data_dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+impl ServiceArgs {
+    fn load(&self) -> anyhow::Result<ServiceConfig> {
+        let mut sets = self.set.clone();
+        if let Some(d) = &self.data_dir {
+            sets.push(format!("storage.data_dir={:?}", d.display().to_string()));
+        }
+        Ok(ServiceConfig::load(
+            self.config.as_deref(),
+            std::env::vars(),
+            &sets,
+        )?)
+    }
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    service: ServiceArgs,
+    /// Import this interaction file before starting (idempotent) and train on it.
+    #[arg(long)]
+    bootstrap: Option<PathBuf>,
+    /// Start with a synthetic demo catalogue (users u0…, items i0…) so the examples work.
+    #[arg(long)]
+    demo: bool,
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    #[command(flatten)]
+    service: ServiceArgs,
+    /// Interaction file (`user item [rating [timestamp]]`).
+    file: PathBuf,
+    /// A rating at or above this is a positive.
+    #[arg(long, default_value_t = 4.0)]
+    threshold: f32,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    #[command(flatten)]
+    service: ServiceArgs,
+    /// Output file (default: standard output).
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -115,6 +183,9 @@ fn main() -> ExitCode {
         Command::Train(a) => train(a),
         Command::Eval(a) => eval(a),
         Command::Synth(a) => synth_cmd(a),
+        Command::Serve(a) => serve(a),
+        Command::Import(a) => import(a),
+        Command::Export(a) => export(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -247,5 +318,75 @@ fn synth_cmd(a: SynthArgs) -> anyhow::Result<()> {
         test.len(),
         a.out.display()
     );
+    Ok(())
+}
+
+fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    let cfg = a.service.load()?;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    set_threads(cfg.training.threads);
+    if a.demo || a.bootstrap.is_some() {
+        std::fs::create_dir_all(&cfg.storage.data_dir)?;
+        let log = FeedbackLog::open(&cfg.log_path(), LogOptions::default())?;
+        let new = match &a.bootstrap {
+            Some(file) => {
+                let opts = LoadOptions {
+                    format: Format::Ratings,
+                    positive_threshold: 4.0,
+                };
+                server::import_file(&log, file, &opts)?
+            }
+            None => server::import_demo(&log, &irgan::config::SyntheticConfig::default(), 42)?,
+        };
+        log.close()?;
+        tracing::info!(new_events = new, "imported");
+    }
+    let state = server::open(cfg.clone())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&cfg.server.bind).await?;
+        tracing::info!(addr = %listener.local_addr()?, version = state.models.current().version(), "serving");
+        server::run(state, listener, server::shutdown_signal()).await
+    })
+}
+
+fn import(a: ImportArgs) -> anyhow::Result<()> {
+    let cfg = a.service.load()?;
+    std::fs::create_dir_all(&cfg.storage.data_dir)?;
+    let log = FeedbackLog::open(&cfg.log_path(), LogOptions::default())?;
+    let opts = LoadOptions {
+        format: Format::Ratings,
+        positive_threshold: a.threshold,
+    };
+    let new = server::import_file(&log, &a.file, &opts)?;
+    log.close()?;
+    println!(
+        "imported {new} new events into {}",
+        cfg.log_path().display()
+    );
+    Ok(())
+}
+
+fn export(a: ExportArgs) -> anyhow::Result<()> {
+    let cfg = a.service.load()?;
+    let log = FeedbackLog::open(&cfg.log_path(), LogOptions::default())?;
+    let n = match &a.out {
+        Some(p) => {
+            let mut f = std::io::BufWriter::new(std::fs::File::create(p)?);
+            let n = log.export_jsonl(&mut f)?;
+            std::io::Write::flush(&mut f)?;
+            n
+        }
+        None => log.export_jsonl(&mut std::io::stdout().lock())?,
+    };
+    log.close()?;
+    eprintln!("exported {n} events");
     Ok(())
 }

@@ -1,0 +1,88 @@
+//! The one error type of the HTTP API: a status and a stable machine-readable code in a JSON
+//! body `{ "code": ..., "message": ... }`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::online::trainer::TrainerError;
+
+/// An API error.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable code, e.g. `invalid_parameter`.
+    pub code: &'static str,
+    /// Human-readable message (never internal details).
+    pub message: String,
+}
+
+impl ApiError {
+    /// A 400 with `code`.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A 404 with `code`.
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A 500; the cause is logged once here and not sent to the client.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            message: "internal error; see the server log".into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(json!({ "code": self.code, "message": self.message }));
+        let mut r = (self.status, body).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE
+            || self.status == StatusCode::TOO_MANY_REQUESTS
+        {
+            r.headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+        }
+        r
+    }
+}
+
+impl From<TrainerError> for ApiError {
+    fn from(e: TrainerError) -> Self {
+        match e {
+            TrainerError::Busy => Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "trainer_busy",
+                message: e.to_string(),
+            },
+            TrainerError::Stopped => Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "shutting_down",
+                message: e.to_string(),
+            },
+            TrainerError::Refused(m) => Self {
+                status: StatusCode::CONFLICT,
+                code: "publish_refused",
+                message: m,
+            },
+            TrainerError::NotFound(m) => Self::not_found("snapshot_not_found", m),
+            TrainerError::Internal(m) => Self::internal(m),
+        }
+    }
+}

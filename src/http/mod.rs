@@ -1,0 +1,9 @@
+//! The REST API (axum): one file per resource, the route table in `router.rs`.
+
+pub mod admin;
+pub mod error;
+pub mod feedback;
+pub mod json;
+pub mod queries;
+pub mod router;
+pub mod state;

@@ -1,0 +1,142 @@
+//! The whole route table and middleware stack.
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use subtle::ConstantTimeEq;
+use tower::ServiceBuilder;
+use tower_http::limit::RequestBodyLimitLayer;
+
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
+use crate::http::{admin, feedback, queries};
+
+/// Builds the router: read routes open, write and admin routes behind the optional API key,
+/// all measured, size- and time-limited, and load-shed beyond the concurrency limit.
+pub fn router(state: AppState) -> Router {
+    let protected = Router::new()
+        .route("/v1/feedback", post(feedback::post))
+        .route("/v1/snapshots", post(admin::publish))
+        .route("/v1/snapshots/{version}/activate", post(admin::activate))
+        .route("/v1/training/pause", post(admin::pause))
+        .route("/v1/training/resume", post(admin::resume))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_api_key,
+        ));
+    let open = Router::new()
+        .route(
+            "/v1/users/{user}/recommendations",
+            get(queries::recommendations),
+        )
+        .route("/v1/rank", post(queries::rank))
+        .route("/v1/items/{item}/similar", get(queries::similar))
+        .route("/v1/model", get(admin::model))
+        .route("/v1/snapshots", get(admin::list))
+        .route("/healthz", get(admin::healthz))
+        .route("/readyz", get(admin::readyz))
+        .route("/metrics", get(admin::metrics));
+    let cfg = &state.config.server;
+    let limits = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(overloaded))
+        .load_shed()
+        .concurrency_limit(cfg.concurrency_limit)
+        .timeout(Duration::from_millis(cfg.request_timeout_ms));
+    Router::new()
+        .merge(protected)
+        .merge(open)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(RequestBodyLimitLayer::new(cfg.body_limit_bytes))
+        .layer(limits)
+        .layer(middleware::from_fn_with_state(state.clone(), measure))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("not_found", "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        code: "method_not_allowed",
+        message: "method not allowed on this route".into(),
+    }
+}
+
+async fn overloaded(err: tower::BoxError) -> ApiError {
+    if err.is::<tower::timeout::error::Elapsed>() {
+        ApiError {
+            status: StatusCode::REQUEST_TIMEOUT,
+            code: "timeout",
+            message: "the request took too long".into(),
+        }
+    } else if err.is::<tower::load_shed::error::Overloaded>() {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "overloaded",
+            message: "too many requests in flight; retry shortly".into(),
+        }
+    } else {
+        ApiError::internal(err)
+    }
+}
+
+/// Counts and times every request by route template (never the raw path).
+async fn measure(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let method = req.method().as_str().to_owned();
+    let m = &state.metrics;
+    m.in_flight.inc();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    m.in_flight.dec();
+    m.latency
+        .with_label_values(&[&route, &method])
+        .observe(started.elapsed().as_secs_f64());
+    m.requests
+        .with_label_values(&[&route, &method, response.status().as_str()])
+        .inc();
+    response
+}
+
+/// Checks `Authorization: Bearer KEY` or `X-API-Key: KEY` in constant time when a key is
+/// configured. The key is never logged.
+async fn require_api_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let key = state.config.server.api_key.as_bytes();
+    if key.is_empty() {
+        return next.run(req).await;
+    }
+    let headers = req.headers();
+    let given = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+        })
+        .unwrap_or("");
+    if bool::from(given.as_bytes().ct_eq(key)) {
+        next.run(req).await
+    } else {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthorized",
+            message: "missing or wrong API key".into(),
+        }
+        .into_response()
+    }
+}

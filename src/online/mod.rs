@@ -1,0 +1,11 @@
+//! The online service: live snapshots, the background trainer, settings.
+//!
+//! Only this module and [`crate::http`] know about the async runtime; the trainer runs on its
+//! own thread and talks to handlers through a bounded channel.
+
+pub mod live;
+pub mod metrics;
+pub mod query;
+pub mod server;
+pub mod settings;
+pub mod trainer;

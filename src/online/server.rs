@@ -1,0 +1,154 @@
+//! Starting, running and stopping the service: the library half of `irgan serve`.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::config::SyntheticConfig;
+use crate::data::IdMap;
+use crate::data::loader::{self, LoadOptions, Record};
+use crate::data::synth;
+use crate::http::router::router;
+use crate::http::state::AppState;
+use crate::online::metrics::Metrics;
+use crate::online::settings::ServiceConfig;
+use crate::online::trainer::Trainer;
+use crate::store::feedback_log::{FeedbackEvent, FeedbackLog, LogOptions};
+use crate::store::snapshot_dir::SnapshotDir;
+
+/// Feedback type used for imported interactions (weight 1 per unit of `value`).
+pub const IMPORT_TYPE: &str = "import";
+
+/// Opens the data directory, loads the newest valid snapshot, replays the feedback log,
+/// trains a first pair if needed, and starts the trainer thread. Blocking (pretraining can
+/// take seconds): call it before serving or from `spawn_blocking`.
+pub fn open(cfg: ServiceConfig) -> anyhow::Result<AppState> {
+    std::fs::create_dir_all(&cfg.storage.data_dir)?;
+    let log = FeedbackLog::open(&cfg.log_path(), LogOptions::default())?;
+    let snapshots = SnapshotDir::open(&cfg.snapshot_path())?;
+    let metrics = Arc::new(Metrics::new()?);
+    let (trainer, models) =
+        Trainer::start(cfg.clone(), log.clone(), snapshots.clone(), metrics.clone())?;
+    let trainer = trainer.spawn()?;
+    Ok(AppState {
+        models,
+        log,
+        trainer,
+        snapshots,
+        metrics,
+        config: Arc::new(cfg),
+    })
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, drains requests, folds the last
+/// feedback into a final snapshot (if the gate accepts it) and closes the log.
+pub async fn run(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = router(state.clone());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    stop(&state).await
+}
+
+/// The shutdown sequence after the server has drained.
+pub async fn stop(state: &AppState) -> anyhow::Result<()> {
+    let version = state.trainer.shutdown().await;
+    let log = state.log.clone();
+    tokio::task::spawn_blocking(move || log.close()).await??;
+    match version {
+        Ok(v) => tracing::info!(version = v, "stopped; live snapshot saved"),
+        Err(e) => tracing::warn!(error = %e, "stopped without a final snapshot"),
+    }
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// Events for interaction records: a positive counts 1, a seen non-positive 0, each with an
+/// id derived from `source` and its position so importing twice stores nothing new.
+fn import_events(
+    records: &[Record],
+    users: &IdMap,
+    items: &IdMap,
+    threshold: f32,
+    source: &str,
+) -> Vec<FeedbackEvent> {
+    records
+        .iter()
+        .enumerate()
+        .map(|(n, r)| FeedbackEvent {
+            id: Some(format!("{source}:{n}")),
+            user: users.name(r.user).to_string(),
+            item: items.name(r.item).to_string(),
+            kind: IMPORT_TYPE.to_string(),
+            value: Some(if r.is_positive(threshold) { 1.0 } else { 0.0 }),
+            timestamp_ms: r.timestamp,
+        })
+        .collect()
+}
+
+/// Appends the interactions of `path` (the training file format) to the log; returns how
+/// many were new.
+pub fn import_file(log: &FeedbackLog, path: &Path, opts: &LoadOptions) -> anyhow::Result<usize> {
+    let (mut users, mut items) = (IdMap::new(), IdMap::new());
+    let records = loader::read_records(path, opts, &mut users, &mut items)?;
+    let source = format!("import:{}", path.display());
+    append_all(
+        log,
+        import_events(&records, &users, &items, opts.positive_threshold, &source),
+    )
+}
+
+/// Appends a synthetic latent-cluster catalogue (ids `u0…`, `i0…`) to the log.
+pub fn import_demo(log: &FeedbackLog, cfg: &SyntheticConfig, seed: u64) -> anyhow::Result<usize> {
+    let (train, _) = synth::generate(
+        &SyntheticConfig {
+            test_fraction: 0.0,
+            ..cfg.clone()
+        },
+        seed,
+    );
+    let users = IdMap::from_names((0..cfg.users).map(|u| format!("u{u}")).collect())
+        .map_err(|d| anyhow::anyhow!("duplicate id {d}"))?;
+    let items = IdMap::from_names((0..cfg.items).map(|i| format!("i{i}")).collect())
+        .map_err(|d| anyhow::anyhow!("duplicate id {d}"))?;
+    append_all(log, import_events(&train, &users, &items, 4.0, "demo"))
+}
+
+fn append_all(log: &FeedbackLog, events: Vec<FeedbackEvent>) -> anyhow::Result<usize> {
+    let mut new = 0;
+    for chunk in events.chunks(10_000) {
+        new += log
+            .append(chunk.to_vec())?
+            .iter()
+            .filter(|a| !a.duplicate)
+            .count();
+    }
+    Ok(new)
+}

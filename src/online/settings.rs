@@ -1,0 +1,366 @@
+//! The service's configuration: `config/default.toml` documents every key; a file, then
+//! `IRGAN_SECTION__KEY` environment variables, then `--set` overrides; validated at start with
+//! an error that names the key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, ConfigError, apply_override};
+
+/// Everything `irgan serve` reads.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// HTTP server.
+    pub server: ServerConfig,
+    /// Where state lives.
+    pub storage: StorageConfig,
+    /// Feedback events.
+    pub feedback: FeedbackConfig,
+    /// The background trainer.
+    pub trainer: TrainerConfig,
+    /// Model and game settings (the same keys as `irgan train`'s config).
+    pub training: Config,
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub bind: String,
+    /// Largest accepted request body.
+    pub body_limit_bytes: usize,
+    /// Largest `k` a caller may ask for.
+    pub max_k: usize,
+    /// Default `k`.
+    pub default_k: usize,
+    /// Per-request timeout.
+    pub request_timeout_ms: u64,
+    /// Requests served at once; more get 503.
+    pub concurrency_limit: usize,
+    /// API key for write and admin routes (empty = open). Compared in constant time, never logged.
+    pub api_key: String,
+    /// Weight of G in the `blend` model (D gets the rest).
+    pub blend_weight: f64,
+}
+
+/// Storage settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Data directory: `feedback.sqlite3` and `snapshots/`.
+    pub data_dir: PathBuf,
+    /// Snapshots kept on disk.
+    pub keep_snapshots: usize,
+}
+
+/// Feedback settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeedbackConfig {
+    /// Event types and their weights (negative types allowed); unknown types are rejected.
+    pub types: BTreeMap<String, f64>,
+    /// A (user, item) pair whose summed weight reaches this is a positive.
+    pub positive_threshold: f64,
+    /// Largest number of events in one request.
+    pub max_events_per_request: usize,
+    /// Fraction of positive pairs held out (deterministically by pair) to validate candidates.
+    pub holdout_fraction: f64,
+}
+
+/// Background trainer settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainerConfig {
+    /// Run adversarial steps in the background.
+    pub enabled: bool,
+    /// D-epochs in one trainer step (then one G-epoch).
+    pub d_epochs_per_step: usize,
+    /// Consider publishing after this many steps...
+    pub publish_every_steps: u64,
+    /// ...or after this many seconds with at least one step.
+    pub publish_every_seconds: f64,
+    /// Refuse a candidate whose validation metric is below the live one by more than this
+    /// (absolute).
+    pub tolerance: f64,
+    /// Validation metric compared by the gate.
+    pub gate_metric: String,
+    /// Refuse a candidate whose G policy entropy (nats) is below this (collapse).
+    pub min_entropy: f64,
+    /// Refuse a candidate whose D accuracy on real positives is below this.
+    pub min_d_accuracy: f64,
+    /// Re-pretrain from scratch when the catalogue has grown by this factor since the last
+    /// pretraining.
+    pub regrow_factor: f64,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        let mut training = Config::default();
+        // Online defaults: iALS starting point, a quick game with adaptive steps.
+        training.generator.init = crate::config::Init::Als;
+        training.discriminator.init = crate::config::Init::Als;
+        training.generator.dim = 32;
+        training.discriminator.dim = 32;
+        training.generator.optimizer = crate::config::OptimizerKind::Adam;
+        training.discriminator.optimizer = crate::config::OptimizerKind::Adam;
+        training.generator.lr = 0.01;
+        training.discriminator.lr = 0.01;
+        training.discriminator.l2 = 0.0;
+        training.generator.temperature = 0.5;
+        training.pretrain.als = crate::config::AlsConfig {
+            iterations: 10,
+            alpha: 8.0,
+            l2: 20.0,
+        };
+        training.irgan.d_temperature = 1.0;
+        training.irgan.baseline = crate::config::Baseline::RunningMean;
+        Self {
+            server: ServerConfig::default(),
+            storage: StorageConfig::default(),
+            feedback: FeedbackConfig::default(),
+            trainer: TrainerConfig::default(),
+            training,
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            body_limit_bytes: 8 << 20,
+            max_k: 1000,
+            default_k: 10,
+            request_timeout_ms: 10_000,
+            concurrency_limit: 1024,
+            api_key: String::new(),
+            blend_weight: 0.5,
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            keep_snapshots: 5,
+        }
+    }
+}
+
+impl Default for FeedbackConfig {
+    fn default() -> Self {
+        let types = [
+            ("view", 0.25),
+            ("click", 1.0),
+            ("like", 2.0),
+            ("import", 1.0),
+            ("purchase", 3.0),
+            ("dislike", -2.0),
+        ];
+        Self {
+            types: types.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            positive_threshold: 1.0,
+            max_events_per_request: 100_000,
+            holdout_fraction: 0.1,
+        }
+    }
+}
+
+impl Default for TrainerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            d_epochs_per_step: 2,
+            publish_every_steps: 20,
+            publish_every_seconds: 10.0,
+            tolerance: 0.02,
+            gate_metric: "NDCG@10".into(),
+            min_entropy: 0.1,
+            min_d_accuracy: 0.5,
+            regrow_factor: 1.5,
+        }
+    }
+}
+
+impl ServiceConfig {
+    /// Reads `path` (if any), applies `IRGAN_SECTION__KEY` variables from `env`, then `--set`
+    /// overrides, and validates.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &[String],
+    ) -> Result<Self, ConfigError> {
+        let mut doc = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Io {
+                    path: p.to_owned(),
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Parse(format!("{}: {e}", p.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        let mut from_env: Vec<(String, String)> = env
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let rest = k.strip_prefix("IRGAN_")?;
+                let key = rest
+                    .split("__")
+                    .map(str::to_lowercase)
+                    .collect::<Vec<_>>()
+                    .join(".");
+                Some((key, v))
+            })
+            .collect();
+        from_env.sort();
+        for (key, value) in from_env {
+            apply_override(&mut doc, &format!("{key}={value}"))?;
+        }
+        for o in overrides {
+            apply_override(&mut doc, o)?;
+        }
+        let cfg: ServiceConfig = toml::Value::Table(doc)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks ranges; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: &str| {
+            Err(ConfigError::Invalid {
+                key: key.into(),
+                message: message.into(),
+            })
+        };
+        if self.server.bind.parse::<std::net::SocketAddr>().is_err() {
+            return bad(
+                "server.bind",
+                "must be host:port with a numeric IP, e.g. 0.0.0.0:8080",
+            );
+        }
+        if self.server.max_k == 0
+            || self.server.default_k == 0
+            || self.server.default_k > self.server.max_k
+        {
+            return bad("server.default_k", "needs 1 <= default_k <= max_k");
+        }
+        if self.server.concurrency_limit == 0 || self.server.body_limit_bytes == 0 {
+            return bad(
+                "server",
+                "concurrency_limit and body_limit_bytes must be >= 1",
+            );
+        }
+        if !(0.0..=1.0).contains(&self.server.blend_weight) {
+            return bad("server.blend_weight", "must be in [0, 1]");
+        }
+        if self.storage.keep_snapshots == 0 {
+            return bad("storage.keep_snapshots", "must be >= 1");
+        }
+        if self.feedback.types.is_empty() || self.feedback.types.values().any(|w| !w.is_finite()) {
+            return bad(
+                "feedback.types",
+                "needs at least one type, each with a finite weight",
+            );
+        }
+        if !(self.feedback.positive_threshold.is_finite() && self.feedback.positive_threshold > 0.0)
+        {
+            return bad("feedback.positive_threshold", "must be > 0");
+        }
+        if !(0.0..0.5).contains(&self.feedback.holdout_fraction) {
+            return bad("feedback.holdout_fraction", "must be in [0, 0.5)");
+        }
+        if self.feedback.max_events_per_request == 0 {
+            return bad("feedback.max_events_per_request", "must be >= 1");
+        }
+        let t = &self.trainer;
+        if t.d_epochs_per_step == 0 || t.publish_every_steps == 0 {
+            return bad(
+                "trainer",
+                "d_epochs_per_step and publish_every_steps must be >= 1",
+            );
+        }
+        if !(t.publish_every_seconds.is_finite() && t.publish_every_seconds > 0.0) {
+            return bad("trainer.publish_every_seconds", "must be > 0");
+        }
+        if !(t.tolerance.is_finite() && t.tolerance >= 0.0) {
+            return bad("trainer.tolerance", "must be >= 0");
+        }
+        if !(t.regrow_factor.is_finite() && t.regrow_factor > 1.0) {
+            return bad("trainer.regrow_factor", "must be > 1");
+        }
+        let mut probe = self.training.clone();
+        probe.eval.select_metric = t.gate_metric.clone();
+        if probe.validate().is_err() {
+            return bad(
+                "trainer.gate_metric",
+                "unknown metric (e.g. P@5, NDCG@10, MAP)",
+            );
+        }
+        self.training.validate().map_err(|e| match e {
+            ConfigError::Invalid { key, message } => ConfigError::Invalid {
+                key: format!("training.{key}"),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Path of the feedback log.
+    pub fn log_path(&self) -> PathBuf {
+        self.storage.data_dir.join("feedback.sqlite3")
+    }
+
+    /// Path of the snapshot directory.
+    pub fn snapshot_path(&self) -> PathBuf {
+        self.storage.data_dir.join("snapshots")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_env_overrides_apply() {
+        ServiceConfig::default().validate().unwrap();
+        let env = vec![
+            ("IRGAN_SERVER__BIND".to_string(), "0.0.0.0:9000".to_string()),
+            (
+                "IRGAN_TRAINER__PUBLISH_EVERY_STEPS".to_string(),
+                "7".to_string(),
+            ),
+            (
+                "IRGAN_TRAINING__GENERATOR__DIM".to_string(),
+                "8".to_string(),
+            ),
+            ("HOME".to_string(), "/root".to_string()),
+        ];
+        let c = ServiceConfig::load(None, env, &["server.max_k=50".into()]).unwrap();
+        assert_eq!(c.server.bind, "0.0.0.0:9000");
+        assert_eq!(c.trainer.publish_every_steps, 7);
+        assert_eq!(c.training.generator.dim, 8);
+        assert_eq!(c.server.max_k, 50);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = ServiceConfig::load(None, vec![], &["server.bind=nowhere".into()]).unwrap_err();
+        assert!(e.to_string().contains("server.bind"), "{e}");
+        let env = vec![("IRGAN_SERVER__BINDD".to_string(), "x".to_string())];
+        let e = ServiceConfig::load(None, env, &[]).unwrap_err();
+        assert!(e.to_string().contains("bindd"), "{e}");
+        let e =
+            ServiceConfig::load(None, vec![], &["training.irgan.mixture=3".into()]).unwrap_err();
+        assert!(e.to_string().contains("training.irgan.mixture"), "{e}");
+        let e = ServiceConfig::load(None, vec![], &["trainer.gate_metric=P@0".into()]).unwrap_err();
+        assert!(e.to_string().contains("trainer.gate_metric"), "{e}");
+    }
+}

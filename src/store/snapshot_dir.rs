@@ -1,0 +1,117 @@
+//! The service's snapshot directory: one sub-directory per version (`v0000000042/`), the newest
+//! valid one loaded at start, the last N kept.
+
+use std::path::{Path, PathBuf};
+
+use crate::store::{Snapshot, SnapshotError};
+
+/// A directory of versioned snapshots.
+#[derive(Debug, Clone)]
+pub struct SnapshotDir {
+    root: PathBuf,
+}
+
+impl SnapshotDir {
+    /// Opens (creating if needed) the directory.
+    pub fn open(root: &Path) -> Result<Self, SnapshotError> {
+        std::fs::create_dir_all(root).map_err(|source| SnapshotError::Io {
+            path: root.to_owned(),
+            source,
+        })?;
+        Ok(Self {
+            root: root.to_owned(),
+        })
+    }
+
+    /// The directory of `version`.
+    pub fn path_of(&self, version: u64) -> PathBuf {
+        self.root.join(format!("v{version:010}"))
+    }
+
+    /// Versions present on disk (complete or not), ascending.
+    pub fn versions(&self) -> Vec<u64> {
+        let mut v: Vec<u64> = std::fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.strip_prefix('v')?.parse().ok())
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Reads one version.
+    pub fn read(&self, version: u64) -> Result<Snapshot, SnapshotError> {
+        Snapshot::read(&self.path_of(version))
+    }
+
+    /// The newest snapshot that reads back valid; corrupt or partial ones are skipped and
+    /// returned as (version, error) so the caller can warn about them.
+    pub fn newest_valid(&self) -> (Option<Snapshot>, Vec<(u64, SnapshotError)>) {
+        let mut skipped = Vec::new();
+        for v in self.versions().into_iter().rev() {
+            match self.read(v) {
+                Ok(s) => return (Some(s), skipped),
+                Err(e) => skipped.push((v, e)),
+            }
+        }
+        (None, skipped)
+    }
+
+    /// Writes `snapshot` under its version, then removes all but the newest `keep` versions
+    /// (never the one just written).
+    pub fn write(&self, snapshot: &Snapshot, keep: usize) -> Result<(), SnapshotError> {
+        snapshot.write(&self.path_of(snapshot.version))?;
+        let versions = self.versions();
+        let excess = versions.len().saturating_sub(keep.max(1));
+        for &v in versions.iter().take(excess) {
+            if v != snapshot.version {
+                // Best effort: a leftover directory is harmless and retried next time.
+                let _ = std::fs::remove_dir_all(self.path_of(v));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::IdMap;
+    use crate::model::MfModel;
+    use crate::rng;
+
+    fn snap(version: u64) -> Snapshot {
+        let mut r = rng::stream(1, 0, version);
+        Snapshot {
+            version,
+            created_unix_ms: 1,
+            generator: MfModel::random(2, 3, 2, 0.1, &mut r),
+            generator_temperature: 1.0,
+            discriminator: MfModel::random(2, 3, 2, 0.1, &mut r),
+            users: IdMap::sequential(2),
+            items: IdMap::sequential(3),
+            metadata: serde_json::json!({}),
+        }
+    }
+
+    #[test]
+    fn keeps_the_newest_and_skips_corrupt_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let sd = SnapshotDir::open(dir.path()).unwrap();
+        for v in 1..=4 {
+            sd.write(&snap(v), 3).unwrap();
+        }
+        assert_eq!(sd.versions(), vec![2, 3, 4]);
+        // Corrupt the newest: the previous one is loaded and the bad one reported.
+        let tensors = sd.path_of(4).join("tensors.safetensors");
+        let mut bytes = std::fs::read(&tensors).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&tensors, bytes).unwrap();
+        let (s, skipped) = sd.newest_valid();
+        assert_eq!(s.unwrap().version, 3);
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(skipped[0].0, 4);
+    }
+}
