@@ -1227,6 +1227,11 @@ mod tests {
                 }
             }
             assert!(all_finite(&cold_start(&m, 10, &[])));
+            // Not vacuous: the finite items of a known user are still served.
+            let r = recommend(&m, 2, 100, ModelChoice::Blend, &[]);
+            assert!(r.len() >= 2 && all_finite(&r));
+            assert!(!explore(&m, 2, 100, 1.0, 1, &[]).is_empty());
+            assert!(!cold_start(&m, 10, &[]).is_empty());
             assert!(all_finite(&rank(
                 &m,
                 None,

@@ -296,21 +296,24 @@ impl ServiceConfig {
         if !(t.regrow_factor.is_finite() && t.regrow_factor > 1.0) {
             return bad("trainer.regrow_factor", "must be > 1");
         }
-        let mut probe = self.training.clone();
-        probe.eval.select_metric = t.gate_metric.clone();
-        if probe.validate().is_err() {
-            return bad(
-                "trainer.gate_metric",
-                "unknown metric (e.g. P@5, NDCG@10, MAP)",
-            );
-        }
         self.training.validate().map_err(|e| match e {
             ConfigError::Invalid { key, message } => ConfigError::Invalid {
                 key: format!("training.{key}"),
                 message,
             },
             other => other,
-        })
+        })?;
+        // The gate metric must be one the evaluator produces for the cut-offs it uses (5, 10).
+        let mut probe = self.training.clone();
+        probe.eval.ks = vec![5, 10];
+        probe.eval.select_metric = t.gate_metric.clone();
+        if probe.validate().is_err() {
+            return bad(
+                "trainer.gate_metric",
+                "unknown metric (one of P@5, P@10, NDCG@5, NDCG@10, MAP, MRR, ...)",
+            );
+        }
+        Ok(())
     }
 
     /// Path of the feedback log.
