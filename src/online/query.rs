@@ -178,7 +178,7 @@ impl<'a> QueryModel<'a> {
         }
     }
 
-    fn popularity(&self, item: usize) -> f64 {
+    fn popularity_of(&self, item: usize) -> f64 {
         self.popularity.get(item).map_or(0.0, |&p| f64::from(p))
     }
 }
@@ -305,7 +305,7 @@ pub fn cold_start(m: &QueryModel, k: usize, exclude: &[u32]) -> Vec<Scored> {
     let s = UserScores::new(m, None);
     let mut keys = Vec::with_capacity(s.n);
     for_each_candidate(s.n, &sorted(exclude), |i| {
-        let p = m.popularity(i);
+        let p = m.popularity_of(i);
         if s.valid(i) && p.is_finite() {
             keys.push((p + 0.0, i as u32));
         }

@@ -100,23 +100,20 @@ pub struct TrainerConfig {
 impl Default for ServiceConfig {
     fn default() -> Self {
         let mut training = Config::default();
-        // Online defaults: iALS starting point, a quick game with adaptive steps.
+        // Online defaults: an iALS starting point (new users are folded in at once) and a
+        // gentle game; the publish gate keeps whichever pair validates better.
         training.generator.init = crate::config::Init::Als;
         training.discriminator.init = crate::config::Init::Als;
         training.generator.dim = 32;
         training.discriminator.dim = 32;
-        training.generator.optimizer = crate::config::OptimizerKind::Adam;
-        training.discriminator.optimizer = crate::config::OptimizerKind::Adam;
-        training.generator.lr = 0.01;
-        training.discriminator.lr = 0.01;
         training.discriminator.l2 = 0.0;
-        training.generator.temperature = 0.5;
+        training.generator.temperature = 1.0;
         training.pretrain.als = crate::config::AlsConfig {
             iterations: 10,
             alpha: 8.0,
             l2: 20.0,
         };
-        training.irgan.d_temperature = 1.0;
+        training.irgan.d_temperature = 2.0;
         training.irgan.baseline = crate::config::Baseline::RunningMean;
         Self {
             server: ServerConfig::default(),
@@ -176,7 +173,7 @@ impl Default for TrainerConfig {
         Self {
             enabled: true,
             d_epochs_per_step: 2,
-            publish_every_steps: 20,
+            publish_every_steps: 100,
             publish_every_seconds: 10.0,
             tolerance: 0.02,
             gate_metric: "NDCG@10".into(),
@@ -351,6 +348,14 @@ mod tests {
         assert_eq!(c.trainer.publish_every_steps, 7);
         assert_eq!(c.training.generator.dim, 8);
         assert_eq!(c.server.max_k, 50);
+    }
+
+    /// config/default.toml documents the defaults: it must say exactly what the code does.
+    #[test]
+    fn default_toml_matches_the_code() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
+        let c = ServiceConfig::load(Some(&path), Vec::<(String, String)>::new(), &[]).unwrap();
+        assert_eq!(c, ServiceConfig::default());
     }
 
     #[test]

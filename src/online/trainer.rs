@@ -461,9 +461,15 @@ impl Trainer {
             Some(_) if grown_a_lot => self.pretrain(),
             Some(game) if game.generator.n_users() < nu || game.generator.n_items() < ni => {
                 let (mut g, mut d) = (game.generator.clone(), game.discriminator.clone());
+                let old_users = g.n_users();
                 let mut r = rng::stream(self.cfg.training.seed, 0x6E0, (nu * 31 + ni) as u64);
                 g.grow(nu, ni, self.cfg.training.generator.init_scale, &mut r);
                 d.grow(nu, ni, self.cfg.training.discriminator.init_scale, &mut r);
+                // New users get their iALS solution against the current item factors, so
+                // their first snapshot already reflects their feedback.
+                let als = &self.cfg.training.pretrain.als;
+                crate::train::als::fold_in(&mut g, &self.train, old_users..nu, als);
+                crate::train::als::fold_in(&mut d, &self.train, old_users..nu, als);
                 self.set_game(g, d);
                 Ok(())
             }

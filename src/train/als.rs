@@ -21,6 +21,27 @@ pub fn train(model: &mut MfModel, positives: &Interactions, cfg: &AlsConfig) {
     }
 }
 
+/// Folds users into a trained model: solves the iALS user equations for the users in `users`
+/// against the model's fixed item factors (the same closed form as a user half-sweep), so a
+/// user who arrives after training is personalised at once. Other users are unchanged.
+pub fn fold_in(
+    model: &mut MfModel,
+    positives: &Interactions,
+    users: std::ops::Range<usize>,
+    cfg: &AlsConfig,
+) {
+    if users.is_empty() {
+        return;
+    }
+    let solved = solve_side(&model.item, positives, cfg);
+    let n = solved.nrows().min(model.n_users());
+    for u in users.filter(|&u| u < n) {
+        if !positives.items(u).is_empty() {
+            model.user.row_mut(u).assign(&solved.row(u));
+        }
+    }
+}
+
 /// Solves every row of one side given the fixed factors `other` of the other side.
 fn solve_side(other: &Array2<f32>, rows: &Interactions, cfg: &AlsConfig) -> Array2<f32> {
     let d = other.ncols();
@@ -120,6 +141,36 @@ fn cholesky_solve(a: &mut [f64], b: &[f64], d: usize) -> Vec<f64> {
 mod tests {
     use super::*;
     use crate::rng;
+
+    #[test]
+    fn fold_in_places_a_new_user_with_its_taste() {
+        let mut pairs = Vec::new();
+        for u in 0..30u32 {
+            let base = if u % 2 == 0 { 0 } else { 8 };
+            for i in 0..5u32 {
+                pairs.push((u, base + (u + i) % 8));
+            }
+        }
+        let pos = Interactions::from_pairs(30, 16, &pairs);
+        let mut r = rng::stream(2, 0, 0);
+        let mut m = MfModel::random(30, 16, 4, 0.1, &mut r);
+        let cfg = AlsConfig {
+            iterations: 10,
+            alpha: 5.0,
+            l2: 0.1,
+        };
+        train(&mut m, &pos, &cfg);
+        // A new user 30 who likes three odd-half items.
+        m.grow(31, 16, 0.0, &mut r);
+        pairs.extend([(30, 9), (30, 10), (30, 11)]);
+        let pos = Interactions::from_pairs(31, 16, &pairs);
+        let before = m.clone();
+        fold_in(&mut m, &pos, 30..31, &cfg);
+        assert_eq!(m.user.row(3), before.user.row(3));
+        let s = m.scores(30);
+        let mean = |r: std::ops::Range<usize>| r.map(|i| s[i]).sum::<f32>() / 8.0;
+        assert!(mean(8..16) > mean(0..8) + 0.2, "{s:?}");
+    }
 
     #[test]
     fn cholesky_solves_a_known_system() {
