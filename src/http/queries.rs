@@ -135,7 +135,13 @@ pub async fn recommendations(
         let u = index.unwrap_or(u32::MAX); // unknown users explore G's prior
         (query::explore(&m, u, k, explore, seed, exclude), "explore")
     } else if let Some(u) = index {
-        (query::recommend(&m, u, k, model, exclude), model.as_str())
+        let cached = (model == ModelChoice::Generator && exclude_seen)
+            .then(|| live.precomputed_top(u, k))
+            .flatten();
+        match cached {
+            Some(top) => (top.to_vec(), model.as_str()),
+            None => (query::recommend(&m, u, k, model, exclude), model.as_str()),
+        }
     } else {
         (query::cold_start(&m, k, &[]), "popularity")
     };

@@ -45,6 +45,9 @@ pub struct ServerConfig {
     pub api_key: String,
     /// Weight of G in the `blend` model (D gets the rest).
     pub blend_weight: f64,
+    /// Length of each user's precomputed default top list (G, seen excluded), refreshed with
+    /// every snapshot; requests with k up to this are lookups. 0 disables.
+    pub precompute_k: usize,
 }
 
 /// Storage settings.
@@ -136,6 +139,7 @@ impl Default for ServerConfig {
             concurrency_limit: 1024,
             api_key: String::new(),
             blend_weight: 0.5,
+            precompute_k: 100,
         }
     }
 }

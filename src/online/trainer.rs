@@ -239,7 +239,12 @@ impl Trainer {
             items: IdMap::new(),
             metadata: json!({ "source": "empty" }),
         };
-        let store = Arc::new(ModelStore::new(Live::new(empty, &Interactions::default())));
+        let store = Arc::new(ModelStore::new(Live::new(
+            empty,
+            &Interactions::default(),
+            0,
+            0.5,
+        )));
         let mut t = Self {
             cfg,
             log,
@@ -644,7 +649,13 @@ impl Trainer {
 
     fn go_live(&mut self, snapshot: Snapshot) {
         let version = snapshot.version;
-        let live = Live::new(snapshot, &self.seen);
+        let server = &self.cfg.server;
+        let live = Live::new(
+            snapshot,
+            &self.seen,
+            server.precompute_k,
+            server.blend_weight,
+        );
         self.metrics.snapshot_version.set(version as i64);
         self.metrics
             .snapshot_published
