@@ -21,24 +21,63 @@ pub fn train(model: &mut MfModel, positives: &Interactions, cfg: &AlsConfig) {
     }
 }
 
-/// Folds users into a trained model: solves the iALS user equations for the users in `users`
-/// against the model's fixed item factors (the same closed form as a user half-sweep), so a
-/// user who arrives after training is personalised at once. Other users are unchanged.
+/// Folds users into a trained model: for each user in `users` with positives, solves the iALS
+/// user equation against the model's fixed item factors *and biases* (the target of item i is
+/// its preference minus b_i), so a user who arrives after training is personalised at once and
+/// the learnt popularity (the bias) is not counted twice. Other users are unchanged.
 pub fn fold_in(
     model: &mut MfModel,
     positives: &Interactions,
     users: std::ops::Range<usize>,
     cfg: &AlsConfig,
 ) {
+    let d = model.dim();
+    let users: Vec<usize> = users
+        .filter(|&u| u < model.n_users() && !positives.items(u).is_empty())
+        .collect();
     if users.is_empty() {
         return;
     }
-    let solved = solve_side(&model.item, positives, cfg);
-    let n = solved.nrows().min(model.n_users());
-    for u in users.filter(|&u| u < n) {
-        if !positives.items(u).is_empty() {
-            model.user.row_mut(u).assign(&solved.row(u));
+    let (alpha, l2) = (f64::from(cfg.alpha), f64::from(cfg.l2));
+    let gram = gram(&model.item);
+    // Σ over all items of (0 − b_i)·Q_i: every item is a weight-1 negative to start with.
+    let mut base = vec![0.0f64; d];
+    for (q, &b) in model.item.rows().into_iter().zip(model.bias.iter()) {
+        for (acc, &x) in base.iter_mut().zip(q.iter()) {
+            *acc -= f64::from(b) * f64::from(x);
         }
+    }
+    for u in users {
+        let mut a = gram.clone();
+        let mut rhs = base.clone();
+        for &i in positives.items(u) {
+            let (y, b) = (
+                model.item.row(i as usize),
+                f64::from(model.bias[i as usize]),
+            );
+            // A positive adds confidence alpha and turns its target from −b into 1 − b.
+            let w = (1.0 + alpha) * (1.0 - b) + b;
+            for p in 0..d {
+                let yp = f64::from(y[p]);
+                rhs[p] += w * yp;
+                for q in 0..=p {
+                    a[p * d + q] += alpha * yp * f64::from(y[q]);
+                }
+            }
+        }
+        for p in 0..d {
+            a[p * d + p] += l2;
+            for q in 0..p {
+                a[q * d + p] = a[p * d + q];
+            }
+        }
+        let x = cholesky_solve(&mut a, &rhs, d);
+        model
+            .user
+            .row_mut(u)
+            .iter_mut()
+            .zip(&x)
+            .for_each(|(o, &v)| *o = v as f32);
     }
 }
 
