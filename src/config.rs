@@ -380,23 +380,7 @@ impl Config {
     /// Relative data paths in a file are resolved against the current directory, as a user
     /// running the command expects.
     pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, ConfigError> {
-        let mut doc = match path {
-            Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Io {
-                    path: p.to_owned(),
-                    source,
-                })?;
-                text.parse::<toml::Table>()
-                    .map_err(|e| ConfigError::Parse(e.to_string()))?
-            }
-            None => toml::Table::new(),
-        };
-        for o in overrides {
-            apply_override(&mut doc, o)?;
-        }
-        let cfg: Config = toml::Value::Table(doc)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        let cfg: Config = load_document(path, overrides.iter().cloned())?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -509,9 +493,34 @@ impl Config {
     }
 }
 
+/// Reads a TOML file (or starts empty), applies `key=value` overrides in order, and
+/// deserialises the result; unknown keys and bad values are errors naming the key.
+pub(crate) fn load_document<T: serde::de::DeserializeOwned>(
+    path: Option<&Path>,
+    overrides: impl IntoIterator<Item = String>,
+) -> Result<T, ConfigError> {
+    let mut doc = match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Io {
+                path: p.to_owned(),
+                source,
+            })?;
+            text.parse::<toml::Table>()
+                .map_err(|e| ConfigError::Parse(format!("{}: {e}", p.display())))?
+        }
+        None => toml::Table::new(),
+    };
+    for o in overrides {
+        apply_override(&mut doc, &o)?;
+    }
+    toml::Value::Table(doc)
+        .try_into()
+        .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))
+}
+
 /// Sets `a.b.c = value` in a TOML table; the value is parsed as TOML (number, bool, array,
 /// quoted string) and falls back to a bare string.
-pub(crate) fn apply_override(doc: &mut toml::Table, item: &str) -> Result<(), ConfigError> {
+fn apply_override(doc: &mut toml::Table, item: &str) -> Result<(), ConfigError> {
     let (key, raw) = item
         .split_once('=')
         .ok_or_else(|| ConfigError::Override(item.into()))?;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, ConfigError, apply_override};
+use crate::config::{Config, ConfigError, load_document};
 
 /// Everything `irgan serve` reads.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -196,18 +196,8 @@ impl ServiceConfig {
         env: impl IntoIterator<Item = (String, String)>,
         overrides: &[String],
     ) -> Result<Self, ConfigError> {
-        let mut doc = match path {
-            Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Io {
-                    path: p.to_owned(),
-                    source,
-                })?;
-                text.parse::<toml::Table>()
-                    .map_err(|e| ConfigError::Parse(format!("{}: {e}", p.display())))?
-            }
-            None => toml::Table::new(),
-        };
-        let mut from_env: Vec<(String, String)> = env
+        // Environment variables first (sorted, so the order is stable), then --set.
+        let mut from_env: Vec<String> = env
             .into_iter()
             .filter_map(|(k, v)| {
                 let rest = k.strip_prefix("IRGAN_")?;
@@ -216,19 +206,12 @@ impl ServiceConfig {
                     .map(str::to_lowercase)
                     .collect::<Vec<_>>()
                     .join(".");
-                Some((key, v))
+                Some(format!("{key}={v}"))
             })
             .collect();
         from_env.sort();
-        for (key, value) in from_env {
-            apply_override(&mut doc, &format!("{key}={value}"))?;
-        }
-        for o in overrides {
-            apply_override(&mut doc, o)?;
-        }
-        let cfg: ServiceConfig = toml::Value::Table(doc)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        let cfg: ServiceConfig =
+            load_document(path, from_env.into_iter().chain(overrides.iter().cloned()))?;
         cfg.validate()?;
         Ok(cfg)
     }

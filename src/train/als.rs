@@ -181,8 +181,8 @@ mod tests {
     use super::*;
     use crate::rng;
 
-    #[test]
-    fn fold_in_places_a_new_user_with_its_taste() {
+    /// 30 users: even ones like items 0..8, odd ones items 8..16 (5 each).
+    fn two_tastes() -> Vec<(u32, u32)> {
         let mut pairs = Vec::new();
         for u in 0..30u32 {
             let base = if u % 2 == 0 { 0 } else { 8 };
@@ -190,6 +190,12 @@ mod tests {
                 pairs.push((u, base + (u + i) % 8));
             }
         }
+        pairs
+    }
+
+    #[test]
+    fn fold_in_places_a_new_user_with_its_taste() {
+        let mut pairs = two_tastes();
         let pos = Interactions::from_pairs(30, 16, &pairs);
         let mut r = rng::stream(2, 0, 0);
         let mut m = MfModel::random(30, 16, 4, 0.1, &mut r);
@@ -221,13 +227,7 @@ mod tests {
 
     #[test]
     fn als_separates_two_tastes() {
-        let mut pairs = Vec::new();
-        for u in 0..30u32 {
-            let base = if u % 2 == 0 { 0 } else { 8 };
-            for i in 0..5u32 {
-                pairs.push((u, base + (u + i) % 8));
-            }
-        }
+        let pairs = two_tastes();
         let pos = Interactions::from_pairs(30, 16, &pairs);
         let mut r = rng::stream(2, 0, 0);
         let mut m = MfModel::random(30, 16, 4, 0.1, &mut r);
