@@ -380,7 +380,7 @@ impl Config {
     /// Relative data paths in a file are resolved against the current directory, as a user
     /// running the command expects.
     pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, ConfigError> {
-        let cfg: Config = load_document(path, overrides.iter().cloned())?;
+        let cfg: Config = load_document(toml::Table::new(), path, overrides.iter().cloned())?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -495,27 +495,43 @@ impl Config {
 
 /// Reads a TOML file (or starts empty), applies `key=value` overrides in order, and
 /// deserialises the result; unknown keys and bad values are errors naming the key.
+///
+/// `base` holds the defaults the file and overrides are layered on (needed where a nested
+/// section's defaults differ from its type's own, as in the service's `training` section).
 pub(crate) fn load_document<T: serde::de::DeserializeOwned>(
+    base: toml::Table,
     path: Option<&Path>,
     overrides: impl IntoIterator<Item = String>,
 ) -> Result<T, ConfigError> {
-    let mut doc = match path {
-        Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Io {
-                path: p.to_owned(),
-                source,
-            })?;
-            text.parse::<toml::Table>()
-                .map_err(|e| ConfigError::Parse(format!("{}: {e}", p.display())))?
-        }
-        None => toml::Table::new(),
-    };
+    let mut doc = base;
+    if let Some(p) = path {
+        let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Io {
+            path: p.to_owned(),
+            source,
+        })?;
+        let file = text
+            .parse::<toml::Table>()
+            .map_err(|e| ConfigError::Parse(format!("{}: {e}", p.display())))?;
+        merge(&mut doc, file);
+    }
     for o in overrides {
         apply_override(&mut doc, &o)?;
     }
     toml::Value::Table(doc)
         .try_into()
         .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))
+}
+
+/// Deep-merges `top` into `base`: tables merge key by key, other values replace.
+fn merge(base: &mut toml::Table, top: toml::Table) {
+    for (k, v) in top {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(t)) => merge(b, t),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
 }
 
 /// Sets `a.b.c = value` in a TOML table; the value is parsed as TOML (number, bool, array,

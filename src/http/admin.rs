@@ -1,6 +1,7 @@
 //! Model, snapshot and training routes, and the health probes.
 
 use axum::Json;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -68,11 +69,13 @@ pub async fn publish(State(state): State<AppState>) -> Result<impl IntoResponse,
 /// `POST /v1/snapshots/{version}/activate`: roll back (or forward) to a snapshot on disk.
 pub async fn activate(
     State(state): State<AppState>,
-    Path(version): Path<String>,
+    version: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let version: u64 = version.parse().map_err(|_| {
-        ApiError::bad_request("invalid_parameter", "version must be a positive integer")
-    })?;
+    let version: u64 = crate::http::queries::path_param(version)?
+        .parse()
+        .map_err(|_| {
+            ApiError::bad_request("invalid_parameter", "version must be a positive integer")
+        })?;
     let v = state.trainer.activate(version).await?;
     Ok(Json(json!({ "version": v, "live": true })))
 }

@@ -14,6 +14,9 @@ use crate::http::json::read_body;
 use crate::http::state::AppState;
 use crate::store::feedback_log::FeedbackEvent;
 
+/// Largest |value| of an event (keeps summed weights finite).
+const MAX_VALUE: f64 = 1e6;
+
 /// Longest accepted id, user or item string.
 const MAX_ID_LEN: usize = 256;
 
@@ -109,9 +112,13 @@ fn to_event(v: &Value, state: &AppState) -> Result<FeedbackEvent, String> {
     }
     let value = match v.get("value") {
         None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => match n.as_f64().filter(|x| x.is_finite()) {
+        Some(Value::Number(n)) => match n.as_f64().filter(|x| x.abs() <= MAX_VALUE) {
             Some(x) => Some(x),
-            None => return Err("`value` must be a finite number".into()),
+            None => {
+                return Err(format!(
+                    "`value` must be a number between -{MAX_VALUE} and {MAX_VALUE}"
+                ));
+            }
         },
         Some(_) => return Err("`value` must be a number".into()),
     };

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +58,12 @@ fn items_out(live: &Live, scored: Vec<Scored>) -> Vec<ItemOut> {
         .collect()
 }
 
+/// The path parameter, or the API error for an undecodable one.
+pub fn path_param(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    p.map(|Path(v)| v)
+        .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))
+}
+
 fn params(
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<HashMap<String, String>, ApiError> {
@@ -107,9 +113,10 @@ fn query_model<'a>(state: &AppState, live: &'a Live) -> QueryModel<'a> {
 /// `GET /v1/users/{user}/recommendations?k=&model=&exclude_seen=&explore=&seed=`
 pub async fn recommendations(
     State(state): State<AppState>,
-    Path(user): Path<String>,
+    user: Result<Path<String>, PathRejection>,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<RankingOut>, ApiError> {
+    let user = path_param(user)?;
     let p = params(q)?;
     let k = k_of(&state, &p)?;
     let model = model_of(&p)?;
@@ -217,9 +224,10 @@ pub async fn rank(
 /// `GET /v1/items/{item}/similar?k=&model=`
 pub async fn similar(
     State(state): State<AppState>,
-    Path(item): Path<String>,
+    item: Result<Path<String>, PathRejection>,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let item = path_param(item)?;
     let p = params(q)?;
     let k = k_of(&state, &p)?;
     let model = model_of(&p)?;

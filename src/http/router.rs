@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
@@ -11,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use subtle::ConstantTimeEq;
 use tower::ServiceBuilder;
-use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
@@ -53,7 +53,7 @@ pub fn router(state: AppState) -> Router {
         .merge(open)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(RequestBodyLimitLayer::new(cfg.body_limit_bytes))
+        .layer(DefaultBodyLimit::max(cfg.body_limit_bytes))
         .layer(limits)
         .layer(middleware::from_fn_with_state(state.clone(), measure))
         .with_state(state)

@@ -210,8 +210,12 @@ impl ServiceConfig {
             })
             .collect();
         from_env.sort();
-        let cfg: ServiceConfig =
-            load_document(path, from_env.into_iter().chain(overrides.iter().cloned()))?;
+        // The online defaults differ from `Config::default()` in the training section, so the
+        // file and overrides are layered on the serialised defaults, not on serde's.
+        let base = toml::Table::try_from(ServiceConfig::default())
+            .map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let all = from_env.into_iter().chain(overrides.iter().cloned());
+        let cfg: ServiceConfig = load_document(base, path, all)?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -343,6 +347,15 @@ mod tests {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
         let c = ServiceConfig::load(Some(&path), Vec::<(String, String)>::new(), &[]).unwrap();
         assert_eq!(c, ServiceConfig::default());
+    }
+
+    #[test]
+    fn training_overrides_keep_the_other_online_defaults() {
+        let sets = ["training.generator.dim=8".to_string()];
+        let c = ServiceConfig::load(None, Vec::<(String, String)>::new(), &sets).unwrap();
+        let mut want = ServiceConfig::default();
+        want.training.generator.dim = 8;
+        assert_eq!(c, want);
     }
 
     #[test]

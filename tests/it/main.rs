@@ -8,4 +8,5 @@ mod common;
 mod config;
 mod pipeline;
 mod reproducibility;
+mod service;
 mod snapshot;
