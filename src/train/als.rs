@@ -56,22 +56,9 @@ pub fn fold_in(
                 f64::from(model.bias[i as usize]),
             );
             // A positive adds confidence alpha and turns its target from −b into 1 − b.
-            let w = (1.0 + alpha) * (1.0 - b) + b;
-            for p in 0..d {
-                let yp = f64::from(y[p]);
-                rhs[p] += w * yp;
-                for q in 0..=p {
-                    a[p * d + q] += alpha * yp * f64::from(y[q]);
-                }
-            }
+            add_positive(&mut a, &mut rhs, y, alpha, (1.0 + alpha) * (1.0 - b) + b);
         }
-        for p in 0..d {
-            a[p * d + p] += l2;
-            for q in 0..p {
-                a[q * d + p] = a[p * d + q];
-            }
-        }
-        let x = cholesky_solve(&mut a, &rhs, d);
+        let x = solve_ridge(&mut a, &rhs, l2);
         model
             .user
             .row_mut(u)
@@ -95,22 +82,9 @@ fn solve_side(other: &Array2<f32>, rows: &Interactions, cfg: &AlsConfig) -> Arra
                 a.copy_from_slice(&gram);
                 b.fill(0.0);
                 for &j in rows.items(r) {
-                    let y = other.row(j as usize);
-                    for p in 0..d {
-                        let yp = f64::from(y[p]);
-                        b[p] += (1.0 + alpha) * yp;
-                        for q in 0..=p {
-                            a[p * d + q] += alpha * yp * f64::from(y[q]);
-                        }
-                    }
+                    add_positive(a, b, other.row(j as usize), alpha, 1.0 + alpha);
                 }
-                for p in 0..d {
-                    a[p * d + p] += l2;
-                    for q in 0..p {
-                        a[q * d + p] = a[p * d + q];
-                    }
-                }
-                cholesky_solve(a, b, d).iter().map(|&x| x as f32).collect()
+                solve_ridge(a, b, l2).iter().map(|&x| x as f32).collect()
             },
         )
         .collect();
@@ -119,6 +93,37 @@ fn solve_side(other: &Array2<f32>, rows: &Interactions, cfg: &AlsConfig) -> Arra
         out.row_mut(r).iter_mut().zip(x).for_each(|(o, &v)| *o = v);
     }
     out
+}
+
+/// Adds one positive row `y` to a user's normal equations: confidence `alpha` on the lower
+/// triangle of `a`, and `target_weight · y` to the right-hand side.
+fn add_positive(
+    a: &mut [f64],
+    rhs: &mut [f64],
+    y: ndarray::ArrayView1<f32>,
+    alpha: f64,
+    target_weight: f64,
+) {
+    let d = rhs.len();
+    for p in 0..d {
+        let yp = f64::from(y[p]);
+        rhs[p] += target_weight * yp;
+        for q in 0..=p {
+            a[p * d + q] += alpha * yp * f64::from(y[q]);
+        }
+    }
+}
+
+/// Adds the ridge `l2·I`, mirrors the lower triangle and solves `a x = rhs`.
+fn solve_ridge(a: &mut [f64], rhs: &[f64], l2: f64) -> Vec<f64> {
+    let d = rhs.len();
+    for p in 0..d {
+        a[p * d + p] += l2;
+        for q in 0..p {
+            a[q * d + p] = a[p * d + q];
+        }
+    }
+    cholesky_solve(a, rhs, d)
 }
 
 /// YᵀY in f64 (row-major d × d).
