@@ -38,6 +38,9 @@ enum Command {
     Import(ImportArgs),
     /// Dump the service's feedback log as JSON lines.
     Export(ExportArgs),
+    /// Probe a running service: exit 0 if `GET url` answers 200, else 1 (for container health
+    /// checks).
+    Healthcheck(HealthcheckArgs),
 }
 
 #[derive(Args)]
@@ -97,6 +100,18 @@ struct ExportArgs {
     /// Output file (default: standard output).
     #[arg(long)]
     out: Option<PathBuf>,
+}
+
+/// Arguments of `irgan healthcheck`.
+#[derive(Args)]
+struct HealthcheckArgs {
+    /// URL to probe (`http://host:port/path`). Default: `/healthz` on IRGAN_SERVER__BIND (an
+    /// unspecified address such as 0.0.0.0 becomes loopback), else http://127.0.0.1:8080/healthz.
+    #[arg(long)]
+    url: Option<String>,
+    /// Time limit for connecting, and for each write and read.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
+    timeout_ms: u64,
 }
 
 #[derive(Args)]
@@ -186,6 +201,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => serve(a),
         Command::Import(a) => import(a),
         Command::Export(a) => export(a),
+        Command::Healthcheck(a) => healthcheck(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -389,4 +405,178 @@ fn export(a: ExportArgs) -> anyhow::Result<()> {
     log.close()?;
     eprintln!("exported {n} events");
     Ok(())
+}
+
+/// The URL `irgan healthcheck` probes when none is given: `/healthz` on `bind` (the value of
+/// IRGAN_SERVER__BIND), with an unspecified address (0.0.0.0, ::) replaced by loopback.
+fn default_health_url(bind: Option<&str>) -> String {
+    let Some(bind) = bind.map(str::trim).filter(|b| !b.is_empty()) else {
+        return "http://127.0.0.1:8080/healthz".into();
+    };
+    let authority = match bind.parse::<std::net::SocketAddr>() {
+        Ok(mut addr) => {
+            if addr.ip().is_unspecified() {
+                addr.set_ip(match addr {
+                    std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            addr.to_string()
+        }
+        Err(_) => bind.replace("0.0.0.0", "127.0.0.1"),
+    };
+    format!("http://{authority}/healthz")
+}
+
+/// Splits `http://host[:port][/path]` into the authority (for the Host header), host, port
+/// (default 80) and path (default `/`).
+fn parse_http_url(url: &str) -> anyhow::Result<(String, String, u16, String)> {
+    let Some(rest) = url.strip_prefix("http://") else {
+        bail!("unsupported URL {url:?}: only http://host:port/path is supported");
+    };
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) if rest[i..].starts_with('/') => (&rest[..i], rest[i..].to_string()),
+        Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
+        None => (rest, "/".to_string()),
+    };
+    if authority.is_empty() || authority.contains('@') {
+        bail!("bad URL {url:?}: expected http://host:port/path");
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let Some((host, after)) = v6.split_once(']') else {
+            bail!("bad URL {url:?}: unclosed [ in the host");
+        };
+        (host, after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    let port = match port {
+        Some(p) => p
+            .parse::<u16>()
+            .with_context(|| format!("bad port {p:?} in URL {url:?}"))?,
+        None => 80,
+    };
+    if host.is_empty() {
+        bail!("bad URL {url:?}: no host");
+    }
+    Ok((authority.to_string(), host.to_string(), port, path))
+}
+
+/// `irgan healthcheck`: one HTTP/1.1 `GET` over a plain TCP connection; success iff the
+/// status is 200.
+fn healthcheck(a: HealthcheckArgs) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    use std::net::{TcpStream, ToSocketAddrs};
+    use std::time::Duration;
+
+    let url = match a.url {
+        Some(u) => u,
+        None => default_health_url(std::env::var("IRGAN_SERVER__BIND").ok().as_deref()),
+    };
+    let timeout = Duration::from_millis(a.timeout_ms);
+    let (authority, host, port, path) = parse_http_url(&url)?;
+    let addrs: Vec<_> = (host.as_str(), port)
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {host}"))?
+        .collect();
+    let mut last_err = None;
+    let mut stream = None;
+    for addr in &addrs {
+        match TcpStream::connect_timeout(addr, timeout) {
+            Ok(s) => {
+                stream = Some(s);
+                break;
+            }
+            Err(e) => last_err = Some(e),
+        }
+    }
+    let Some(mut stream) = stream else {
+        return Err(match last_err {
+            Some(e) => anyhow::Error::new(e).context(format!("cannot connect to {url}")),
+            None => anyhow::anyhow!("cannot connect to {url}: {host} resolves to no address"),
+        });
+    };
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: irgan-healthcheck\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .with_context(|| format!("sending the request to {url}"))?;
+    // Only the status line matters; read until its end (or the connection closes).
+    let mut head = Vec::new();
+    let mut buf = [0u8; 512];
+    while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 8192 {
+        let n = stream
+            .read(&mut buf)
+            .with_context(|| format!("reading the response from {url}"))?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&head);
+    let status_line = text.lines().next().unwrap_or("").trim();
+    let mut parts = status_line.split_whitespace();
+    let (Some(version), Some(code)) = (parts.next(), parts.next()) else {
+        bail!("{url}: no HTTP status line in the response ({status_line:?})");
+    };
+    if !version.starts_with("HTTP/") {
+        bail!("{url}: not an HTTP response ({status_line:?})");
+    }
+    if code != "200" {
+        bail!("{url}: unhealthy: {status_line}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_url_follows_the_bind_address() {
+        assert_eq!(default_health_url(None), "http://127.0.0.1:8080/healthz");
+        assert_eq!(
+            default_health_url(Some("0.0.0.0:9000")),
+            "http://127.0.0.1:9000/healthz"
+        );
+        assert_eq!(
+            default_health_url(Some("[::]:9000")),
+            "http://[::1]:9000/healthz"
+        );
+        assert_eq!(
+            default_health_url(Some("10.1.2.3:80")),
+            "http://10.1.2.3:80/healthz"
+        );
+    }
+
+    #[test]
+    fn urls_parse() {
+        let p = |u: &str| parse_http_url(u).unwrap();
+        assert_eq!(
+            p("http://127.0.0.1:8080/healthz"),
+            (
+                "127.0.0.1:8080".into(),
+                "127.0.0.1".into(),
+                8080,
+                "/healthz".into()
+            )
+        );
+        assert_eq!(
+            p("http://localhost"),
+            ("localhost".into(), "localhost".into(), 80, "/".into())
+        );
+        assert_eq!(
+            p("http://[::1]:81/a?b"),
+            ("[::1]:81".into(), "::1".into(), 81, "/a?b".into())
+        );
+        assert!(parse_http_url("https://x/").is_err());
+        assert!(parse_http_url("http://x:notaport/").is_err());
+        assert!(parse_http_url("http:///healthz").is_err());
+    }
 }

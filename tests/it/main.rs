@@ -6,6 +6,7 @@ mod adversarial;
 mod bad_input;
 mod common;
 mod config;
+mod dockerfile;
 mod pipeline;
 mod reproducibility;
 mod service;

@@ -1,0 +1,44 @@
+# syntax=docker/dockerfile:1
+# irgan service image: `docker build -t irgan .` then
+# `docker run -p 8080:8080 -v irgan-data:/var/lib/irgan irgan` (add `serve --demo ...` to try it).
+
+# ---- build ----
+FROM rust:1.95-slim-bookworm AS builder
+WORKDIR /app
+
+# Dependencies first, against stub sources, so this layer is reused until Cargo.toml or
+# Cargo.lock change. rusqlite bundles SQLite and builds it with the image's gcc.
+COPY Cargo.toml Cargo.lock ./
+RUN mkdir -p src benches \
+    && echo 'fn main() {}' > src/main.rs \
+    && touch src/lib.rs \
+    && echo 'fn main() {}' > benches/train_schedule.rs \
+    && echo 'fn main() {}' > benches/load.rs \
+    && cargo build --release --locked --bin irgan \
+    && rm -rf src benches
+
+# The real sources; touch them so cargo rebuilds the crate over the stub.
+COPY src ./src
+COPY benches ./benches
+RUN touch src/main.rs src/lib.rs \
+    && cargo build --release --locked --bin irgan
+
+# ---- runtime ----
+FROM debian:bookworm-slim
+RUN groupadd --system --gid 10001 irgan \
+    && useradd --system --uid 10001 --gid irgan --home-dir /var/lib/irgan --no-create-home \
+       --shell /usr/sbin/nologin irgan \
+    && mkdir -p /var/lib/irgan /etc/irgan \
+    && chown irgan:irgan /var/lib/irgan
+
+COPY --from=builder /app/target/release/irgan /usr/local/bin/irgan
+COPY config/default.toml /etc/irgan/default.toml
+
+ENV IRGAN_SERVER__BIND=0.0.0.0:8080 IRGAN_STORAGE__DATA_DIR=/var/lib/irgan
+VOLUME /var/lib/irgan
+WORKDIR /var/lib/irgan
+USER irgan:irgan
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 CMD ["irgan", "healthcheck"]
+ENTRYPOINT ["irgan"]
+CMD ["serve", "--config", "/etc/irgan/default.toml"]
