@@ -98,18 +98,18 @@ impl Metrics {
                 .buckets(latency_buckets),
             )?,
             trainer_steps: IntCounter::new("irgan_trainer_steps_total", "Trainer steps")?,
-            d_loss: Gauge::new("irgan_trainer_d_loss", "D logistic loss")?,
-            g_loss: Gauge::new("irgan_trainer_g_loss", "G policy-gradient loss")?,
+            d_loss: Gauge::new("irgan_trainer_discriminator_loss", "D logistic loss")?,
+            g_loss: Gauge::new("irgan_trainer_generator_loss", "G policy-gradient loss")?,
             d_accuracy_real: Gauge::new(
-                "irgan_trainer_d_accuracy_real",
+                "irgan_trainer_discriminator_accuracy_real",
                 "D accuracy on positives",
             )?,
             d_accuracy_generated: Gauge::new(
-                "irgan_trainer_d_accuracy_generated",
+                "irgan_trainer_discriminator_accuracy_generated",
                 "D accuracy on G's samples",
             )?,
             g_entropy: Gauge::new(
-                "irgan_trainer_g_entropy",
+                "irgan_trainer_generator_entropy",
                 "Mean entropy of G's policy (nats)",
             )?,
             mean_reward: Gauge::new("irgan_trainer_mean_reward", "Mean D reward of G's samples")?,
