@@ -262,3 +262,55 @@ impl Factors {
         )
     }
 }
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A free port on 127.0.0.1 (a moment ago).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// A child process killed on drop (also when the test panics).
+pub struct Guard(pub std::process::Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `irgan serve --demo` with the shipped config, small models, one thread, a free port
+/// and its data and log under `data_dir`, plus `sets` overrides. Returns the process, its port
+/// and its log file.
+pub fn spawn_demo_server(data_dir: &Path, sets: &[&str]) -> (Guard, u16, PathBuf) {
+    let port = free_port();
+    let log = data_dir.join("serve.log");
+    let out = std::fs::File::create(&log).expect("log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_irgan"));
+    cmd.args(["serve", "--demo", "--config"])
+        .arg(root().join("config/default.toml"))
+        .arg("--data-dir")
+        .arg(data_dir.join("data"))
+        .args(["--set", &format!("server.bind=127.0.0.1:{port}")]);
+    let small = [
+        "training.generator.dim=8",
+        "training.discriminator.dim=8",
+        "training.threads=1",
+    ];
+    for kv in small.iter().chain(sets) {
+        cmd.args(["--set", kv]);
+    }
+    let child = cmd
+        .env_remove("IRGAN_SERVER__BIND")
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone().expect("dup"))
+        .stderr(out)
+        .spawn()
+        .expect("spawn irgan serve");
+    (Guard(child), port, log)
+}

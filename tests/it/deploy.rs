@@ -6,17 +6,14 @@
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The repository root.
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::common::{Guard, root, spawn_demo_server};
 
 /// The `deploy/` directory.
 fn deploy() -> PathBuf {
@@ -25,22 +22,6 @@ fn deploy() -> PathBuf {
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
-
-/// Kills the child process on drop (also when the test panics).
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A free port on 127.0.0.1 (a moment ago).
-fn free_port() -> u16 {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
-    l.local_addr().expect("addr").port()
 }
 
 /// `GET path` over HTTP/1.0 (no chunking): status and body, or `None` if not reachable.
@@ -138,31 +119,15 @@ fn referenced_metrics() -> BTreeSet<String> {
     names
 }
 
-/// Starts `irgan serve --demo` (small models; a G-entropy floor no candidate can reach, so the
-/// trainer's publish refusals show up at once) and returns it with its port.
+/// Starts `irgan serve --demo` (a G-entropy floor no candidate can reach, so the trainer's
+/// publish refusals show up at once) and returns it with its port and log.
 fn start_server(data_dir: &Path) -> (Guard, u16, PathBuf) {
-    let port = free_port();
-    let log = data_dir.join("serve.log");
-    let out = std::fs::File::create(&log).expect("log");
-    let child = Command::new(env!("CARGO_BIN_EXE_irgan"))
-        .args(["serve", "--demo", "--config"])
-        .arg(root().join("config/default.toml"))
-        .arg("--data-dir")
-        .arg(data_dir.join("data"))
-        .args(["--set", &format!("server.bind=127.0.0.1:{port}")])
-        .args(["--set", "training.generator.dim=8"])
-        .args(["--set", "training.discriminator.dim=8"])
-        .args(["--set", "training.threads=1"])
-        .args(["--set", "trainer.min_entropy=1000"])
-        .args(["--set", "trainer.publish_every_steps=1"])
-        .args(["--set", "trainer.publish_every_seconds=0.1"])
-        .env_remove("IRGAN_SERVER__BIND")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().expect("dup"))
-        .stderr(out)
-        .spawn()
-        .expect("spawn irgan serve");
-    (Guard(child), port, log)
+    let sets = [
+        "trainer.min_entropy=1000",
+        "trainer.publish_every_steps=1",
+        "trainer.publish_every_seconds=0.1",
+    ];
+    spawn_demo_server(data_dir, &sets)
 }
 
 /// Runs `promtool args`, feeding `stdin`; its exit code and combined output.

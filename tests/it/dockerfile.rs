@@ -2,19 +2,14 @@
 //! refers to (copied files, the binary, the port, the config and its environment, the health
 //! check) is checked against the repository and the real binary.
 
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::{Ipv4Addr, TcpStream};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use irgan::online::settings::ServiceConfig;
 
-use crate::common::irgan;
-
-/// The repository root.
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::common::{irgan, root, spawn_demo_server};
 
 /// One Dockerfile instruction: the keyword (upper case) and its arguments (continuations
 /// joined, comments dropped).
@@ -273,22 +268,6 @@ fn binary_port_config_and_user_agree() {
     assert!(!["", "root", "0"].contains(&name), "USER {user}");
 }
 
-/// A free port on 127.0.0.1 (a moment ago).
-fn free_port() -> u16 {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-/// Kills the child process on drop.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn healthcheck_fails_without_a_server() {
     let run = irgan(["healthcheck", "--url", "http://127.0.0.1:1/healthz"]).fails();
@@ -301,26 +280,7 @@ fn healthcheck_fails_without_a_server() {
 #[test]
 fn healthcheck_passes_against_a_real_server() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let log = dir.path().join("serve.log");
-    let out = std::fs::File::create(&log).expect("log");
-    let child = Command::new(env!("CARGO_BIN_EXE_irgan"))
-        .args(["serve", "--demo", "--config"])
-        .arg(root().join("config/default.toml"))
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args(["--set", &format!("server.bind=127.0.0.1:{port}")])
-        .args(["--set", "training.generator.dim=8"])
-        .args(["--set", "training.discriminator.dim=8"])
-        .args(["--set", "training.threads=1"])
-        .args(["--set", "trainer.enabled=false"])
-        .env_remove("IRGAN_SERVER__BIND")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().expect("dup"))
-        .stderr(out)
-        .spawn()
-        .expect("spawn irgan serve");
-    let mut server = Guard(child);
+    let (mut server, port, log) = spawn_demo_server(dir.path(), &["trainer.enabled=false"]);
     let started = Instant::now();
     while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
         if let Some(status) = server.0.try_wait().expect("try_wait") {
