@@ -21,5 +21,6 @@ pub mod model;
 pub mod online;
 pub mod report;
 pub mod rng;
+pub mod search;
 pub mod store;
 pub mod train;

@@ -1,0 +1,408 @@
+//! Configuration of a learning-to-rank run (`task = "search"`), e.g. `config/mq2008.toml`.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ConfigError, load_document};
+use crate::search::objective::PairLoss;
+use crate::search::scorer::{Activation, Architecture};
+
+/// What `irgan train` trains.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// Item recommendation (user → items, matrix factorisation): [`crate::config::Config`].
+    #[default]
+    Recommendation,
+    /// Learning to rank on feature vectors: [`SearchConfig`].
+    Search,
+}
+
+/// The training method of a search run.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// Pointwise logistic regression on relevance.
+    Logistic,
+    /// RankNet on pairs with uniformly drawn worse documents.
+    Ranknet,
+    /// RankNet on pairs whose worse document is drawn ∝ exp(score) (dynamic negatives).
+    RanknetDynamic,
+    /// RankNet gradients weighted by |ΔNDCG| on every pair.
+    Lambdarank,
+    /// Pointwise IRGAN: G's softmax over the query's documents against a logistic D.
+    IrganPointwise,
+    /// Pairwise IRGAN: G rewrites true pairs, D is a pairwise ranker.
+    IrganPairwise,
+}
+
+impl Method {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Logistic => "logistic",
+            Method::Ranknet => "ranknet",
+            Method::RanknetDynamic => "ranknet_dynamic",
+            Method::Lambdarank => "lambdarank",
+            Method::IrganPointwise => "irgan_pointwise",
+            Method::IrganPairwise => "irgan_pairwise",
+        }
+    }
+
+    /// True for the two adversarial methods.
+    pub fn is_irgan(self) -> bool {
+        matches!(self, Method::IrganPointwise | Method::IrganPairwise)
+    }
+}
+
+/// A whole search run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchConfig {
+    /// Always `search` here (the key tells `irgan train` which configuration it reads).
+    pub task: Task,
+    /// Seed of every random stream.
+    pub seed: u64,
+    /// Worker threads for evaluation (0 = all cores).
+    pub threads: usize,
+    /// What to train.
+    pub method: Method,
+    /// Input files.
+    pub data: SearchDataConfig,
+    /// Metrics and selection.
+    pub eval: SearchEvalConfig,
+    /// The scorer used for every model (G, D and baselines).
+    pub scorer: ScorerConfig,
+    /// Baseline methods, and the pretraining of IRGAN's players.
+    pub baseline: BaselineConfig,
+    /// The adversarial game.
+    pub irgan: SearchIrganConfig,
+}
+
+/// Ranking files in LETOR/SVMlight format.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchDataConfig {
+    /// Training queries.
+    pub train: PathBuf,
+    /// Validation queries (model selection); without it a fraction of the training queries.
+    pub validation: Option<PathBuf>,
+    /// Test queries, read once for the final report.
+    pub test: Option<PathBuf>,
+    /// Fraction of training queries held out when `validation` is absent.
+    pub validation_fraction: f64,
+    /// Feature dimension (default: the highest index in the training file).
+    pub n_features: Option<usize>,
+}
+
+/// Metrics and selection.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchEvalConfig {
+    /// Cut-offs for NDCG@k and P@k.
+    pub ks: Vec<usize>,
+    /// Validation metric that selects the model, e.g. `NDCG@10`.
+    pub select_metric: String,
+    /// Validate every this many epochs (outer epochs for IRGAN).
+    pub every_epochs: usize,
+}
+
+/// Scorer shape.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScorerConfig {
+    /// `linear` or `mlp`.
+    pub kind: ScorerKind,
+    /// Hidden units of the MLP.
+    pub hidden: usize,
+    /// `tanh` or `relu`.
+    pub activation: Activation,
+}
+
+/// Linear or MLP.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ScorerKind {
+    /// w·x + b.
+    Linear,
+    /// One hidden layer.
+    Mlp,
+}
+
+impl ScorerConfig {
+    /// The architecture this describes.
+    pub fn architecture(&self) -> Architecture {
+        match self.kind {
+            ScorerKind::Linear => Architecture::Linear,
+            ScorerKind::Mlp => Architecture::Mlp {
+                hidden: self.hidden,
+                activation: self.activation,
+            },
+        }
+    }
+}
+
+/// Supervised training (the baselines, and IRGAN's pretraining).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BaselineConfig {
+    /// Passes over the training queries.
+    pub epochs: usize,
+    /// Adam learning rate.
+    pub lr: f32,
+    /// L2 penalty.
+    pub l2: f32,
+    /// Queries per gradient step.
+    pub batch_queries: usize,
+    /// RankNet: pairs drawn per document that has a worse one.
+    pub pairs_per_doc: usize,
+    /// Dynamic negatives: softmax temperature over the current scores.
+    pub dynamic_temperature: f64,
+}
+
+/// The adversarial game on feature vectors.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchIrganConfig {
+    /// How G and D start: `random`, or a baseline method trained first (selected on
+    /// validation like any baseline) whose scorer both players copy.
+    pub init: IrganInit,
+    /// Outer epochs (each: D-epochs then G-epochs).
+    pub epochs: usize,
+    /// D passes over the training queries per outer epoch (fresh G samples each pass).
+    pub d_epochs: usize,
+    /// G passes per outer epoch.
+    pub g_epochs: usize,
+    /// Temperature of G's softmax over a query's documents.
+    pub temperature: f64,
+    /// Pointwise: G samples per relevant document, in G's step and as D's negatives.
+    pub samples_per_positive: f64,
+    /// Importance-sampling mixture weight λ of Uniform(relevant) in G's proposal.
+    pub mixture: f64,
+    /// Pointwise: relevant documents are never D's negatives. Pairwise: G's rewritten pair
+    /// ⟨d_k, d_j⟩ is dropped when d_k is truly better than d_j (it would be a true pair).
+    pub exclude_true: bool,
+    /// Pairwise: D's loss on the score margin.
+    pub pair_loss: PairLoss,
+    /// Pairwise: weight of the generated pairs in D's loss (true pairs have weight 1).
+    pub generated_weight: f64,
+    /// G's Adam learning rate.
+    pub g_lr: f32,
+    /// D's Adam learning rate.
+    pub d_lr: f32,
+    /// L2 penalty of both players.
+    pub l2: f32,
+    /// Queries per gradient step.
+    pub batch_queries: usize,
+    /// Which player's validation score selects the checkpoint (and which one ranks by default).
+    pub select_model: crate::config::Role,
+}
+
+/// How IRGAN's players start.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum IrganInit {
+    /// Fresh random scorers.
+    Random,
+    /// The selected pointwise logistic model.
+    Logistic,
+    /// The selected RankNet (uniform pairs) model.
+    Ranknet,
+    /// The selected RankNet (dynamic negatives) model.
+    RanknetDynamic,
+    /// The selected LambdaRank model.
+    Lambdarank,
+}
+
+impl IrganInit {
+    /// The baseline trained first, if any.
+    pub fn method(self) -> Option<Method> {
+        match self {
+            IrganInit::Random => None,
+            IrganInit::Logistic => Some(Method::Logistic),
+            IrganInit::Ranknet => Some(Method::Ranknet),
+            IrganInit::RanknetDynamic => Some(Method::RanknetDynamic),
+            IrganInit::Lambdarank => Some(Method::Lambdarank),
+        }
+    }
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        Self {
+            task: Task::Search,
+            seed: 42,
+            threads: 0,
+            method: Method::IrganPairwise,
+            data: SearchDataConfig::default(),
+            eval: SearchEvalConfig::default(),
+            scorer: ScorerConfig::default(),
+            baseline: BaselineConfig::default(),
+            irgan: SearchIrganConfig::default(),
+        }
+    }
+}
+
+impl Default for SearchDataConfig {
+    fn default() -> Self {
+        Self {
+            train: PathBuf::new(),
+            validation: None,
+            test: None,
+            validation_fraction: 0.2,
+            n_features: None,
+        }
+    }
+}
+
+impl Default for SearchEvalConfig {
+    fn default() -> Self {
+        Self {
+            ks: vec![1, 3, 5, 10],
+            select_metric: "NDCG@10".into(),
+            every_epochs: 1,
+        }
+    }
+}
+
+impl Default for ScorerConfig {
+    fn default() -> Self {
+        Self {
+            kind: ScorerKind::Mlp,
+            hidden: 46,
+            activation: Activation::Tanh,
+        }
+    }
+}
+
+impl Default for BaselineConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 60,
+            lr: 1e-3,
+            l2: 1e-4,
+            batch_queries: 8,
+            pairs_per_doc: 4,
+            dynamic_temperature: 1.0,
+        }
+    }
+}
+
+impl Default for SearchIrganConfig {
+    fn default() -> Self {
+        Self {
+            init: IrganInit::Lambdarank,
+            epochs: 20,
+            d_epochs: 2,
+            g_epochs: 2,
+            temperature: 0.2,
+            samples_per_positive: 5.0,
+            mixture: 0.5,
+            exclude_true: true,
+            pair_loss: PairLoss::Logistic,
+            generated_weight: 1.0,
+            g_lr: 1e-3,
+            d_lr: 1e-4,
+            l2: 1e-4,
+            batch_queries: 8,
+            select_model: crate::config::Role::Discriminator,
+        }
+    }
+}
+
+impl SearchConfig {
+    /// Reads `path`, applies `key=value` overrides in order, and validates.
+    pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, ConfigError> {
+        let cfg: SearchConfig = load_document(toml::Table::new(), path, overrides.iter().cloned())?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks ranges; the error names the offending key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: String| {
+            Err(ConfigError::Invalid {
+                key: key.into(),
+                message,
+            })
+        };
+        if self.task != Task::Search {
+            return bad("task", "must be \"search\" in a search configuration".into());
+        }
+        if self.data.train.as_os_str().is_empty() {
+            return bad("data.train", "a training file is required".into());
+        }
+        if !(0.0..1.0).contains(&self.data.validation_fraction) {
+            return bad("data.validation_fraction", "must be in [0, 1)".into());
+        }
+        if self.data.n_features == Some(0) {
+            return bad("data.n_features", "must be >= 1".into());
+        }
+        let e = &self.eval;
+        if e.ks.is_empty() || e.ks.contains(&0) {
+            return bad("eval.ks", "needs at least one cut-off, each >= 1".into());
+        }
+        if e.every_epochs == 0 {
+            return bad("eval.every_epochs", "must be >= 1".into());
+        }
+        let mut names: Vec<String> = e
+            .ks
+            .iter()
+            .flat_map(|k| [format!("NDCG@{k}"), format!("P@{k}")])
+            .collect();
+        names.extend(["MAP".into(), "MRR".into()]);
+        if !names.contains(&e.select_metric) {
+            return bad(
+                "eval.select_metric",
+                format!("unknown metric; choose one of {}", names.join(", ")),
+            );
+        }
+        if self.scorer.kind == ScorerKind::Mlp && self.scorer.hidden == 0 {
+            return bad("scorer.hidden", "must be >= 1".into());
+        }
+        let b = &self.baseline;
+        if !(b.lr.is_finite() && b.lr > 0.0) || !(b.l2.is_finite() && b.l2 >= 0.0) {
+            return bad("baseline", "lr must be > 0 and l2 >= 0".into());
+        }
+        if b.batch_queries == 0 || b.pairs_per_doc == 0 {
+            return bad("baseline", "batch_queries and pairs_per_doc must be >= 1".into());
+        }
+        if !(b.dynamic_temperature.is_finite() && b.dynamic_temperature > 0.0) {
+            return bad("baseline.dynamic_temperature", "must be > 0".into());
+        }
+        let g = &self.irgan;
+        if !(g.temperature.is_finite() && g.temperature > 0.0) {
+            return bad("irgan.temperature", "must be > 0".into());
+        }
+        if !(g.samples_per_positive.is_finite() && g.samples_per_positive > 0.0) {
+            return bad("irgan.samples_per_positive", "must be > 0".into());
+        }
+        if !(0.0..1.0).contains(&g.mixture) {
+            return bad("irgan.mixture", "must be in [0, 1)".into());
+        }
+        if !(g.generated_weight.is_finite() && g.generated_weight >= 0.0) {
+            return bad("irgan.generated_weight", "must be >= 0".into());
+        }
+        let lr_ok = |x: f32| x.is_finite() && x > 0.0;
+        if !lr_ok(g.g_lr) || !lr_ok(g.d_lr) || !(g.l2.is_finite() && g.l2 >= 0.0) {
+            return bad("irgan", "g_lr and d_lr must be > 0 and l2 >= 0".into());
+        }
+        if g.batch_queries == 0 {
+            return bad("irgan.batch_queries", "must be >= 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// The `task` of a configuration file with its overrides (`recommendation` when absent), so the
+/// command line can pick the right configuration type before parsing it.
+pub fn task_of(path: Option<&Path>, overrides: &[String]) -> Result<Task, ConfigError> {
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(default)]
+        task: Task,
+    }
+    let probe: Probe = load_document(toml::Table::new(), path, overrides.iter().cloned())?;
+    Ok(probe.task)
+}
