@@ -12,6 +12,11 @@ use irgan::eval::Protocol;
 use irgan::model::MfModel;
 use irgan::online::server;
 use irgan::online::settings::ServiceConfig;
+use irgan::search::{
+    self,
+    config::{SearchConfig, Task, task_of},
+    snapshot::SearchSnapshot,
+};
 use irgan::store::Snapshot;
 use irgan::store::feedback_log::{FeedbackLog, LogOptions};
 use irgan::train::pipeline;
@@ -139,9 +144,10 @@ struct EvalArgs {
     #[arg(long)]
     factors: Option<PathBuf>,
     /// Training interactions (their positives, or all, are excluded from the candidates).
+    /// Not used with a search snapshot.
     #[arg(long)]
-    train: PathBuf,
-    /// Test interactions.
+    train: Option<PathBuf>,
+    /// Test interactions, or a LETOR/SVMlight file for a search snapshot.
     #[arg(long)]
     test: PathBuf,
     /// `irgan` (exclude training positives) or `standard` (exclude every training interaction).
@@ -150,8 +156,8 @@ struct EvalArgs {
     /// Which model of a snapshot to evaluate.
     #[arg(long, value_enum, default_value = "generator")]
     model: ModelArg,
-    /// Cut-offs, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "3,5,10")]
+    /// Cut-offs, comma-separated (default 3,5,10; 1,3,5,10 for a search snapshot).
+    #[arg(long, value_delimiter = ',')]
     k: Vec<usize>,
     /// Input format of the files.
     #[arg(long, default_value = "ratings")]
@@ -237,6 +243,9 @@ fn set_threads(threads: usize) {
 }
 
 fn train(a: TrainArgs) -> anyhow::Result<()> {
+    if task_of(a.config.as_deref(), &a.set)? == Task::Search {
+        return train_search(a);
+    }
     let cfg = Config::load(a.config.as_deref(), &a.set)?;
     set_threads(cfg.threads);
     let result = pipeline::run(&cfg, &a.out, !a.quiet)?;
@@ -267,7 +276,84 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn train_search(a: TrainArgs) -> anyhow::Result<()> {
+    let cfg = SearchConfig::load(a.config.as_deref(), &a.set)?;
+    set_threads(cfg.threads);
+    let r = search::pipeline::run(&cfg, &a.out, !a.quiet)?.report;
+    let metric = cfg.eval.select_metric.as_str();
+    println!("wrote {}", a.out.display());
+    println!(
+        "{}: selected {} at epoch {} by validation {metric}",
+        cfg.method.as_str(),
+        r["ranker"].as_str().unwrap_or("?"),
+        r["selection"]["epoch"]
+    );
+    let names = ["NDCG@1", "NDCG@3", "NDCG@5", "NDCG@10", "P@5", "MAP", "MRR"];
+    for split in ["validation", "test"] {
+        if r[split].is_null() {
+            continue;
+        }
+        for stage in ["init", "selected"] {
+            let m = &r[split][stage][r["ranker"].as_str().unwrap_or("discriminator")];
+            if m.is_null() {
+                continue;
+            }
+            let row: Vec<String> = names
+                .iter()
+                .filter_map(|n| m[*n].as_f64().map(|v| format!("{n} {v:.4}")))
+                .collect();
+            println!("{split:<10} {stage:<8} {}", row.join("  "));
+        }
+    }
+    println!(
+        "time: {:.1} s",
+        r["timings_s"]["total"].as_f64().unwrap_or(0.0)
+    );
+    Ok(())
+}
+
+/// Evaluates a search snapshot's ranker on a LETOR file.
+fn eval_search(a: &EvalArgs, dir: &std::path::Path) -> anyhow::Result<()> {
+    let s = SearchSnapshot::read(dir)?;
+    let scorer = match a.model {
+        ModelArg::Generator => &s.generator,
+        ModelArg::Discriminator => &s.discriminator,
+    };
+    let data = search::data::read_letor(&a.test, Some(scorer.n_features))?;
+    let mut data = data;
+    data.widen(scorer.n_features);
+    let ks = if a.k.is_empty() {
+        search::metrics::DEFAULT_KS.to_vec()
+    } else {
+        a.k.clone()
+    };
+    let metrics = search::metrics::evaluate(&data, &ks, |q| scorer.score(q.features.view()));
+    print_metrics(&metrics, a.json)
+}
+
+fn print_metrics(
+    metrics: &std::collections::BTreeMap<String, f64>,
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(metrics)?);
+    } else {
+        for (k, v) in metrics {
+            println!("{k:<12} {v:.4}");
+        }
+    }
+    Ok(())
+}
+
 fn eval(a: EvalArgs) -> anyhow::Result<()> {
+    if let Some(dir) = &a.snapshot
+        && is_search_snapshot(dir)
+    {
+        return eval_search(&a, dir);
+    }
+    let Some(train) = &a.train else {
+        bail!("--train is required to evaluate a recommendation model")
+    };
     let (model, users, items) = match (&a.snapshot, &a.factors) {
         (Some(dir), _) => {
             let s = Snapshot::read(dir)?;
@@ -285,7 +371,7 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
         format: a.format,
         positive_threshold: a.threshold,
     };
-    let ds = loader::load_dataset(&a.train, Some(&a.test), &opts, users, items)?;
+    let ds = loader::load_dataset(train, Some(&a.test), &opts, users, items)?;
     let Some(test) = &ds.test else {
         bail!("no test data")
     };
@@ -294,15 +380,21 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
         Protocol::Irgan => &ds.train.positives,
         Protocol::Standard => &ds.train.seen,
     };
-    let metrics = pipeline::evaluate_model(&model, exclude, &test.positives, &a.k);
-    if a.json {
-        println!("{}", serde_json::to_string(&metrics)?);
+    let ks = if a.k.is_empty() {
+        vec![3, 5, 10]
     } else {
-        for (k, v) in &metrics {
-            println!("{k:<12} {v:.4}");
-        }
-    }
-    Ok(())
+        a.k.clone()
+    };
+    let metrics = pipeline::evaluate_model(&model, exclude, &test.positives, &ks);
+    print_metrics(&metrics, a.json)
+}
+
+/// True when `dir` holds a search (feature-vector) snapshot rather than a recommendation one.
+fn is_search_snapshot(dir: &std::path::Path) -> bool {
+    std::fs::read(dir.join("manifest.json"))
+        .ok()
+        .and_then(|raw| serde_json::from_slice::<serde_json::Value>(&raw).ok())
+        .is_some_and(|m| m["format"] == search::snapshot::FORMAT)
 }
 
 /// Extends a model to ids that appear only in the data: zero factors, zero bias (they score as

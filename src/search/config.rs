@@ -301,7 +301,7 @@ impl Default for SearchIrganConfig {
             mixture: 0.5,
             exclude_true: true,
             pair_loss: PairLoss::Logistic,
-            generated_weight: 1.0,
+            generated_weight: 0.1,
             g_lr: 1e-3,
             d_lr: 1e-4,
             l2: 1e-4,
@@ -328,7 +328,10 @@ impl SearchConfig {
             })
         };
         if self.task != Task::Search {
-            return bad("task", "must be \"search\" in a search configuration".into());
+            return bad(
+                "task",
+                "must be \"search\" in a search configuration".into(),
+            );
         }
         if self.data.train.as_os_str().is_empty() {
             return bad("data.train", "a training file is required".into());
@@ -346,11 +349,10 @@ impl SearchConfig {
         if e.every_epochs == 0 {
             return bad("eval.every_epochs", "must be >= 1".into());
         }
-        let mut names: Vec<String> = e
-            .ks
-            .iter()
-            .flat_map(|k| [format!("NDCG@{k}"), format!("P@{k}")])
-            .collect();
+        let mut names: Vec<String> =
+            e.ks.iter()
+                .flat_map(|k| [format!("NDCG@{k}"), format!("P@{k}")])
+                .collect();
         names.extend(["MAP".into(), "MRR".into()]);
         if !names.contains(&e.select_metric) {
             return bad(
@@ -362,11 +364,14 @@ impl SearchConfig {
             return bad("scorer.hidden", "must be >= 1".into());
         }
         let b = &self.baseline;
-        if !(b.lr.is_finite() && b.lr > 0.0) || !(b.l2.is_finite() && b.l2 >= 0.0) {
+        if !(b.lr.is_finite() && b.lr > 0.0 && b.l2.is_finite() && b.l2 >= 0.0) {
             return bad("baseline", "lr must be > 0 and l2 >= 0".into());
         }
         if b.batch_queries == 0 || b.pairs_per_doc == 0 {
-            return bad("baseline", "batch_queries and pairs_per_doc must be >= 1".into());
+            return bad(
+                "baseline",
+                "batch_queries and pairs_per_doc must be >= 1".into(),
+            );
         }
         if !(b.dynamic_temperature.is_finite() && b.dynamic_temperature > 0.0) {
             return bad("baseline.dynamic_temperature", "must be > 0".into());
@@ -385,7 +390,7 @@ impl SearchConfig {
             return bad("irgan.generated_weight", "must be >= 0".into());
         }
         let lr_ok = |x: f32| x.is_finite() && x > 0.0;
-        if !lr_ok(g.g_lr) || !lr_ok(g.d_lr) || !(g.l2.is_finite() && g.l2 >= 0.0) {
+        if !(lr_ok(g.g_lr) && lr_ok(g.d_lr) && g.l2.is_finite() && g.l2 >= 0.0) {
             return bad("irgan", "g_lr and d_lr must be > 0 and l2 >= 0".into());
         }
         if g.batch_queries == 0 {

@@ -355,17 +355,27 @@ mod tests {
         let mut d = parse("1 qid:1 1:1\n", Some(3)).unwrap();
         assert_eq!(d.queries[0].features.shape(), &[1, 3]);
         d.widen(5);
-        assert_eq!(d.queries[0].features.row(0).to_vec(), vec![1.0, 0.0, 0.0, 0.0, 0.0]);
+        assert_eq!(
+            d.queries[0].features.row(0).to_vec(),
+            vec![1.0, 0.0, 0.0, 0.0, 0.0]
+        );
     }
 
     #[test]
     fn split_is_by_query_and_seeded() {
-        let text: String = (0..20).map(|q| format!("1 qid:{q} 1:1\n0 qid:{q} 1:0\n")).collect();
+        let text: String = (0..20)
+            .map(|q| format!("1 qid:{q} 1:1\n0 qid:{q} 1:0\n"))
+            .collect();
         let d = parse(&text, None).unwrap();
         let (a, b) = d.clone().split_queries(0.25, 3);
         assert_eq!((a.queries.len(), b.queries.len()), (15, 5));
         assert_eq!(b, d.clone().split_queries(0.25, 3).1);
-        let mut all: Vec<String> = a.queries.iter().chain(&b.queries).map(|q| q.qid.clone()).collect();
+        let mut all: Vec<String> = a
+            .queries
+            .iter()
+            .chain(&b.queries)
+            .map(|q| q.qid.clone())
+            .collect();
         all.sort();
         all.dedup();
         assert_eq!(all.len(), 20);

@@ -60,10 +60,7 @@ pub fn query_metrics(scores: &[f32], labels: &[u8], ks: &[usize]) -> Option<Metr
     let mut m = Metrics::new();
     for &k in ks {
         let idcg = dcg(ideal.iter().copied(), k);
-        m.insert(
-            format!("NDCG@{k}"),
-            dcg(ranked.iter().copied(), k) / idcg,
-        );
+        m.insert(format!("NDCG@{k}"), dcg(ranked.iter().copied(), k) / idcg);
         let hits = ranked.iter().take(k).filter(|&&l| l > 0).count();
         m.insert(format!("P@{k}"), hits as f64 / k as f64);
     }

@@ -11,6 +11,8 @@ pub mod config;
 pub mod data;
 pub mod metrics;
 pub mod objective;
+pub mod pipeline;
 pub mod scorer;
+pub mod snapshot;
 pub mod synth;
 pub mod train;

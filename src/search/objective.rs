@@ -246,8 +246,14 @@ mod tests {
         let s = [0.0f32, 1.0, 2.0];
         let labels = [2u8, 0, 0];
         let (g, _) = lambdarank(&s, &labels);
-        assert!(g[0] < 0.0, "descending the loss raises the relevant document");
-        assert!(g[2] > g[1] && g[1] > 0.0, "the top-ranked irrelevant one falls most");
+        assert!(
+            g[0] < 0.0,
+            "descending the loss raises the relevant document"
+        );
+        assert!(
+            g[2] > g[1] && g[1] > 0.0,
+            "the top-ranked irrelevant one falls most"
+        );
         assert!((g.iter().sum::<f32>()).abs() < 1e-6);
         let (g, l) = lambdarank(&s, &[0, 0, 0]);
         assert_eq!((g, l), (vec![0.0; 3], 0.0));

@@ -10,7 +10,8 @@ use crate::rng::{self, Rng};
 use crate::search::config::{BaselineConfig, Method, SearchIrganConfig};
 use crate::search::data::{LtrData, Query};
 use crate::search::objective::{
-    PairLoss, PairSampling, all_pairs, draw, lambdarank, pairwise, pointwise_logistic, policy, sample_pairs,
+    PairLoss, PairSampling, all_pairs, draw, lambdarank, pairwise, pointwise_logistic, policy,
+    sample_pairs,
 };
 use crate::search::scorer::{FlatOptimizer, Scorer};
 
@@ -303,7 +304,9 @@ fn pointwise_g_step(
     for &d in &pos {
         proposal[d] += lambda / pos.len() as f64;
     }
-    let k = (cfg.samples_per_positive * pos.len() as f64).ceil().max(1.0) as usize;
+    let k = (cfg.samples_per_positive * pos.len() as f64)
+        .ceil()
+        .max(1.0) as usize;
     let drawn: Vec<usize> = (0..k).map(|_| draw(&proposal, rng)).collect();
     let rewards: Vec<f64> = drawn
         .iter()
@@ -470,7 +473,10 @@ mod tests {
                 baseline_epoch(method, &mut s, &mut opt, &data, &cfg, 5, e);
             }
             let after = evaluate(&data, &[5], |q| s.score(q.features.view()))["NDCG@5"];
-            assert!(after > before + 0.1 && after > 0.8, "{method:?}: {before} -> {after}");
+            assert!(
+                after > before + 0.1 && after > 0.8,
+                "{method:?}: {before} -> {after}"
+            );
         }
     }
 

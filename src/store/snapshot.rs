@@ -166,11 +166,21 @@ pub enum SnapshotError {
     MissingManifest(PathBuf),
 }
 
-/// `files` entry of the manifest.
+/// `files` entry of a manifest.
 #[derive(Debug, Serialize, Deserialize)]
-struct FileEntry {
-    sha256: String,
-    bytes: u64,
+pub(crate) struct FileEntry {
+    pub(crate) sha256: String,
+    pub(crate) bytes: u64,
+}
+
+impl FileEntry {
+    /// The entry describing `bytes`.
+    pub(crate) fn of(bytes: &[u8]) -> Self {
+        Self {
+            sha256: sha256_hex(bytes),
+            bytes: bytes.len() as u64,
+        }
+    }
 }
 
 /// `generator` section of the manifest.
@@ -219,13 +229,13 @@ struct IdsIn {
 }
 
 /// An owned F32 tensor ready for `safetensors::serialize`.
-struct F32Tensor {
+pub(crate) struct F32Tensor {
     shape: Vec<usize>,
     data: Vec<u8>,
 }
 
 impl F32Tensor {
-    fn new<'a>(shape: &[usize], values: impl Iterator<Item = &'a f32>) -> Self {
+    pub(crate) fn new<'a>(shape: &[usize], values: impl Iterator<Item = &'a f32>) -> Self {
         let data = values.flat_map(|x| x.to_le_bytes()).collect();
         Self {
             shape: shape.to_vec(),
@@ -399,10 +409,7 @@ impl Snapshot {
 
     /// The manifest describing this snapshot and the given file contents.
     fn manifest(&self, tensors: &[u8], ids: &[u8]) -> Manifest {
-        let entry = |bytes: &[u8]| FileEntry {
-            sha256: sha256_hex(bytes),
-            bytes: bytes.len() as u64,
-        };
+        let entry = FileEntry::of;
         let files = [
             (TENSORS_FILE.to_owned(), entry(tensors)),
             (IDS_FILE.to_owned(), entry(ids)),
@@ -432,7 +439,7 @@ impl Snapshot {
 }
 
 /// Maps an I/O error to [`SnapshotError::Io`] naming `path`.
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SnapshotError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SnapshotError + '_ {
     move |source| SnapshotError::Io {
         path: path.to_path_buf(),
         source,
@@ -482,7 +489,11 @@ fn parse_manifest(raw: &[u8]) -> Result<Manifest, SnapshotError> {
 }
 
 /// Reads `dir/name` after checking it is a plain file name, and verifies size and SHA-256.
-fn read_verified(dir: &Path, name: &str, entry: &FileEntry) -> Result<Vec<u8>, SnapshotError> {
+pub(crate) fn read_verified(
+    dir: &Path,
+    name: &str,
+    entry: &FileEntry,
+) -> Result<Vec<u8>, SnapshotError> {
     let mut parts = Path::new(name).components();
     let plain = matches!(
         (parts.next(), parts.next()),

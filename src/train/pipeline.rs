@@ -556,7 +556,8 @@ fn curve_svg(checkpoints: &[Checkpoint], metric: &str, selected_g_epochs: u64) -
     stack_svg(&[quality, game])
 }
 
-fn bar_for(progress: bool, total: u64) -> ProgressBar {
+/// A progress bar over `total` epochs (hidden without `progress`).
+pub(crate) fn bar_for(progress: bool, total: u64) -> ProgressBar {
     if !progress {
         return ProgressBar::hidden();
     }

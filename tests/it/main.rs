@@ -11,5 +11,6 @@ mod dockerfile;
 mod k8s;
 mod pipeline;
 mod reproducibility;
+mod search;
 mod service;
 mod snapshot;
