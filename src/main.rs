@@ -454,6 +454,14 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         log.close()?;
         tracing::info!(new_events = new, "imported");
     }
+    if a.demo && cfg.search.enabled {
+        let new = server::import_search_demo(
+            &cfg.storage.data_dir,
+            cfg.search.n_features,
+            cfg.training.seed,
+        )?;
+        tracing::info!(new_impressions = new, "imported the search demo");
+    }
     let state = server::open(cfg.clone())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

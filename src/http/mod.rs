@@ -6,4 +6,5 @@ pub mod feedback;
 pub mod json;
 pub mod queries;
 pub mod router;
+pub mod search;
 pub mod state;

@@ -15,7 +15,7 @@ use tower::ServiceBuilder;
 
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
-use crate::http::{admin, feedback, queries};
+use crate::http::{admin, feedback, queries, search};
 
 /// Builds the router: read routes open, write and admin routes behind the optional API key,
 /// all measured, size- and time-limited, and load-shed beyond the concurrency limit.
@@ -26,6 +26,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/snapshots/{version}/activate", post(admin::activate))
         .route("/v1/training/pause", post(admin::pause))
         .route("/v1/training/resume", post(admin::resume))
+        .route("/v1/search/feedback", post(search::feedback))
+        .route("/v1/search/snapshots", post(search::publish))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_api_key,
@@ -37,6 +39,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/rank", post(queries::rank))
         .route("/v1/items/{item}/similar", get(queries::similar))
+        .route("/v1/search/rank", post(search::rank))
+        .route("/v1/search/model", get(search::model))
         .route("/v1/model", get(admin::model))
         .route("/v1/snapshots", get(admin::list))
         .route("/healthz", get(admin::healthz))

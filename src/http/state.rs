@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::online::live::ModelStore;
 use crate::online::metrics::Metrics;
+use crate::online::search::SearchService;
 use crate::online::settings::ServiceConfig;
 use crate::online::trainer::TrainerHandle;
 use crate::store::feedback_log::FeedbackLog;
@@ -24,4 +25,6 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The validated configuration.
     pub config: Arc<ServiceConfig>,
+    /// The search task, when `search.enabled`.
+    pub search: Option<Arc<SearchService>>,
 }

@@ -52,6 +52,18 @@ pub struct Metrics {
     pub users: IntGauge,
     /// Items in the catalogue.
     pub items: IntGauge,
+    /// Search impressions accepted (durable).
+    pub search_impressions: IntCounter,
+    /// Search trainer steps (one D pass and one G pass each).
+    pub search_trainer_steps: IntCounter,
+    /// Mean entropy of the search G's policy over a query's documents (nats).
+    pub search_g_entropy: Gauge,
+    /// Version of the live search snapshot.
+    pub search_snapshot_version: IntGauge,
+    /// Hold-out NDCG@10 of the live search ranker at publication.
+    pub search_holdout_ndcg: Gauge,
+    /// Search candidates refused, by reason.
+    pub search_publish_refusals: IntCounterVec,
 }
 
 impl Metrics {
@@ -140,6 +152,33 @@ impl Metrics {
             )?,
             users: IntGauge::new("irgan_catalogue_users", "Users in the catalogue")?,
             items: IntGauge::new("irgan_catalogue_items", "Items in the catalogue")?,
+            search_impressions: IntCounter::new(
+                "irgan_search_impressions_accepted_total",
+                "Search impressions accepted (durable)",
+            )?,
+            search_trainer_steps: IntCounter::new(
+                "irgan_search_trainer_steps_total",
+                "Search trainer steps",
+            )?,
+            search_g_entropy: Gauge::new(
+                "irgan_search_trainer_generator_entropy",
+                "Mean entropy of the search G's policy over a query's documents (nats)",
+            )?,
+            search_snapshot_version: IntGauge::new(
+                "irgan_search_snapshot_version",
+                "Live search snapshot version",
+            )?,
+            search_holdout_ndcg: Gauge::new(
+                "irgan_search_holdout_ndcg10",
+                "Hold-out NDCG@10 of the live search ranker at publication",
+            )?,
+            search_publish_refusals: IntCounterVec::new(
+                Opts::new(
+                    "irgan_search_publish_refusals_total",
+                    "Search candidates refused, by reason",
+                ),
+                &["reason"],
+            )?,
             registry,
         };
         let r = &m.registry;
@@ -164,6 +203,12 @@ impl Metrics {
         r.register(Box::new(m.feedback_to_snapshot_seconds.clone()))?;
         r.register(Box::new(m.users.clone()))?;
         r.register(Box::new(m.items.clone()))?;
+        r.register(Box::new(m.search_impressions.clone()))?;
+        r.register(Box::new(m.search_trainer_steps.clone()))?;
+        r.register(Box::new(m.search_g_entropy.clone()))?;
+        r.register(Box::new(m.search_snapshot_version.clone()))?;
+        r.register(Box::new(m.search_holdout_ndcg.clone()))?;
+        r.register(Box::new(m.search_publish_refusals.clone()))?;
         Ok(m)
     }
 

@@ -6,6 +6,7 @@
 pub mod live;
 pub mod metrics;
 pub mod query;
+pub mod search;
 pub mod server;
 pub mod settings;
 pub mod trainer;

@@ -13,6 +13,7 @@ use crate::data::synth;
 use crate::http::router::router;
 use crate::http::state::AppState;
 use crate::online::metrics::Metrics;
+use crate::online::search::SearchService;
 use crate::online::settings::ServiceConfig;
 use crate::online::trainer::Trainer;
 use crate::store::feedback_log::{FeedbackEvent, FeedbackLog, LogOptions};
@@ -32,6 +33,17 @@ pub fn open(cfg: ServiceConfig) -> anyhow::Result<AppState> {
     let (trainer, models) =
         Trainer::start(cfg.clone(), log.clone(), snapshots.clone(), metrics.clone())?;
     let trainer = trainer.spawn()?;
+    let search = if cfg.search.enabled {
+        Some(SearchService::start(
+            cfg.search.clone(),
+            &cfg.storage.data_dir,
+            cfg.storage.keep_snapshots,
+            cfg.training.seed,
+            metrics.clone(),
+        )?)
+    } else {
+        None
+    };
     Ok(AppState {
         models,
         log,
@@ -39,6 +51,7 @@ pub fn open(cfg: ServiceConfig) -> anyhow::Result<AppState> {
         snapshots,
         metrics,
         config: Arc::new(cfg),
+        search,
     })
 }
 
@@ -58,6 +71,10 @@ pub async fn run(
 
 /// The shutdown sequence after the server has drained.
 pub async fn stop(state: &AppState) -> anyhow::Result<()> {
+    if let Some(search) = &state.search {
+        let v = search.shutdown().await;
+        tracing::info!(version = v, "search trainer stopped");
+    }
     let version = state.trainer.shutdown().await;
     let log = state.log.clone();
     tokio::task::spawn_blocking(move || log.close()).await??;
@@ -151,4 +168,31 @@ fn append_all(log: &FeedbackLog, events: Vec<FeedbackEvent>) -> anyhow::Result<u
             .count();
     }
     Ok(new)
+}
+
+/// Appends a synthetic search data set (queries `q0…`, documents `q0-d0…`, graded labels from a
+/// hidden linear relevance; see [`crate::search::synth`]) to `data_dir/search.sqlite3`, once
+/// (ids `demo-search:q0…` make a second import a no-op). Returns the new impressions.
+pub fn import_search_demo(data_dir: &Path, n_features: usize, seed: u64) -> anyhow::Result<usize> {
+    use crate::store::impression_log::{Impression, ImpressionLog, ShownDocument};
+    let data = crate::search::synth::synthetic_ltr(200, 20, n_features, seed);
+    let impressions: Vec<Impression> = data
+        .queries
+        .iter()
+        .map(|q| Impression {
+            id: Some(format!("demo-search:{}", q.qid)),
+            query: q.qid.clone(),
+            documents: (0..q.len())
+                .map(|d| ShownDocument {
+                    id: q.doc_ids[d].clone(),
+                    features: q.features.row(d).iter().map(|&v| f64::from(v)).collect(),
+                    label: Some(q.labels[d]),
+                    clicked: None,
+                })
+                .collect(),
+        })
+        .collect();
+    let log = ImpressionLog::open(&data_dir.join("search.sqlite3"))?;
+    let appended = log.append(&impressions)?;
+    Ok(appended.iter().filter(|a| !a.duplicate).count())
 }

@@ -23,6 +23,8 @@ pub struct ServiceConfig {
     pub trainer: TrainerConfig,
     /// Model and game settings (the same keys as `irgan train`'s config).
     pub training: Config,
+    /// The search (learning-to-rank) task.
+    pub search: crate::online::search::SearchServiceConfig,
 }
 
 /// HTTP server settings.
@@ -124,6 +126,7 @@ impl Default for ServiceConfig {
             feedback: FeedbackConfig::default(),
             trainer: TrainerConfig::default(),
             training,
+            search: Default::default(),
         }
     }
 }
@@ -300,6 +303,12 @@ impl ServiceConfig {
                 "trainer.gate_metric",
                 "unknown metric (one of P@5, P@10, NDCG@5, NDCG@10, MAP, MRR, ...)",
             );
+        }
+        if let Err(message) = self.search.validate() {
+            return Err(ConfigError::Invalid {
+                key: "search".into(),
+                message,
+            });
         }
         Ok(())
     }

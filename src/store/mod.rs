@@ -2,6 +2,7 @@
 
 pub mod atomic;
 pub mod feedback_log;
+pub mod impression_log;
 pub mod snapshot;
 pub mod snapshot_dir;
 

@@ -1,17 +1,63 @@
 //! The service's snapshot directory: one sub-directory per version (`v0000000042/`), the newest
 //! valid one loaded at start, the last N kept.
 
+use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
+use crate::search::snapshot::SearchSnapshot;
 use crate::store::{Snapshot, SnapshotError};
 
-/// A directory of versioned snapshots.
-#[derive(Debug, Clone)]
-pub struct SnapshotDir {
-    root: PathBuf,
+/// A snapshot type that lives in a [`SnapshotDir`].
+pub trait Versioned: Sized {
+    /// Its version number.
+    fn version(&self) -> u64;
+    /// Writes it into `dir` (atomically, manifest last).
+    fn write_to(&self, dir: &Path) -> Result<(), SnapshotError>;
+    /// Reads and verifies one from `dir`.
+    fn read_from(dir: &Path) -> Result<Self, SnapshotError>;
 }
 
-impl SnapshotDir {
+impl Versioned for Snapshot {
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn write_to(&self, dir: &Path) -> Result<(), SnapshotError> {
+        self.write(dir)
+    }
+    fn read_from(dir: &Path) -> Result<Self, SnapshotError> {
+        Snapshot::read(dir)
+    }
+}
+
+impl Versioned for SearchSnapshot {
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn write_to(&self, dir: &Path) -> Result<(), SnapshotError> {
+        self.write(dir)
+    }
+    fn read_from(dir: &Path) -> Result<Self, SnapshotError> {
+        SearchSnapshot::read(dir)
+    }
+}
+
+/// A directory of versioned snapshots (recommendation ones by default).
+#[derive(Debug)]
+pub struct SnapshotDir<S = Snapshot> {
+    root: PathBuf,
+    kind: PhantomData<fn() -> S>,
+}
+
+impl<S> Clone for SnapshotDir<S> {
+    fn clone(&self) -> Self {
+        Self {
+            root: self.root.clone(),
+            kind: PhantomData,
+        }
+    }
+}
+
+impl<S: Versioned> SnapshotDir<S> {
     /// Opens (creating if needed) the directory.
     pub fn open(root: &Path) -> Result<Self, SnapshotError> {
         std::fs::create_dir_all(root).map_err(|source| SnapshotError::Io {
@@ -20,6 +66,7 @@ impl SnapshotDir {
         })?;
         Ok(Self {
             root: root.to_owned(),
+            kind: PhantomData,
         })
     }
 
@@ -41,13 +88,13 @@ impl SnapshotDir {
     }
 
     /// Reads one version.
-    pub fn read(&self, version: u64) -> Result<Snapshot, SnapshotError> {
-        Snapshot::read(&self.path_of(version))
+    pub fn read(&self, version: u64) -> Result<S, SnapshotError> {
+        S::read_from(&self.path_of(version))
     }
 
     /// The newest snapshot that reads back valid; corrupt or partial ones are skipped and
     /// returned as (version, error) so the caller can warn about them.
-    pub fn newest_valid(&self) -> (Option<Snapshot>, Vec<(u64, SnapshotError)>) {
+    pub fn newest_valid(&self) -> (Option<S>, Vec<(u64, SnapshotError)>) {
         let mut skipped = Vec::new();
         for v in self.versions().into_iter().rev() {
             match self.read(v) {
@@ -60,12 +107,12 @@ impl SnapshotDir {
 
     /// Writes `snapshot` under its version, then removes all but the newest `keep` versions
     /// (never the one just written).
-    pub fn write(&self, snapshot: &Snapshot, keep: usize) -> Result<(), SnapshotError> {
-        snapshot.write(&self.path_of(snapshot.version))?;
+    pub fn write(&self, snapshot: &S, keep: usize) -> Result<(), SnapshotError> {
+        snapshot.write_to(&self.path_of(snapshot.version()))?;
         let versions = self.versions();
         let excess = versions.len().saturating_sub(keep.max(1));
         for &v in versions.iter().take(excess) {
-            if v != snapshot.version {
+            if v != snapshot.version() {
                 // Best effort: a leftover directory is harmless and retried next time.
                 let _ = std::fs::remove_dir_all(self.path_of(v));
             }
@@ -98,7 +145,7 @@ mod tests {
     #[test]
     fn keeps_the_newest_and_skips_corrupt_ones() {
         let dir = tempfile::tempdir().unwrap();
-        let sd = SnapshotDir::open(dir.path()).unwrap();
+        let sd: SnapshotDir = SnapshotDir::open(dir.path()).unwrap();
         for v in 1..=4 {
             sd.write(&snap(v), 3).unwrap();
         }

@@ -9,6 +9,7 @@ mod feedback;
 mod learning;
 mod recommendations;
 mod restart;
+mod search;
 mod settings;
 
 use std::path::Path;
