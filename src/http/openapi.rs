@@ -462,8 +462,9 @@ pub struct FeedbackEvent {
     pub user: ExternalId,
     /// External item id.
     pub item: ExternalId,
-    /// Event type: one of the keys of `feedback.types` (by default `click`, `like`,
-    /// `purchase`, `dislike`, …); its weight, scaled by `value`, adds to the (user, item) pair.
+    /// Event type: one of the keys of `feedback.types` (in the default config `click`,
+    /// `dislike`, `import`, `like`, `purchase`, `view`); its weight, scaled by `value`, adds to
+    /// the (user, item) pair. Unknown types are rejected.
     #[serde(rename = "type")]
     pub kind: String,
     /// Scales the type's weight (|value| ≤ 1e6).

@@ -200,6 +200,28 @@ fn document_is_structurally_openapi_3() {
             "{at}: $ref {r:?} does not resolve"
         );
     }
+    // The event types of the default config are the ones the document names.
+    let defaults: toml::Value =
+        toml::from_str(&std::fs::read_to_string(root().join("config/default.toml")).unwrap())
+            .unwrap();
+    let kind = doc["components"]["schemas"]["FeedbackEvent"]["properties"]["type"]["description"]
+        .as_str()
+        .expect("FeedbackEvent.type description");
+    let types: BTreeSet<&str> = defaults["feedback"]["types"]
+        .as_table()
+        .expect("types")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let listed = kind
+        .split_once("default config")
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map_or("", |(list, _)| list);
+    let named: BTreeSet<&str> = listed.split('`').skip(1).step_by(2).collect();
+    assert_eq!(
+        named, types,
+        "FeedbackEvent.type vs config/default.toml: {kind}"
+    );
     let schemes = doc["components"]["securitySchemes"]
         .as_object()
         .expect("security schemes");
@@ -230,7 +252,7 @@ fn document_is_structurally_openapi_3() {
                 r["content"].as_object().is_some_and(|c| !c.is_empty()),
                 "{what} {status}: no content (every answer has a body)"
             );
-            if status.starts_with('4') || status.starts_with('5') && path != "/readyz" {
+            if status.starts_with('4') || (status.starts_with('5') && path != "/readyz") {
                 let d = r["description"].as_str().unwrap_or("");
                 assert!(
                     d.contains("Codes: `"),
