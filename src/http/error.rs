@@ -4,7 +4,8 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::online::trainer::TrainerError;
 
@@ -14,6 +15,17 @@ pub struct ApiError {
     /// HTTP status.
     pub status: StatusCode,
     /// Stable code, e.g. `invalid_parameter`.
+    pub code: &'static str,
+    /// Human-readable message (never internal details).
+    pub message: String,
+}
+
+/// The JSON body of every error response. Which codes a route can answer with is listed per
+/// response in the OpenAPI document (`GET /openapi.json`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(examples(json!({"code": "invalid_parameter", "message": "k must be between 1 and 1000"})))]
+pub struct ErrorBody {
+    /// Stable machine-readable code, e.g. `invalid_parameter`.
     pub code: &'static str,
     /// Human-readable message (never internal details).
     pub message: String,
@@ -51,7 +63,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(json!({ "code": self.code, "message": self.message }));
+        let body = Json(ErrorBody {
+            code: self.code,
+            message: self.message,
+        });
         let mut r = (self.status, body).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE
             || self.status == StatusCode::TOO_MANY_REQUESTS

@@ -8,8 +8,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorBody};
 use crate::http::json::read_body;
 use crate::http::state::AppState;
 use crate::store::feedback_log::FeedbackEvent;
@@ -21,7 +22,7 @@ const MAX_VALUE: f64 = 1e6;
 const MAX_ID_LEN: usize = 256;
 
 /// One rejected event of a batch.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Rejected {
     /// Position in the request (0-based).
     pub index: usize,
@@ -32,7 +33,7 @@ pub struct Rejected {
 }
 
 /// Response of `POST /v1/feedback`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct FeedbackOut {
     /// Events now durable (new ones).
     pub accepted: usize,
@@ -140,6 +141,41 @@ fn to_event(v: &Value, state: &AppState) -> Result<FeedbackEvent, String> {
 }
 
 /// `POST /v1/feedback`
+#[utoipa::path(
+    post,
+    path = "/v1/feedback",
+    tag = "feedback",
+    summary = "Log feedback events",
+    description = "Appends events to the durable feedback log; the answer comes after they are \
+        committed. The body is one event object, a JSON array of events, or NDJSON (one event \
+        object per line); the shape is detected from the body, whatever its content type. Events \
+        are idempotent on `id`: a logged id is acknowledged as a duplicate and not stored again. \
+        Invalid events are listed in `rejected` by position while the valid ones are stored; if \
+        none is valid, nothing is stored and the answer is a 400.",
+    request_body(
+        description = "One event, an array of events, or NDJSON lines of events \
+            (at most `feedback.max_events_per_request` events).",
+        content(
+            (crate::http::openapi::FeedbackBatch = "application/json",
+                example = json!([
+                    {"id": "e1", "user": "ann", "item": "i3", "type": "like"},
+                    {"id": "e2", "user": "ann", "item": "i8", "type": "purchase", "value": 2.0, "timestamp": 1700000000000_i64}
+                ])),
+            (crate::http::openapi::FeedbackEvent = "application/x-ndjson"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "The valid events are durable.", body = FeedbackOut),
+        (status = 400, description = "Codes: `invalid_body` (empty, not UTF-8, or a malformed \
+            JSON array), `too_many_events` (more than `feedback.max_events_per_request`), \
+            `invalid_event` (no valid event in the request; nothing was stored; the body lists \
+            every event's problem in `rejected`).", body = crate::http::openapi::FeedbackError),
+        (status = 413, description = "Codes: `body_too_large` (over `server.body_limit_bytes`).", body = ErrorBody),
+        (status = 500, description = "Codes: `internal` (the log could not be written; nothing \
+            was acknowledged).", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn post(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let bytes = read_body(req, &state).await?;
     let values = split_body(&bytes)?;

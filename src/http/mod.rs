@@ -4,6 +4,7 @@ pub mod admin;
 pub mod error;
 pub mod feedback;
 pub mod json;
+pub mod openapi;
 pub mod queries;
 pub mod router;
 pub mod search;

@@ -6,23 +6,25 @@ use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorBody};
 use crate::http::json::JsonBody;
 use crate::http::state::AppState;
 use crate::online::live::Live;
 use crate::online::query::{self, ModelChoice, QueryModel, Scored};
 
 /// One ranked item in a response (external id).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ItemOut {
     /// External item id.
     pub item: String,
-    /// Score of the model that ranked.
+    /// Score of the model that ranked: G's log-probability, D's probability or the blend; the
+    /// popularity for `popularity`; ln `propensity` for `explore`; a cosine for similar items.
     pub score: f64,
-    /// G's log-probability.
+    /// G's log-probability (G's cosine for similar items).
     pub generator: f64,
-    /// D's probability.
+    /// D's probability (D's cosine for similar items).
     pub discriminator: f64,
     /// Probability that exploration drew this item first (only with `explore`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -30,12 +32,13 @@ pub struct ItemOut {
 }
 
 /// Response of the ranking routes.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RankingOut {
     /// External user id, when the request had one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    /// Which model ranked (`explore` for sampled results).
+    /// Which model ranked: `generator`, `discriminator`, `blend`, `popularity` (cold start) or
+    /// `explore` (sampled).
     pub model: String,
     /// Snapshot version every score came from.
     pub version: u64,
@@ -111,6 +114,27 @@ fn query_model<'a>(state: &AppState, live: &'a Live) -> QueryModel<'a> {
 }
 
 /// `GET /v1/users/{user}/recommendations?k=&model=&exclude_seen=&explore=&seed=`
+#[utoipa::path(
+    get,
+    path = "/v1/users/{user}/recommendations",
+    tag = "rankings",
+    summary = "Top k items for a user",
+    description = "The user's top `k` items from G, D or the blend (`model`), or `k` items \
+        sampled from G's policy with their propensities (`explore` > 0). A user the live model \
+        does not know gets the most popular items (`cold_start: true`, `model: \"popularity\"`; \
+        with `explore`, G's prior is sampled). Every score comes from one snapshot (`version`).",
+    params(
+        ("user" = String, Path, description = "External user id (any string; unknown users are cold starts)."),
+        crate::http::openapi::RecommendationsQuery,
+    ),
+    responses(
+        (status = 200, description = "The ranking, best first (in draw order with `explore`).", body = RankingOut),
+        (status = 400, description = "Codes: `invalid_path` (the user id is not valid UTF-8 after \
+            percent-decoding), `invalid_query` (the query string cannot be decoded), \
+            `invalid_parameter` (`k` outside 1..=`server.max_k`, an unknown `model`, a negative \
+            or non-finite `explore`, or a value that does not parse).", body = ErrorBody),
+    ),
+)]
 pub async fn recommendations(
     State(state): State<AppState>,
     user: Result<Path<String>, PathRejection>,
@@ -162,7 +186,7 @@ pub async fn recommendations(
 }
 
 /// Body of `POST /v1/rank`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RankIn {
     /// External user id (optional).
@@ -175,6 +199,26 @@ pub struct RankIn {
 }
 
 /// `POST /v1/rank`: orders the given candidates; unknown items are listed separately.
+#[utoipa::path(
+    post,
+    path = "/v1/rank",
+    tag = "rankings",
+    summary = "Order given candidate items",
+    description = "Orders the candidates by the chosen model's score for the user (or for the \
+        zero user when the user is absent or unknown, `cold_start: true`). Duplicates are \
+        listed once; ids not in the catalogue are returned in `unknown_items`.",
+    request_body(
+        content = RankIn,
+        content_type = "application/json",
+        example = json!({"user": "u3", "items": ["i3", "i8", "i1", "i42"], "model": "blend"}),
+    ),
+    responses(
+        (status = 200, description = "The candidates, best first.", body = crate::http::openapi::RankOut),
+        (status = 400, description = "Codes: `invalid_body` (not JSON, an unknown field, a wrong \
+            type, no `items`, an empty `items` list, or more than max(`server.max_k`, 10000) items).", body = ErrorBody),
+        (status = 413, description = "Codes: `body_too_large` (over `server.body_limit_bytes`).", body = ErrorBody),
+    ),
+)]
 pub async fn rank(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<RankIn>,
@@ -222,6 +266,24 @@ pub async fn rank(
 }
 
 /// `GET /v1/items/{item}/similar?k=&model=`
+#[utoipa::path(
+    get,
+    path = "/v1/items/{item}/similar",
+    tag = "rankings",
+    summary = "Items similar to an item",
+    description = "The `k` items whose factor rows are most similar (cosine) to the item's, in \
+        G's space, D's space or the mean of both (`model = blend`); the item itself is excluded.",
+    params(
+        ("item" = String, Path, description = "External item id."),
+        crate::http::openapi::SimilarQuery,
+    ),
+    responses(
+        (status = 200, description = "The neighbours, most similar first.", body = crate::http::openapi::SimilarOut),
+        (status = 400, description = "Codes: `invalid_path`, `invalid_query`, `invalid_parameter` \
+            (as for recommendations).", body = ErrorBody),
+        (status = 404, description = "Codes: `unknown_item` (the item is not in the live catalogue).", body = ErrorBody),
+    ),
+)]
 pub async fn similar(
     State(state): State<AppState>,
     item: Result<Path<String>, PathRejection>,

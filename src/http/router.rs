@@ -1,4 +1,6 @@
-//! The whole route table and middleware stack.
+//! The whole route table and middleware stack. Every route is documented in the OpenAPI
+//! document (`crate::http::openapi`, served at `/openapi.json`); `tests/it/openapi.rs` reads
+//! the `.route(...)` calls below and fails when the two differ.
 
 use std::time::{Duration, Instant};
 
@@ -15,7 +17,7 @@ use tower::ServiceBuilder;
 
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
-use crate::http::{admin, feedback, queries, search};
+use crate::http::{admin, feedback, openapi, queries, search};
 
 /// Builds the router: read routes open, write and admin routes behind the optional API key,
 /// all measured, size- and time-limited, and load-shed beyond the concurrency limit.
@@ -45,7 +47,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/snapshots", get(admin::list))
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
-        .route("/metrics", get(admin::metrics));
+        .route("/metrics", get(admin::metrics))
+        .route("/openapi.json", get(openapi::serve));
     let cfg = &state.config.server;
     let limits = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(overloaded))

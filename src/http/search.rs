@@ -11,13 +11,13 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorBody};
 use crate::http::json::{JsonBody, read_body};
 use crate::http::state::AppState;
 use crate::online::search::{
-    IngestResponse, RankRequest, RankResponse, SearchApiError, SearchService,
+    IngestResponse, RankRequest, RankResponse, SearchApiError, SearchInfo, SearchService,
 };
 use crate::store::impression_log::Impression;
 
@@ -45,7 +45,37 @@ fn service(state: &AppState) -> Result<Arc<SearchService>, ApiError> {
     })
 }
 
+/// A feature vector for the documentation's examples (the default `search.n_features`).
+pub fn example_features(shift: f64) -> Vec<f64> {
+    (0..46)
+        .map(|f| ((f as f64 * 0.37 + shift) % 1.0 * 1000.0).round() / 1000.0)
+        .collect()
+}
+
 /// `POST /v1/search/rank`.
+#[utoipa::path(
+    post,
+    path = "/v1/search/rank",
+    operation_id = "search_rank",
+    tag = "search",
+    summary = "Order a query's candidate documents",
+    description = "Scores every candidate's feature vector with the live search pair and returns         them best first by G, D or the blend of their z-scored scores (`model`; default: the         snapshot's ranker, D for pairwise IRGAN). Each result carries both scores and G's policy         probability among the candidates. Equal scores keep the request's order.",
+    request_body(
+        content = RankRequest,
+        content_type = "application/json",
+        example = json!({"query": "q1", "documents": [
+            {"id": "d1", "features": example_features(0.1)},
+            {"id": "d2", "features": example_features(0.6)}
+        ], "model": "discriminator", "k": 10}),
+    ),
+    responses(
+        (status = 200, description = "The candidates, best first (the first `k`).", body = RankResponse),
+        (status = 400, description = "Codes: `invalid_body` (not JSON, an unknown field, a wrong             type), `invalid_query` (empty or over-long query id), `empty_documents`,             `too_many_documents` (over `search.max_documents`), `invalid_document_id`,             `duplicate_document`, `feature_length` (not `search.n_features` features),             `non_finite_feature` (not a finite 32-bit number), `invalid_k` (k = 0).", body = ErrorBody),
+        (status = 404, description = "Codes: `search_disabled` (`search.enabled = false`).", body = ErrorBody),
+        (status = 413, description = "Codes: `body_too_large` (over `server.body_limit_bytes`).", body = ErrorBody),
+        (status = 503, description = "Codes: `no_search_model` (nothing published yet; retry             after feedback or start with `search.initial_snapshot`).", body = ErrorBody),
+    ),
+)]
 pub async fn rank(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<RankRequest>,
@@ -64,6 +94,30 @@ pub async fn rank(
 }
 
 /// `POST /v1/search/feedback`.
+#[utoipa::path(
+    post,
+    path = "/v1/search/feedback",
+    operation_id = "search_feedback",
+    tag = "search",
+    summary = "Log search impressions",
+    description = "Appends impressions (a query, the documents shown with their feature vectors,         and per document a relevance `label` or a `clicked` flag) to the durable impression log;         the answer comes after they are committed. The body is one impression object or an         array of them. Impressions are idempotent on `id`. Invalid impressions are listed in         `rejected` while the valid ones are stored; if none is valid, nothing is stored and the         answer is a 400 naming the first problem. The search trainer learns from impressions         with at least one relevant document.",
+    request_body(
+        content = Vec<crate::store::impression_log::Impression>,
+        content_type = "application/json",
+        example = json!([{"id": "imp-1", "query": "q1", "documents": [
+            {"id": "d1", "features": example_features(0.1), "label": 2},
+            {"id": "d2", "features": example_features(0.6), "clicked": false}
+        ]}]),
+    ),
+    responses(
+        (status = 200, description = "The valid impressions are durable.", body = IngestResponse),
+        (status = 400, description = "Codes: `invalid_body` (not JSON, or neither an object nor             an array), `invalid_impression` (an impression of the wrong shape), `empty_batch`,             and when no impression is valid the first one's problem: `invalid_query`,             `invalid_id`, `empty_documents`, `too_many_documents`, `invalid_document_id`,             `duplicate_document`, `feature_length`, `non_finite_feature`, `invalid_label`             (a label above 31).", body = ErrorBody),
+        (status = 404, description = "Codes: `search_disabled`.", body = ErrorBody),
+        (status = 413, description = "Codes: `body_too_large`.", body = ErrorBody),
+        (status = 503, description = "Codes: `storage_error` (the log could not be written;             nothing was acknowledged).", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn feedback(
     State(state): State<AppState>,
     req: Request,
@@ -97,11 +151,32 @@ pub async fn feedback(
     Ok(Json(out))
 }
 
+/// The version a publish produced.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct SearchPublished {
+    /// The new live search snapshot version.
+    pub version: u64,
+}
+
 /// `POST /v1/search/snapshots`: 200 with the new version, or 409 with the gate's reason.
-pub async fn publish(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    post,
+    path = "/v1/search/snapshots",
+    operation_id = "search_publish",
+    tag = "search",
+    summary = "Publish the search candidate now",
+    description = "Gates the search trainer's current candidate (finite parameters; hold-out         NDCG@10 of its ranker not below the live one's by more than `search.tolerance`) and         publishes it as the next version.",
+    responses(
+        (status = 200, description = "Published.", body = SearchPublished),
+        (status = 404, description = "Codes: `search_disabled`.", body = ErrorBody),
+        (status = 409, description = "Codes: `publish_refused` (not enough judged queries yet,             nothing new since the last publish, non-finite parameters, or worse than the live             pair; the message says which).", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
+pub async fn publish(State(state): State<AppState>) -> Result<Json<SearchPublished>, ApiError> {
     let search = service(&state)?;
     match search.publish().await {
-        Ok(version) => Ok(Json(json!({ "version": version }))),
+        Ok(version) => Ok(Json(SearchPublished { version })),
         Err(reason) => Err(ApiError {
             status: StatusCode::CONFLICT,
             code: "publish_refused",
@@ -111,6 +186,17 @@ pub async fn publish(State(state): State<AppState>) -> Result<Json<Value>, ApiEr
 }
 
 /// `GET /v1/search/model`.
-pub async fn model(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/v1/search/model",
+    operation_id = "search_model",
+    tag = "search",
+    summary = "The live search pair and its trainer",
+    responses(
+        (status = 200, description = "The live pair (null before the first publish) and the             trainer's counters.", body = SearchInfo),
+        (status = 404, description = "Codes: `search_disabled`.", body = ErrorBody),
+    ),
+)]
+pub async fn model(State(state): State<AppState>) -> Result<Json<SearchInfo>, ApiError> {
     Ok(Json(service(&state)?.info()))
 }

@@ -163,7 +163,7 @@ impl SearchApiError {
 }
 
 /// A candidate document to rank.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CandidateDocument {
     /// Caller's document id.
@@ -173,7 +173,7 @@ pub struct CandidateDocument {
 }
 
 /// `POST /v1/search/rank`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RankRequest {
     /// The query id (logged with feedback; not used for scoring).
@@ -182,14 +182,16 @@ pub struct RankRequest {
     pub documents: Vec<CandidateDocument>,
     /// `generator`, `discriminator` or `blend` (default: the snapshot's ranker).
     #[serde(default)]
+    #[schema(required = false)]
     pub model: Option<ModelChoice>,
     /// Return only the first `k` (default: all).
     #[serde(default)]
+    #[schema(required = false, minimum = 1)]
     pub k: Option<usize>,
 }
 
 /// One ranked document.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RankedDocument {
     /// Caller's document id.
     pub id: String,
@@ -204,7 +206,7 @@ pub struct RankedDocument {
 }
 
 /// The ranked list.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RankResponse {
     /// The query id, echoed.
     pub query: String,
@@ -217,7 +219,7 @@ pub struct RankResponse {
 }
 
 /// One rejected impression of a feedback batch.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RejectedImpression {
     /// Position in the request (0-based).
     pub index: usize,
@@ -228,7 +230,7 @@ pub struct RejectedImpression {
 }
 
 /// Outcome of a feedback batch.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct IngestResponse {
     /// Impressions now durable.
     pub accepted: usize,
@@ -240,9 +242,9 @@ pub struct IngestResponse {
     pub last_seq: u64,
 }
 
-/// What the live model and the trainer are doing (`GET /v1/search/model`).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct TrainerStatus {
+/// What the search trainer is doing.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct SearchTrainerStatus {
     /// Impressions the trainer has read.
     pub impressions_seen: u64,
     /// Queries it trains on.
@@ -258,7 +260,45 @@ pub struct TrainerStatus {
     /// Why the last candidate was refused, if it was.
     pub last_refusal: Option<String>,
     /// Hold-out metrics of the live pair at its publication.
+    #[schema(value_type = Option<Object>)]
     pub live_holdout: Option<Value>,
+}
+
+/// The live search pair.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct LiveSearchModel {
+    /// Snapshot version.
+    pub version: u64,
+    /// Creation time, ms since the Unix epoch.
+    pub created_unix_ms: u64,
+    /// The model `rank` uses by default.
+    pub ranker: ModelChoice,
+    /// Feature vector length.
+    pub n_features: usize,
+    /// G's architecture, e.g. `{"kind": "mlp", "hidden": 46, "activation": "tanh"}`.
+    #[schema(value_type = Object)]
+    pub generator: Value,
+    /// D's architecture.
+    #[schema(value_type = Object)]
+    pub discriminator: Value,
+    /// G's softmax temperature.
+    pub temperature: f32,
+    /// Method, ranker and hold-out metrics at publication.
+    #[schema(value_type = Object)]
+    pub metadata: Value,
+}
+
+/// `GET /v1/search/model`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SearchInfo {
+    /// The training method (`irgan_pointwise` or `irgan_pairwise`).
+    pub method: String,
+    /// Feature vector length every request must have.
+    pub n_features: usize,
+    /// The live pair (null until the first publish).
+    pub live: Option<LiveSearchModel>,
+    /// The trainer.
+    pub trainer: SearchTrainerStatus,
 }
 
 enum Command {
@@ -271,7 +311,7 @@ pub struct SearchService {
     cfg: SearchServiceConfig,
     live: RwLock<Option<Arc<SearchSnapshot>>>,
     log: ImpressionLog,
-    status: Mutex<TrainerStatus>,
+    status: Mutex<SearchTrainerStatus>,
     commands: Mutex<Option<mpsc::Sender<Command>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     metrics: Arc<Metrics>,
@@ -336,7 +376,7 @@ impl SearchService {
             cfg: cfg.clone(),
             live: RwLock::new(live.map(Arc::new)),
             log: log.clone(),
-            status: Mutex::new(TrainerStatus::default()),
+            status: Mutex::new(SearchTrainerStatus::default()),
             commands: Mutex::new(Some(tx)),
             thread: Mutex::new(None),
             metrics,
@@ -548,26 +588,23 @@ impl SearchService {
     }
 
     /// The live model's description and the trainer's status.
-    pub fn info(&self) -> Value {
-        let live = self.current().map(|s| {
-            json!({
-                "version": s.version,
-                "created_unix_ms": s.created_unix_ms,
-                "ranker": default_model(&s),
-                "n_features": s.generator.n_features,
-                "generator": s.generator.arch,
-                "discriminator": s.discriminator.arch,
-                "temperature": s.temperature,
-                "metadata": s.metadata,
-            })
+    pub fn info(&self) -> SearchInfo {
+        let live = self.current().map(|s| LiveSearchModel {
+            version: s.version,
+            created_unix_ms: s.created_unix_ms,
+            ranker: default_model(&s),
+            n_features: s.generator.n_features,
+            generator: json!(s.generator.arch),
+            discriminator: json!(s.discriminator.arch),
+            temperature: s.temperature,
+            metadata: s.metadata.clone(),
         });
-        json!({
-            "enabled": true,
-            "method": self.cfg.method.as_str(),
-            "n_features": self.cfg.n_features,
-            "live": live,
-            "trainer": *self.status.lock(),
-        })
+        SearchInfo {
+            method: self.cfg.method.as_str().into(),
+            n_features: self.cfg.n_features,
+            live,
+            trainer: self.status.lock().clone(),
+        }
     }
 
     /// Asks the trainer to publish its candidate now; the new version, or why it was refused.
@@ -736,10 +773,12 @@ impl TrainerLoop {
             };
             match self.rx.recv_timeout(wait) {
                 Ok(Command::Publish(reply)) => {
-                    let r = match game.as_ref() {
-                        Some(g) if dirty => self.publish(g, &holdout),
-                        Some(_) => Err("nothing new to publish".into()),
-                        None => Err(format!(
+                    let live = self.service.current().map(|s| s.version);
+                    let r = match (game.as_ref(), live) {
+                        (Some(g), _) if dirty => self.publish(g, &holdout),
+                        // Nothing trained since: the live version already is the candidate.
+                        (_, Some(v)) if !dirty => Ok(v),
+                        _ => Err(format!(
                             "not enough judged queries yet ({} for training, {} held out; \
                              need {} and 1)",
                             train.queries.len(),

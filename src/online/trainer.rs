@@ -32,7 +32,7 @@ use crate::train::irgan::{DStats, GStats, Game};
 use crate::train::pipeline::{TrainData, evaluate_model, init_model};
 
 /// What the trainer reports about itself (`GET /v1/model`'s game state).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct TrainerStatus {
     /// Training is paused.
     pub paused: bool,
@@ -40,7 +40,7 @@ pub struct TrainerStatus {
     pub steps: u64,
     /// Last log position folded into the training data.
     pub applied_seq: u64,
-    /// Users and items known to the trainer.
+    /// Users known to the trainer.
     pub users: usize,
     /// Items known to the trainer.
     pub items: usize,
@@ -57,11 +57,12 @@ pub struct TrainerStatus {
 }
 
 /// The result of a publish attempt that succeeded.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Published {
     /// The new live version.
     pub version: u64,
-    /// The candidate's validation metrics on the hold-out.
+    /// The candidate's validation metrics on the hold-out (metric name → value).
+    #[schema(value_type = BTreeMap<String, f64>)]
     pub validation: serde_json::Value,
 }
 

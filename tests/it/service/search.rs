@@ -256,7 +256,7 @@ async fn the_search_model_and_log_survive_a_restart() {
     while search.current().is_none() {
         assert!(
             start.elapsed() < Duration::from_secs(60),
-            "no model: {}",
+            "no model: {:?}",
             search.info()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
