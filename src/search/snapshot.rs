@@ -7,8 +7,6 @@
 //! G's temperature, the SHA-256 of the tensor file and free-form metadata.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io;
 use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors};
@@ -16,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::search::scorer::{Architecture, Scorer};
-use crate::store::atomic::{sync_dir, write_atomic};
 use crate::store::snapshot::{
-    F32Tensor, FileEntry, MANIFEST_FILE, SnapshotError, TENSORS_FILE, io_err, read_verified,
+    F32Tensor, FileEntry, MANIFEST_FILE, SnapshotError, TENSORS_FILE, read_manifest_bytes,
+    read_verified, write_snapshot_files,
 };
 
 /// Value of the manifest's `format` field.
@@ -107,28 +105,12 @@ impl SearchSnapshot {
         let mut manifest_bytes = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| SnapshotError::Format(format!("{MANIFEST_FILE}: {e}")))?;
         manifest_bytes.push(b'\n');
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let manifest_path = dir.join(MANIFEST_FILE);
-        match fs::remove_file(&manifest_path) {
-            Ok(()) => sync_dir(dir).map_err(io_err(dir))?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(&manifest_path)(e)),
-        }
-        let tensor_path = dir.join(TENSORS_FILE);
-        write_atomic(&tensor_path, &bytes).map_err(io_err(&tensor_path))?;
-        write_atomic(&manifest_path, &manifest_bytes).map_err(io_err(&manifest_path))
+        write_snapshot_files(dir, &[(TENSORS_FILE, &bytes)], &manifest_bytes)
     }
 
     /// Reads and verifies a snapshot: format, checksum, shapes, finiteness.
     pub fn read(dir: &Path) -> Result<Self, SnapshotError> {
-        let manifest_path = dir.join(MANIFEST_FILE);
-        let raw = match fs::read(&manifest_path) {
-            Ok(raw) => raw,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(SnapshotError::MissingManifest(dir.to_path_buf()));
-            }
-            Err(e) => return Err(io_err(&manifest_path)(e)),
-        };
+        let raw = read_manifest_bytes(dir)?;
         let value: Value = serde_json::from_slice(&raw)
             .map_err(|e| SnapshotError::Format(format!("{MANIFEST_FILE}: {e}")))?;
         if value.get("format").and_then(Value::as_str) != Some(FORMAT) {
@@ -220,6 +202,8 @@ fn load_scorer(st: &SafeTensors, prefix: &str, info: &ScorerInfo) -> Result<Scor
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
     use crate::rng;
     use crate::search::scorer::Activation;

@@ -286,33 +286,13 @@ impl Snapshot {
             .map_err(|e| SnapshotError::Format(format!("{MANIFEST_FILE}: {e}")))?;
         manifest.push(b'\n');
 
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
-        // Invalidate any previous snapshot first, so an interrupted overwrite reads as
-        // "incomplete" instead of as a manifest that describes other files.
-        let manifest_path = dir.join(MANIFEST_FILE);
-        match fs::remove_file(&manifest_path) {
-            Ok(()) => sync_dir(dir).map_err(io_err(dir))?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(&manifest_path)(e)),
-        }
-        for (name, bytes) in [(TENSORS_FILE, &tensors), (IDS_FILE, &ids)] {
-            let path = dir.join(name);
-            write_atomic(&path, bytes).map_err(io_err(&path))?;
-        }
-        write_atomic(&manifest_path, &manifest).map_err(io_err(&manifest_path))
+        write_snapshot_files(dir, &[(TENSORS_FILE, &tensors), (IDS_FILE, &ids)], &manifest)
     }
 
     /// Reads and fully verifies the snapshot in `dir`: format and version, size and SHA-256 of
     /// every file listed in the manifest, tensor dtypes and shapes, id lists and finiteness.
     pub fn read(dir: &Path) -> Result<Self, SnapshotError> {
-        let manifest_path = dir.join(MANIFEST_FILE);
-        let raw = match fs::read(&manifest_path) {
-            Ok(raw) => raw,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(SnapshotError::MissingManifest(dir.to_path_buf()));
-            }
-            Err(e) => return Err(io_err(&manifest_path)(e)),
-        };
+        let raw = read_manifest_bytes(dir)?;
         let manifest = parse_manifest(&raw)?;
 
         let mut tensor_bytes = None;
@@ -443,6 +423,40 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SnapshotError + '
     move |source| SnapshotError::Io {
         path: path.to_path_buf(),
         source,
+    }
+}
+
+/// Writes a snapshot directory: the old manifest is removed first (so an interrupted overwrite
+/// reads as incomplete, not as a manifest describing other files), then every data file, then
+/// the manifest, each atomically.
+pub(crate) fn write_snapshot_files(
+    dir: &Path,
+    files: &[(&str, &[u8])],
+    manifest: &[u8],
+) -> Result<(), SnapshotError> {
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let manifest_path = dir.join(MANIFEST_FILE);
+    match fs::remove_file(&manifest_path) {
+        Ok(()) => sync_dir(dir).map_err(io_err(dir))?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(&manifest_path)(e)),
+    }
+    for (name, bytes) in files {
+        let path = dir.join(name);
+        write_atomic(&path, bytes).map_err(io_err(&path))?;
+    }
+    write_atomic(&manifest_path, manifest).map_err(io_err(&manifest_path))
+}
+
+/// The raw `manifest.json` of `dir`; a missing one is [`SnapshotError::MissingManifest`].
+pub(crate) fn read_manifest_bytes(dir: &Path) -> Result<Vec<u8>, SnapshotError> {
+    let manifest_path = dir.join(MANIFEST_FILE);
+    match fs::read(&manifest_path) {
+        Ok(raw) => Ok(raw),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(SnapshotError::MissingManifest(dir.to_path_buf()))
+        }
+        Err(e) => Err(io_err(&manifest_path)(e)),
     }
 }
 
