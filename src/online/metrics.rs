@@ -169,7 +169,7 @@ impl Metrics {
                 "Live search snapshot version",
             )?,
             search_holdout_ndcg: Gauge::new(
-                "irgan_search_holdout_ndcg10",
+                "irgan_search_holdout_ndcg",
                 "Hold-out NDCG@10 of the live search ranker at publication",
             )?,
             search_publish_refusals: IntCounterVec::new(
