@@ -8,11 +8,15 @@
 //! - [`store`] writes and reads versioned, checksummed snapshots atomically.
 //! - [`report`] turns a training run into a JSONL log, `report.json` and an SVG training curve.
 //! - [`config`] is the typed configuration with file and `--set` overrides.
+//! - [`online`] runs the service: the live snapshot, the background trainer, settings, metrics.
+//! - [`api`] holds the service's operations (validation, queries, feedback ingestion, admin),
+//!   independent of the transport; [`http`] is the REST adapter over it.
 //!
 //! `model`, `train` and `eval` know nothing about I/O beyond plain files; they are plain functions
 //! over ndarray arrays, unit-tested alone.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod api;
 pub mod config;
 pub mod data;
 pub mod eval;
