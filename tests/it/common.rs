@@ -268,10 +268,13 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A free port on 127.0.0.1 (a moment ago).
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).expect("bind");
-    l.local_addr().expect("addr").port()
+/// `N` distinct ports that were free on 127.0.0.1 a moment ago (held together while chosen, so
+/// they cannot coincide).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: [std::net::TcpListener; N] = std::array::from_fn(|_| {
+        std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).expect("bind")
+    });
+    listeners.map(|l| l.local_addr().expect("addr").port())
 }
 
 /// A child process killed on drop (also when the test panics).
@@ -284,11 +287,11 @@ impl Drop for Guard {
     }
 }
 
-/// Starts `irgan serve --demo` with the shipped config, small models, one thread, a free port
-/// and its data and log under `data_dir`, plus `sets` overrides. Returns the process, its port
-/// and its log file.
+/// Starts `irgan serve --demo` with the shipped config, small models, one thread, free REST and
+/// gRPC ports and its data and log under `data_dir`, plus `sets` overrides. Returns the
+/// process, its REST port and its log file.
 pub fn spawn_demo_server(data_dir: &Path, sets: &[&str]) -> (Guard, u16, PathBuf) {
-    let port = free_port();
+    let [port, grpc_port] = free_ports();
     let log = data_dir.join("serve.log");
     let out = std::fs::File::create(&log).expect("log");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_irgan"));
@@ -296,7 +299,8 @@ pub fn spawn_demo_server(data_dir: &Path, sets: &[&str]) -> (Guard, u16, PathBuf
         .arg(root().join("config/default.toml"))
         .arg("--data-dir")
         .arg(data_dir.join("data"))
-        .args(["--set", &format!("server.bind=127.0.0.1:{port}")]);
+        .args(["--set", &format!("server.bind=127.0.0.1:{port}")])
+        .args(["--set", &format!("server.grpc_bind=127.0.0.1:{grpc_port}")]);
     let small = [
         "training.generator.dim=8",
         "training.discriminator.dim=8",
@@ -307,6 +311,7 @@ pub fn spawn_demo_server(data_dir: &Path, sets: &[&str]) -> (Guard, u16, PathBuf
     }
     let child = cmd
         .env_remove("IRGAN_SERVER__BIND")
+        .env_remove("IRGAN_SERVER__GRPC_BIND")
         .stdin(std::process::Stdio::null())
         .stdout(out.try_clone().expect("dup"))
         .stderr(out)
