@@ -10,7 +10,8 @@
 //! - [`config`] is the typed configuration with file and `--set` overrides.
 //! - [`online`] runs the service: the live snapshot, the background trainer, settings, metrics.
 //! - [`api`] holds the service's operations (validation, queries, feedback ingestion, admin),
-//!   independent of the transport; [`http`] is the REST adapter over it.
+//!   independent of the transport; [`http`] (REST, axum) and [`grpc`] (gRPC, tonic) are thin
+//!   adapters over it.
 //!
 //! `model`, `train` and `eval` know nothing about I/O beyond plain files; they are plain functions
 //! over ndarray arrays, unit-tested alone.
@@ -20,6 +21,7 @@ pub mod api;
 pub mod config;
 pub mod data;
 pub mod eval;
+pub mod grpc;
 pub mod http;
 pub mod model;
 pub mod online;

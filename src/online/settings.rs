@@ -42,7 +42,8 @@ pub struct ServerConfig {
     pub default_k: usize,
     /// Per-request timeout.
     pub request_timeout_ms: u64,
-    /// Requests served at once; more get 503.
+    /// Requests served at once, per API (REST and gRPC each); more get 503 (gRPC:
+    /// `RESOURCE_EXHAUSTED`).
     pub concurrency_limit: usize,
     /// API key for write and admin routes (empty = open). Compared in constant time, never logged.
     pub api_key: String,
