@@ -53,11 +53,25 @@ pub fn post(port: u16, path: &str, body: &str) -> io::Result<Response> {
 
 /// One request on a fresh connection (`Connection: close`), read to the end.
 pub fn request(port: u16, method: &str, path: &str, body: Option<&str>) -> io::Result<Response> {
+    request_with(port, method, path, body, &[])
+}
+
+/// Like [`request`], with extra `headers` (e.g. the API key).
+pub fn request_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> io::Result<Response> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(20)))?;
     s.set_write_timeout(Some(Duration::from_secs(20)))?;
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
     if let Some(b) = body {
         req.push_str(&format!(
             "Content-Type: application/json\r\nContent-Length: {}\r\n",
@@ -154,6 +168,8 @@ pub struct Server {
     child: Option<Child>,
     /// Its REST port on 127.0.0.1.
     pub port: u16,
+    /// Its gRPC port on 127.0.0.1 (unused when `sets` turn gRPC off).
+    pub grpc_port: u16,
     log: PathBuf,
 }
 
@@ -190,6 +206,7 @@ impl Server {
         let mut server = Self {
             child: Some(child),
             port,
+            grpc_port,
             log,
         };
         server.wait_ready(Duration::from_secs(20));
