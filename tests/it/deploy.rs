@@ -367,16 +367,19 @@ fn compose_agrees_with_the_dockerfile_and_mounts_existing_files() {
     );
 
     let expose = dockerfile_args("EXPOSE");
-    assert_eq!(expose, ["8080"], "Dockerfile EXPOSE");
-    let port = &expose[0];
+    assert_eq!(expose, ["8080 50051"], "Dockerfile EXPOSE");
+    let (port, grpc_port) = expose[0].split_once(' ').expect("two ports");
     assert_eq!(
         entries(irgan, "ports"),
-        [format!("{port}:{port}")],
+        [format!("{port}:{port}"), format!("{grpc_port}:{grpc_port}")],
         "irgan ports"
     );
     assert_eq!(
         entries(irgan, "environment"),
-        [format!("IRGAN_SERVER__BIND: 0.0.0.0:{port}")],
+        [
+            format!("IRGAN_SERVER__BIND: 0.0.0.0:{port}"),
+            format!("IRGAN_SERVER__GRPC_BIND: 0.0.0.0:{grpc_port}")
+        ],
         "irgan environment"
     );
 
