@@ -2,8 +2,9 @@
 
 use std::ffi::OsStr;
 use std::fmt;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 use tempfile::TempDir;
@@ -318,4 +319,39 @@ pub fn spawn_demo_server(data_dir: &Path, sets: &[&str]) -> (Guard, u16, PathBuf
         .spawn()
         .expect("spawn irgan serve");
     (Guard(child), port, log)
+}
+
+/// Runs `promtool args`, feeding `stdin`; its exit code and combined output.
+pub fn promtool(args: &[&str], stdin: Option<&str>) -> (Option<i32>, String) {
+    let mut child = Command::new("promtool")
+        .args(args)
+        .current_dir(root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn promtool");
+    {
+        let mut pipe = child.stdin.take().expect("stdin");
+        if let Some(text) = stdin {
+            pipe.write_all(text.as_bytes()).expect("write to promtool");
+        }
+    }
+    let out = child.wait_with_output().expect("wait for promtool");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+/// `promtool` is on PATH and runs.
+pub fn promtool_available() -> bool {
+    Command::new("promtool")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }

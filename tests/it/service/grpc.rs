@@ -10,6 +10,7 @@ use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
 use super::client::{self, Server};
+use crate::common::{promtool, promtool_available};
 
 /// A query-only process: no background training (the live snapshot changes only when a test
 /// publishes), and a gate that lets every finite candidate through.
@@ -500,6 +501,11 @@ async fn scenario(server: &Server) -> (RankingServiceClient<Channel>, AdminServi
         r#"irgan_grpc_request_duration_seconds_count{method="irgan.v1.RankingService/Rank"} 9"#,
     ] {
         assert!(metrics.contains(line), "no {line} in\n{metrics}");
+    }
+    // The gRPC series pass Prometheus's own lint (the deploy tests scrape before any call).
+    if promtool_available() {
+        let (code, out) = promtool(&["check", "metrics"], Some(&metrics));
+        assert_eq!(code, Some(0), "promtool check metrics:\n{out}");
     }
     (g, admin)
 }
