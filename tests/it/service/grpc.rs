@@ -53,6 +53,61 @@ async fn clients(server: &Server) -> (RankingServiceClient<Channel>, AdminServic
     )
 }
 
+/// The services the server's reflection lists (what `grpcurl list` shows), and the names of
+/// the methods of `irgan.v1.RankingService` in the descriptor reflection serves for it.
+async fn reflected(server: &Server) -> (Vec<String>, Vec<String>) {
+    use prost::Message;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::{ServerReflectionRequest, ServerReflectionResponse};
+
+    let channel = Channel::from_shared(format!("http://127.0.0.1:{}", server.grpc_port))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let mut client = ServerReflectionClient::new(channel);
+    let ask = |m: MessageRequest| ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(m),
+    };
+    let requests = [
+        ask(MessageRequest::ListServices(String::new())),
+        ask(MessageRequest::FileContainingSymbol(
+            "irgan.v1.RankingService".into(),
+        )),
+    ];
+    let mut answers = client
+        .server_reflection_info(tokio_stream::iter(requests))
+        .await
+        .expect("ServerReflectionInfo")
+        .into_inner();
+    let mut next = async || -> MessageResponse {
+        let r: ServerReflectionResponse = answers
+            .message()
+            .await
+            .expect("reflection answer")
+            .expect("an answer");
+        r.message_response.expect("a response")
+    };
+    let MessageResponse::ListServicesResponse(list) = next().await else {
+        panic!("not a service list");
+    };
+    let services = list.service.into_iter().map(|s| s.name).collect();
+    let MessageResponse::FileDescriptorResponse(files) = next().await else {
+        panic!("not a file descriptor");
+    };
+    let mut methods = Vec::new();
+    for bytes in files.file_descriptor_proto {
+        let file = prost_types::FileDescriptorProto::decode(bytes.as_slice()).expect("decode");
+        for svc in file.service.iter().filter(|s| s.name() == "RankingService") {
+            methods.extend(svc.method.iter().map(|m| m.name().to_owned()));
+        }
+    }
+    (services, methods)
+}
+
 /// `GET path` over REST, asserting 200.
 #[track_caller]
 fn rest_get(server: &Server, path: &str) -> Value {
@@ -252,6 +307,22 @@ fn rest_and_grpc_agree_on_feedback_in_and_rankings_out() {
 /// clients, still connected.
 async fn scenario(server: &Server) -> (RankingServiceClient<Channel>, AdminServiceClient<Channel>) {
     let (mut g, mut admin) = clients(server).await;
+    // Reflection is on, so grpcurl needs no proto file (v1 lists itself; v1alpha, for older
+    // clients, is served too).
+    let (mut services, methods) = reflected(server).await;
+    services.sort();
+    assert_eq!(
+        services,
+        [
+            "grpc.reflection.v1.ServerReflection",
+            "irgan.v1.AdminService",
+            "irgan.v1.RankingService",
+        ]
+    );
+    assert_eq!(
+        methods,
+        ["Recommend", "Rank", "Similar", "Feedback", "GetModel"]
+    );
     let before = rest_get(server, "/v1/model")["version"]
         .as_u64()
         .expect("version");
