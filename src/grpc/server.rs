@@ -12,7 +12,8 @@ use crate::grpc::service::GrpcApi;
 
 /// The gRPC routes: `irgan.v1.RankingService`, `irgan.v1.AdminService` and server reflection
 /// (v1 and v1alpha, so `grpcurl` works without the proto file). Messages larger than
-/// `server.body_limit_bytes` are refused with `RESOURCE_EXHAUSTED`.
+/// `server.body_limit_bytes` are refused by tonic with `OUT_OF_RANGE` (before any handler
+/// runs, so without an `irgan-error-code` and not counted).
 pub fn routes(state: AppState) -> anyhow::Result<tonic::service::Routes> {
     let limit = state.config.server.body_limit_bytes;
     let api = GrpcApi::new(state);

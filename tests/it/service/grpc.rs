@@ -635,7 +635,15 @@ fn pb_to_json(v: Option<&prost_types::Value>) -> Value {
 fn grpc_errors_carry_the_rest_codes() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let key = format!("server.api_key={KEY}");
-    let sets = [STILL, &[&key, "feedback.max_events_per_request=4"]].concat();
+    let sets = [
+        STILL,
+        &[
+            &key,
+            "feedback.max_events_per_request=4",
+            "server.body_limit_bytes=2048",
+        ],
+    ]
+    .concat();
     let server = Server::start(&tmp.path().join("data"), &sets);
     let rt = runtime();
     rt.block_on(errors(&server));
@@ -752,6 +760,27 @@ async fn errors(server: &Server) {
     assert_eq!(
         (status, v["code"].as_str()),
         (400, Some("invalid_body")),
+        "{v}"
+    );
+
+    // A message over server.body_limit_bytes: refused by tonic (REST: 413).
+    let many: Vec<String> = (0..500).map(|i| format!("i{i}")).collect();
+    let r = g
+        .rank(pb::RankRequest {
+            items: many.clone(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(r.expect_err("too large").code(), tonic::Code::OutOfRange);
+    let (status, v) = rest_post(
+        server,
+        "/v1/rank",
+        &json!({ "items": many }).to_string(),
+        &[],
+    );
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (413, Some("body_too_large")),
         "{v}"
     );
 
