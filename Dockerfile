@@ -1,26 +1,32 @@
 # syntax=docker/dockerfile:1
 # irgan service image: `docker build -t irgan .` then
-# `docker run -p 8080:8080 -v irgan-data:/var/lib/irgan irgan` (add `serve --demo ...` to try it).
+# `docker run -p 8080:8080 -p 50051:50051 -v irgan-data:/var/lib/irgan irgan` (add `serve --demo ...`
+# to try it). REST on 8080, gRPC on 50051.
 
 # ---- build ----
 FROM rust:1.95-slim-bookworm AS builder
 WORKDIR /app
 
 # Dependencies first, against stub sources, so this layer is reused until Cargo.toml or
-# Cargo.lock change. rusqlite bundles SQLite and builds it with the image's gcc.
+# Cargo.lock change. rusqlite bundles SQLite and builds it with the image's gcc. The stub
+# build.rs makes cargo build (and cache) the build dependencies too: protox and
+# tonic-prost-build, which compile proto/ in pure Rust (no protoc in the image).
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src benches \
+    && echo 'fn main() {}' > build.rs \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
     && echo 'fn main() {}' > benches/train_schedule.rs \
     && echo 'fn main() {}' > benches/load.rs \
     && cargo build --release --locked --bin irgan \
-    && rm -rf src benches
+    && rm -rf src benches build.rs
 
-# The real sources; touch them so cargo rebuilds the crate over the stub.
+# The real build script, protos and sources; touch them so cargo rebuilds over the stubs.
+COPY build.rs ./
+COPY proto ./proto
 COPY src ./src
 COPY benches ./benches
-RUN touch src/main.rs src/lib.rs \
+RUN touch build.rs src/main.rs src/lib.rs \
     && cargo build --release --locked --bin irgan
 
 # ---- runtime ----
@@ -34,11 +40,12 @@ RUN groupadd --system --gid 10001 irgan \
 COPY --from=builder /app/target/release/irgan /usr/local/bin/irgan
 COPY config/default.toml /etc/irgan/default.toml
 
-ENV IRGAN_SERVER__BIND=0.0.0.0:8080 IRGAN_STORAGE__DATA_DIR=/var/lib/irgan
+ENV IRGAN_SERVER__BIND=0.0.0.0:8080 IRGAN_SERVER__GRPC_BIND=0.0.0.0:50051 \
+    IRGAN_STORAGE__DATA_DIR=/var/lib/irgan
 VOLUME /var/lib/irgan
 WORKDIR /var/lib/irgan
 USER irgan:irgan
-EXPOSE 8080
+EXPOSE 8080 50051
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 CMD ["irgan", "healthcheck"]
 ENTRYPOINT ["irgan"]
 CMD ["serve", "--config", "/etc/irgan/default.toml"]

@@ -517,6 +517,8 @@ fn run() -> anyhow::Result<()> {
             "--set",
             &format!("server.bind={addr:?}"),
             "--set",
+            "server.grpc_bind=", // REST only: this bench measures the HTTP path
+            "--set",
             "trainer.publish_every_seconds=2",
         ])
         .env("RUST_LOG", "info")

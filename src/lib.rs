@@ -8,14 +8,20 @@
 //! - [`store`] writes and reads versioned, checksummed snapshots atomically.
 //! - [`report`] turns a training run into a JSONL log, `report.json` and an SVG training curve.
 //! - [`config`] is the typed configuration with file and `--set` overrides.
+//! - [`online`] runs the service: the live snapshot, the background trainer, settings, metrics.
+//! - [`api`] holds the service's operations (validation, queries, feedback ingestion, admin),
+//!   independent of the transport; [`http`] (REST, axum) and [`grpc`] (gRPC, tonic) are thin
+//!   adapters over it.
 //!
 //! `model`, `train` and `eval` know nothing about I/O beyond plain files; they are plain functions
 //! over ndarray arrays, unit-tested alone.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod api;
 pub mod config;
 pub mod data;
 pub mod eval;
+pub mod grpc;
 pub mod http;
 pub mod model;
 pub mod online;

@@ -37,7 +37,7 @@ enum Command {
     Eval(EvalArgs),
     /// Write a synthetic latent-cluster data set (train.txt, test.txt).
     Synth(SynthArgs),
-    /// Run the HTTP service (rankings, feedback, background training).
+    /// Run the service: REST and gRPC APIs (rankings, feedback), background training.
     Serve(ServeArgs),
     /// Append an interaction file to the service's feedback log (offline).
     Import(ImportArgs),
@@ -467,9 +467,28 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&cfg.server.bind).await?;
-        tracing::info!(addr = %listener.local_addr()?, version = state.models.current().version(), "serving");
-        server::run(state, listener, server::shutdown_signal()).await
+        let listener = tokio::net::TcpListener::bind(&cfg.server.bind)
+            .await
+            .with_context(|| format!("cannot listen on server.bind {}", cfg.server.bind))?;
+        let grpc = match cfg.server.grpc_addr() {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on server.grpc_bind {addr}"))?,
+            ),
+            None => None,
+        };
+        let grpc_addr = match &grpc {
+            Some(l) => l.local_addr()?.to_string(),
+            None => "off".to_string(),
+        };
+        tracing::info!(
+            addr = %listener.local_addr()?,
+            grpc_addr = %grpc_addr,
+            version = state.models.current().version(),
+            "serving"
+        );
+        server::run(state, listener, grpc, server::shutdown_signal()).await
     })
 }
 

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
+use crate::api::admin as api;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::state::AppState;
 
@@ -21,19 +22,18 @@ use crate::http::state::AppState;
     ),
 )]
 pub async fn model(State(state): State<AppState>) -> Json<Value> {
-    let live = state.models.current();
-    let s = &live.snapshot;
+    let m = api::model_info(&state);
     Json(json!({
-        "version": s.version,
-        "created_unix_ms": s.created_unix_ms,
-        "published_unix_ms": live.published_unix_ms,
-        "users": s.users.len(),
-        "items": s.items.len(),
-        "dims": { "generator": s.generator.dim(), "discriminator": s.discriminator.dim() },
-        "training": live.meta("training"),
-        "validation": live.meta("validation"),
-        "trained_through_seq": live.meta("trained_through_seq"),
-        "game": state.trainer.status(),
+        "version": m.version,
+        "created_unix_ms": m.created_unix_ms,
+        "published_unix_ms": m.published_unix_ms,
+        "users": m.users,
+        "items": m.items,
+        "dims": { "generator": m.generator_dim, "discriminator": m.discriminator_dim },
+        "training": m.training,
+        "validation": m.validation,
+        "trained_through_seq": m.trained_through_seq,
+        "game": m.game,
     }))
 }
 
@@ -48,27 +48,19 @@ pub async fn model(State(state): State<AppState>) -> Json<Value> {
     ),
 )]
 pub async fn list(State(state): State<AppState>) -> Json<Value> {
-    let live = state.models.current().version();
-    let dir = state.snapshots.clone();
-    let items: Vec<Value> = dir
-        .versions()
+    let (live, snapshots) = api::list_snapshots(&state);
+    let items: Vec<Value> = snapshots
         .into_iter()
-        .rev()
-        .map(|v| {
-            let manifest = std::fs::read(dir.path_of(v).join("manifest.json"))
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
-            match manifest {
-                Some(m) => json!({
-                    "version": v,
-                    "live": v == live,
-                    "created_unix_ms": m["created_unix_ms"],
-                    "users": m["generator"]["users"],
-                    "items": m["generator"]["items"],
-                    "validation": m["metadata"]["validation"],
-                }),
-                None => json!({ "version": v, "live": v == live, "complete": false }),
-            }
+        .map(|s| match s.manifest {
+            Some(m) => json!({
+                "version": s.version,
+                "live": s.live,
+                "created_unix_ms": m.created_unix_ms,
+                "users": m.users,
+                "items": m.items,
+                "validation": m.validation,
+            }),
+            None => json!({ "version": s.version, "live": s.live, "complete": false }),
         })
         .collect();
     Json(json!({ "live": live, "snapshots": items }))
@@ -96,7 +88,7 @@ pub async fn list(State(state): State<AppState>) -> Json<Value> {
     security(("bearer" = []), ("api_key" = [])),
 )]
 pub async fn publish(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let p = state.trainer.publish().await?;
+    let p = api::publish(&state).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "version": p.version, "validation": p.validation })),
@@ -134,7 +126,7 @@ pub async fn activate(
         .map_err(|_| {
             ApiError::bad_request("invalid_parameter", "version must be a positive integer")
         })?;
-    let v = state.trainer.activate(version).await?;
+    let v = api::activate(&state, version).await?;
     Ok(Json(json!({ "version": v, "live": true })))
 }
 
@@ -153,7 +145,7 @@ pub async fn activate(
     security(("bearer" = []), ("api_key" = [])),
 )]
 pub async fn pause(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    state.trainer.pause()?;
+    api::pause(&state)?;
     Ok(Json(json!({ "paused": true })))
 }
 
@@ -171,7 +163,7 @@ pub async fn pause(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
     security(("bearer" = []), ("api_key" = [])),
 )]
 pub async fn resume(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    state.trainer.resume()?;
+    api::resume(&state)?;
     Ok(Json(json!({ "paused": false })))
 }
 

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::online::trainer::TrainerError;
+use crate::api::{self, ErrorKind};
 
 /// An API error.
 #[derive(Debug, Clone)]
@@ -50,14 +50,9 @@ impl ApiError {
         }
     }
 
-    /// A 500; the cause is logged once here and not sent to the client.
+    /// A 500; the cause is logged once and not sent to the client.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %cause, "internal error");
-        Self {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            code: "internal",
-            message: "internal error; see the server log".into(),
-        }
+        api::Error::internal(cause).into()
     }
 }
 
@@ -78,26 +73,24 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<TrainerError> for ApiError {
-    fn from(e: TrainerError) -> Self {
-        match e {
-            TrainerError::Busy => Self {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                code: "trainer_busy",
-                message: e.to_string(),
-            },
-            TrainerError::Stopped => Self {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                code: "shutting_down",
-                message: e.to_string(),
-            },
-            TrainerError::Refused(m) => Self {
-                status: StatusCode::CONFLICT,
-                code: "publish_refused",
-                message: m,
-            },
-            TrainerError::NotFound(m) => Self::not_found("snapshot_not_found", m),
-            TrainerError::Internal(m) => Self::internal(m),
+impl From<api::Error> for ApiError {
+    /// The operation's kind as an HTTP status, with the same code and message. (A feedback
+    /// batch's per-event rejections are rendered by its handler.)
+    fn from(e: api::Error) -> Self {
+        let status = match e.kind {
+            ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
+            ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::FailedPrecondition => StatusCode::CONFLICT,
+            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::Overloaded | ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Timeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self {
+            status,
+            code: e.code,
+            message: e.message,
         }
     }
 }

@@ -1,7 +1,5 @@
 //! `POST /v1/feedback`: one event, a JSON array, or NDJSON; durable before acknowledged.
 
-use std::time::Instant;
-
 use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
@@ -10,27 +8,12 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::api::feedback::{self as api, EventIn};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::json::read_body;
 use crate::http::state::AppState;
-use crate::store::feedback_log::FeedbackEvent;
 
-/// Largest |value| of an event (keeps summed weights finite).
-const MAX_VALUE: f64 = 1e6;
-
-/// Longest accepted id, user or item string.
-const MAX_ID_LEN: usize = 256;
-
-/// One rejected event of a batch.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Rejected {
-    /// Position in the request (0-based).
-    pub index: usize,
-    /// Stable code.
-    pub code: &'static str,
-    /// What is wrong.
-    pub message: String,
-}
+pub use crate::api::error::Rejected;
 
 /// Response of `POST /v1/feedback`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -69,24 +52,18 @@ fn split_body(bytes: &[u8]) -> Result<Vec<Result<Value, String>>, ApiError> {
         .collect())
 }
 
-fn id_field(v: &Value, key: &str, required: bool) -> Result<Option<String>, String> {
-    let s = match v.get(key) {
-        None | Some(Value::Null) if !required => return Ok(None),
-        None | Some(Value::Null) => return Err(format!("`{key}` is required")),
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) if n.is_u64() || n.is_i64() => n.to_string(),
-        Some(_) => return Err(format!("`{key}` must be a string or an integer")),
-    };
-    if s.is_empty() || s.len() > MAX_ID_LEN || s.chars().any(char::is_control) {
-        return Err(format!(
-            "`{key}` must be 1 to {MAX_ID_LEN} printable characters"
-        ));
+/// An id field: a string, or an integer taken as its decimal string.
+fn id_field(v: &Value, key: &str) -> Result<Option<String>, String> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) if n.is_u64() || n.is_i64() => Ok(Some(n.to_string())),
+        Some(_) => Err(format!("`{key}` must be a string or an integer")),
     }
-    Ok(Some(s))
 }
 
-/// Validates one event against the configured types.
-fn to_event(v: &Value, state: &AppState) -> Result<FeedbackEvent, String> {
+/// Decodes one JSON event; the shared validation ([`api::validate`]) checks the rest.
+fn to_event(v: &Value) -> Result<EventIn, String> {
     let Some(obj) = v.as_object() else {
         return Err("an event must be a JSON object".into());
     };
@@ -95,32 +72,14 @@ fn to_event(v: &Value, state: &AppState) -> Result<FeedbackEvent, String> {
         return Err(format!("unknown field `{k}`"));
     }
     let kind = match v.get("type") {
-        Some(Value::String(t)) => t.clone(),
-        _ => return Err("`type` is required (a string)".into()),
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) => Some(t.clone()),
+        Some(_) => return Err("`type` is required (a string)".into()),
     };
-    if !state.config.feedback.types.contains_key(&kind) {
-        let known: Vec<&str> = state
-            .config
-            .feedback
-            .types
-            .keys()
-            .map(String::as_str)
-            .collect();
-        return Err(format!(
-            "unknown type {kind:?}; configured types: {}",
-            known.join(", ")
-        ));
-    }
     let value = match v.get("value") {
         None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => match n.as_f64().filter(|x| x.abs() <= MAX_VALUE) {
-            Some(x) => Some(x),
-            None => {
-                return Err(format!(
-                    "`value` must be a number between -{MAX_VALUE} and {MAX_VALUE}"
-                ));
-            }
-        },
+        // Out-of-range and non-finite values are refused by the shared validation.
+        Some(Value::Number(n)) => Some(n.as_f64().unwrap_or(f64::NAN)),
         Some(_) => return Err("`value` must be a number".into()),
     };
     let timestamp_ms = match v.get("timestamp") {
@@ -130,10 +89,10 @@ fn to_event(v: &Value, state: &AppState) -> Result<FeedbackEvent, String> {
             return Err("`timestamp` must be integer milliseconds since the Unix epoch".into());
         }
     };
-    Ok(FeedbackEvent {
-        id: id_field(v, "id", false)?,
-        user: id_field(v, "user", true)?.unwrap_or_default(),
-        item: id_field(v, "item", true)?.unwrap_or_default(),
+    Ok(EventIn {
+        id: id_field(v, "id")?,
+        user: id_field(v, "user")?,
+        item: id_field(v, "item")?,
         kind,
         value,
         timestamp_ms,
@@ -178,66 +137,26 @@ fn to_event(v: &Value, state: &AppState) -> Result<FeedbackEvent, String> {
 )]
 pub async fn post(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let bytes = read_body(req, &state).await?;
-    let values = split_body(&bytes)?;
-    let max = state.config.feedback.max_events_per_request;
-    if values.len() > max {
-        return Err(ApiError::bad_request(
-            "too_many_events",
-            format!("at most {max} events per request"),
-        ));
-    }
-    let mut events = Vec::with_capacity(values.len());
-    let mut rejected = Vec::new();
-    for (index, v) in values.iter().enumerate() {
-        match v
-            .as_ref()
-            .map_err(Clone::clone)
-            .and_then(|v| to_event(v, &state))
-        {
-            Ok(e) => events.push(e),
-            Err(message) => rejected.push(Rejected {
-                index,
-                code: "invalid_event",
-                message,
-            }),
+    let batch = split_body(&bytes)?
+        .into_iter()
+        .map(|v| v.and_then(|v| to_event(&v)))
+        .collect();
+    match api::ingest(&state, batch).await {
+        Ok(r) => Ok(Json(FeedbackOut {
+            accepted: r.accepted,
+            duplicates: r.duplicates,
+            rejected: r.rejected,
+            last_seq: r.last_seq,
+        })
+        .into_response()),
+        Err(e) if e.code == "invalid_event" => {
+            let body = serde_json::json!({
+                "code": e.code,
+                "message": e.message,
+                "rejected": e.rejected,
+            });
+            Ok((StatusCode::BAD_REQUEST, Json(body)).into_response())
         }
+        Err(e) => Err(e.into()),
     }
-    state
-        .metrics
-        .feedback_rejected
-        .inc_by(rejected.len() as u64);
-    if events.is_empty() {
-        let body = serde_json::json!({
-            "code": "invalid_event",
-            "message": "no valid event in the request; nothing was stored",
-            "rejected": rejected,
-        });
-        return Ok((StatusCode::BAD_REQUEST, Json(body)).into_response());
-    }
-    let started = Instant::now();
-    let appended = state
-        .log
-        .append_async(events)
-        .await
-        .map_err(ApiError::internal)?;
-    state
-        .metrics
-        .log_append_seconds
-        .observe(started.elapsed().as_secs_f64());
-    let duplicates = appended.iter().filter(|a| a.duplicate).count();
-    let accepted = appended.len() - duplicates;
-    let last_seq = appended.iter().map(|a| a.seq).max().unwrap_or(0);
-    state.metrics.feedback_accepted.inc_by(accepted as u64);
-    state
-        .metrics
-        .feedback_deduplicated
-        .inc_by(duplicates as u64);
-    state.trainer.notify(last_seq);
-    Ok(Json(FeedbackOut {
-        accepted,
-        duplicates,
-        rejected,
-        last_seq,
-    })
-    .into_response())
 }

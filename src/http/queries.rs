@@ -8,11 +8,11 @@ use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::api::queries::{self as api, RankedItem};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::json::JsonBody;
 use crate::http::state::AppState;
-use crate::online::live::Live;
-use crate::online::query::{self, ModelChoice, QueryModel, Scored};
+use crate::online::query::ModelChoice;
 
 /// One ranked item in a response (external id).
 #[derive(Debug, Serialize, ToSchema)]
@@ -48,17 +48,20 @@ pub struct RankingOut {
     pub items: Vec<ItemOut>,
 }
 
-fn items_out(live: &Live, scored: Vec<Scored>) -> Vec<ItemOut> {
-    scored
-        .into_iter()
-        .map(|s| ItemOut {
-            item: live.snapshot.items.name(s.item).to_string(),
-            score: s.score,
-            generator: s.generator,
-            discriminator: s.discriminator,
-            propensity: s.propensity,
-        })
-        .collect()
+impl From<RankedItem> for ItemOut {
+    fn from(r: RankedItem) -> Self {
+        Self {
+            item: r.item,
+            score: r.score,
+            generator: r.generator,
+            discriminator: r.discriminator,
+            propensity: r.propensity,
+        }
+    }
+}
+
+fn items_out(items: Vec<RankedItem>) -> Vec<ItemOut> {
+    items.into_iter().map(ItemOut::from).collect()
 }
 
 /// The path parameter, or the API error for an undecodable one.
@@ -89,28 +92,11 @@ where
         .transpose()
 }
 
-fn k_of(state: &AppState, p: &HashMap<String, String>) -> Result<usize, ApiError> {
-    let max = state.config.server.max_k;
-    let k = parse::<usize>(p, "k")?.unwrap_or(state.config.server.default_k);
-    if k == 0 || k > max {
-        return Err(ApiError::bad_request(
-            "invalid_parameter",
-            format!("k must be between 1 and {max}"),
-        ));
-    }
-    Ok(k)
-}
-
 fn model_of(p: &HashMap<String, String>) -> Result<ModelChoice, ApiError> {
-    Ok(parse::<ModelChoice>(p, "model")?.unwrap_or_default())
-}
-
-fn query_model<'a>(state: &AppState, live: &'a Live) -> QueryModel<'a> {
-    QueryModel::from_snapshot(
-        &live.snapshot,
-        state.config.server.blend_weight,
-        &live.popularity,
-    )
+    match p.get("model") {
+        Some(name) => Ok(api::parse_model(name)?),
+        None => Ok(ModelChoice::default()),
+    }
 }
 
 /// `GET /v1/users/{user}/recommendations?k=&model=&exclude_seen=&explore=&seed=`
@@ -142,46 +128,21 @@ pub async fn recommendations(
 ) -> Result<Json<RankingOut>, ApiError> {
     let user = path_param(user)?;
     let p = params(q)?;
-    let k = k_of(&state, &p)?;
-    let model = model_of(&p)?;
-    let exclude_seen = parse::<bool>(&p, "exclude_seen")?.unwrap_or(true);
-    let explore = parse::<f64>(&p, "explore")?.unwrap_or(0.0);
-    if !(explore.is_finite() && explore >= 0.0) {
-        return Err(ApiError::bad_request(
-            "invalid_parameter",
-            "explore must be a temperature >= 0",
-        ));
-    }
-    let seed = parse::<u64>(&p, "seed")?;
-    // One snapshot from start to end: G and D never mix versions.
-    let live = state.models.current();
-    let m = query_model(&state, &live);
-    let index = live.snapshot.users.get(&user).filter(|&u| m.knows_user(u));
-    let exclude: &[u32] = match index {
-        Some(u) if exclude_seen => live.seen.items(u as usize),
-        _ => &[],
+    let req = api::RecommendRequest {
+        user,
+        k: parse::<usize>(&p, "k")?,
+        model: model_of(&p)?,
+        exclude_seen: parse::<bool>(&p, "exclude_seen")?.unwrap_or(true),
+        explore: parse::<f64>(&p, "explore")?.unwrap_or(0.0),
+        seed: parse::<u64>(&p, "seed")?,
     };
-    let (scored, label) = if explore > 0.0 {
-        let seed = seed.unwrap_or_else(crate::store::Snapshot::now_unix_ms);
-        let u = index.unwrap_or(u32::MAX); // unknown users explore G's prior
-        (query::explore(&m, u, k, explore, seed, exclude), "explore")
-    } else if let Some(u) = index {
-        let cached = (model == ModelChoice::Generator && exclude_seen)
-            .then(|| live.precomputed_top(u, k))
-            .flatten();
-        match cached {
-            Some(top) => (top.to_vec(), model.as_str()),
-            None => (query::recommend(&m, u, k, model, exclude), model.as_str()),
-        }
-    } else {
-        (query::cold_start(&m, k, &[]), "popularity")
-    };
+    let r = api::recommend(&state, req)?;
     Ok(Json(RankingOut {
-        user: Some(user),
-        model: label.to_string(),
-        version: live.version(),
-        cold_start: index.is_none(),
-        items: items_out(&live, scored),
+        user: Some(r.user),
+        model: r.model.to_string(),
+        version: r.version,
+        cold_start: r.cold_start,
+        items: items_out(r.items),
     }))
 }
 
@@ -223,45 +184,21 @@ pub async fn rank(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<RankIn>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    if body.items.is_empty() {
-        return Err(ApiError::bad_request(
-            "invalid_body",
-            "items must not be empty",
-        ));
-    }
-    if body.items.len() > state.config.server.max_k.max(10_000) {
-        return Err(ApiError::bad_request(
-            "invalid_body",
-            "too many candidate items",
-        ));
-    }
-    let live = state.models.current();
-    let m = query_model(&state, &live);
-    let mut unknown = Vec::new();
-    let candidates: Vec<u32> = body
-        .items
-        .iter()
-        .filter_map(|id| {
-            let i = live.snapshot.items.get(id);
-            if i.is_none() {
-                unknown.push(id.clone());
-            }
-            i
-        })
-        .collect();
-    let user = body
-        .user
-        .as_deref()
-        .and_then(|u| live.snapshot.users.get(u))
-        .filter(|&u| m.knows_user(u));
-    let scored = query::rank(&m, user, &candidates, body.model);
+    let r = api::rank(
+        &state,
+        api::RankRequest {
+            user: body.user,
+            items: body.items,
+            model: body.model,
+        },
+    )?;
     Ok(Json(serde_json::json!({
-        "user": body.user,
-        "model": body.model,
-        "version": live.version(),
-        "cold_start": user.is_none(),
-        "items": items_out(&live, scored),
-        "unknown_items": unknown,
+        "user": r.user,
+        "model": r.model,
+        "version": r.version,
+        "cold_start": r.cold_start,
+        "items": items_out(r.items),
+        "unknown_items": r.unknown_items,
     })))
 }
 
@@ -291,21 +228,16 @@ pub async fn similar(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let item = path_param(item)?;
     let p = params(q)?;
-    let k = k_of(&state, &p)?;
-    let model = model_of(&p)?;
-    let live = state.models.current();
-    let Some(i) = live.snapshot.items.get(&item) else {
-        return Err(ApiError::not_found(
-            "unknown_item",
-            format!("item {item:?} is not in the catalogue"),
-        ));
+    let req = api::SimilarRequest {
+        item,
+        k: parse::<usize>(&p, "k")?,
+        model: model_of(&p)?,
     };
-    let m = query_model(&state, &live);
-    let scored = query::similar(&m, i, k, model);
+    let r = api::similar(&state, req)?;
     Ok(Json(serde_json::json!({
-        "item": item,
-        "model": model,
-        "version": live.version(),
-        "items": items_out(&live, scored),
+        "item": r.item,
+        "model": r.model,
+        "version": r.version,
+        "items": items_out(r.items),
     })))
 }

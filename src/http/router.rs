@@ -12,9 +12,9 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use subtle::ConstantTimeEq;
 use tower::ServiceBuilder;
 
+use crate::api;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::http::{admin, feedback, openapi, queries, search};
@@ -80,17 +80,9 @@ async fn method_not_allowed() -> ApiError {
 
 async fn overloaded(err: tower::BoxError) -> ApiError {
     if err.is::<tower::timeout::error::Elapsed>() {
-        ApiError {
-            status: StatusCode::REQUEST_TIMEOUT,
-            code: "timeout",
-            message: "the request took too long".into(),
-        }
+        api::Error::timeout().into()
     } else if err.is::<tower::load_shed::error::Overloaded>() {
-        ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "overloaded",
-            message: "too many requests in flight; retry shortly".into(),
-        }
+        api::Error::overloaded().into()
     } else {
         ApiError::internal(err)
     }
@@ -118,32 +110,17 @@ async fn measure(State(state): State<AppState>, req: Request, next: Next) -> Res
     response
 }
 
-/// Checks `Authorization: Bearer KEY` or `X-API-Key: KEY` in constant time when a key is
-/// configured. The key is never logged.
+/// Checks `Authorization: Bearer KEY` or `X-API-Key: KEY` against the configured key
+/// ([`api::auth::check`], constant time). The key is never logged.
 async fn require_api_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let key = state.config.server.api_key.as_bytes();
-    if key.is_empty() {
-        return next.run(req).await;
-    }
     let headers = req.headers();
-    let given = headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| {
-            headers
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-        })
-        .unwrap_or("");
-    if bool::from(given.as_bytes().ct_eq(key)) {
-        next.run(req).await
-    } else {
-        ApiError {
-            status: StatusCode::UNAUTHORIZED,
-            code: "unauthorized",
-            message: "missing or wrong API key".into(),
-        }
-        .into_response()
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    match api::auth::check(
+        &state.config.server.api_key,
+        header("x-api-key"),
+        header("authorization"),
+    ) {
+        Ok(()) => next.run(req).await,
+        Err(e) => ApiError::from(e).into_response(),
     }
 }

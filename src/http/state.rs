@@ -1,30 +1,3 @@
-//! What every handler can reach.
+//! What every handler can reach: the transport-neutral [`crate::api::AppState`].
 
-use std::sync::Arc;
-
-use crate::online::live::ModelStore;
-use crate::online::metrics::Metrics;
-use crate::online::search::SearchService;
-use crate::online::settings::ServiceConfig;
-use crate::online::trainer::TrainerHandle;
-use crate::store::feedback_log::FeedbackLog;
-use crate::store::snapshot_dir::SnapshotDir;
-
-/// Shared application state (cheap to clone).
-#[derive(Clone)]
-pub struct AppState {
-    /// The live snapshot pointer.
-    pub models: Arc<ModelStore>,
-    /// The durable feedback log.
-    pub log: FeedbackLog,
-    /// The background trainer.
-    pub trainer: TrainerHandle,
-    /// Snapshots on disk.
-    pub snapshots: SnapshotDir,
-    /// Prometheus metrics.
-    pub metrics: Arc<Metrics>,
-    /// The validated configuration.
-    pub config: Arc<ServiceConfig>,
-    /// The search task, when `search.enabled`.
-    pub search: Option<Arc<SearchService>>,
-}
+pub use crate::api::state::AppState;

@@ -16,6 +16,11 @@ pub struct Metrics {
     pub latency: HistogramVec,
     /// Requests being served.
     pub in_flight: IntGauge,
+    /// gRPC calls by full method name (`irgan.v1.RankingService/Recommend`) and status code
+    /// (`OK`, `INVALID_ARGUMENT`, ...).
+    pub grpc_requests: IntCounterVec,
+    /// gRPC call latency by full method name.
+    pub grpc_latency: HistogramVec,
     /// Feedback events accepted (durable).
     pub feedback_accepted: IntCounter,
     /// Feedback events rejected as invalid.
@@ -90,6 +95,18 @@ impl Metrics {
                 &["route", "method"],
             )?,
             in_flight: IntGauge::new("irgan_http_requests_in_flight", "Requests being served")?,
+            grpc_requests: IntCounterVec::new(
+                Opts::new(
+                    "irgan_grpc_requests_total",
+                    "gRPC calls by method and status code",
+                ),
+                &["method", "code"],
+            )?,
+            grpc_latency: HistogramVec::new(
+                HistogramOpts::new("irgan_grpc_request_duration_seconds", "gRPC call latency")
+                    .buckets(latency_buckets.clone()),
+                &["method"],
+            )?,
             feedback_accepted: IntCounter::new(
                 "irgan_feedback_accepted_total",
                 "Feedback events accepted (durable)",
@@ -185,6 +202,8 @@ impl Metrics {
         r.register(Box::new(m.requests.clone()))?;
         r.register(Box::new(m.latency.clone()))?;
         r.register(Box::new(m.in_flight.clone()))?;
+        r.register(Box::new(m.grpc_requests.clone()))?;
+        r.register(Box::new(m.grpc_latency.clone()))?;
         r.register(Box::new(m.feedback_accepted.clone()))?;
         r.register(Box::new(m.feedback_rejected.clone()))?;
         r.register(Box::new(m.feedback_deduplicated.clone()))?;

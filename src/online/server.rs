@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::config::SyntheticConfig;
 use crate::data::IdMap;
@@ -55,18 +56,52 @@ pub fn open(cfg: ServiceConfig) -> anyhow::Result<AppState> {
     })
 }
 
-/// Serves until `shutdown` resolves, then stops accepting, drains requests, folds the last
-/// feedback into a final snapshot (if the gate accepts it) and closes the log.
+/// Serves the REST API on `listener` and, when given, the gRPC API on `grpc` until
+/// `shutdown` resolves (or either server fails). Then both stop accepting and drain their
+/// requests, the last feedback is folded into a final snapshot (if the gate accepts it) and
+/// the log is closed.
 pub async fn run(
     state: AppState,
     listener: TcpListener,
+    grpc: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let app = router(state.clone());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    stop(&state).await
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    let signal = {
+        let tx = stop_tx.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = tx.send(true);
+        })
+    };
+    let stopping = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|&stop| stop).await;
+    };
+    let http = async {
+        let r = axum::serve(listener, router(state.clone()))
+            .with_graceful_shutdown(stopping(stop_rx.clone()))
+            .await
+            .map_err(anyhow::Error::from);
+        // Whatever ended one server ends the other.
+        let _ = stop_tx.send(true);
+        r
+    };
+    let grpc = async {
+        let Some(listener) = grpc else {
+            return Ok(());
+        };
+        let r =
+            crate::grpc::server::serve(state.clone(), listener, stopping(stop_rx.clone())).await;
+        let _ = stop_tx.send(true);
+        r
+    };
+    let (http, grpc) = tokio::join!(http, grpc);
+    signal.abort();
+    let stopped = stop(&state).await;
+    http?;
+    grpc?;
+    stopped
 }
 
 /// The shutdown sequence after the server has drained.

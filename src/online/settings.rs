@@ -13,7 +13,7 @@ use crate::config::{Config, ConfigError, load_document};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServiceConfig {
-    /// HTTP server.
+    /// HTTP and gRPC servers.
     pub server: ServerConfig,
     /// Where state lives.
     pub storage: StorageConfig,
@@ -27,12 +27,15 @@ pub struct ServiceConfig {
     pub search: crate::online::search::SearchServiceConfig,
 }
 
-/// HTTP server settings.
+/// HTTP and gRPC server settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Address to listen on.
+    /// Address the REST API listens on.
     pub bind: String,
+    /// Address the gRPC API listens on (empty = no gRPC server). Every other setting of this
+    /// section (limits, timeout, API key, blend weight) applies to both APIs.
+    pub grpc_bind: String,
     /// Largest accepted request body.
     pub body_limit_bytes: usize,
     /// Largest `k` a caller may ask for.
@@ -41,7 +44,8 @@ pub struct ServerConfig {
     pub default_k: usize,
     /// Per-request timeout.
     pub request_timeout_ms: u64,
-    /// Requests served at once; more get 503.
+    /// Requests served at once, per API (REST and gRPC each); more get 503 (gRPC:
+    /// `RESOURCE_EXHAUSTED`).
     pub concurrency_limit: usize,
     /// API key for write and admin routes (empty = open). Compared in constant time, never logged.
     pub api_key: String,
@@ -135,6 +139,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             bind: "127.0.0.1:8080".into(),
+            grpc_bind: "127.0.0.1:50051".into(),
             body_limit_bytes: 8 << 20,
             max_k: 1000,
             default_k: 10,
@@ -191,6 +196,13 @@ impl Default for TrainerConfig {
     }
 }
 
+impl ServerConfig {
+    /// The gRPC listen address, or `None` when gRPC is off (`grpc_bind = ""`).
+    pub fn grpc_addr(&self) -> Option<&str> {
+        Some(self.grpc_bind.as_str()).filter(|a| !a.is_empty())
+    }
+}
+
 impl ServiceConfig {
     /// Reads `path` (if any), applies `IRGAN_SECTION__KEY` variables from `env`, then `--set`
     /// overrides, and validates.
@@ -236,6 +248,21 @@ impl ServiceConfig {
                 "server.bind",
                 "must be host:port with a numeric IP, e.g. 0.0.0.0:8080",
             );
+        }
+        if let Some(grpc) = self.server.grpc_addr() {
+            let Ok(g) = grpc.parse::<std::net::SocketAddr>() else {
+                return bad(
+                    "server.grpc_bind",
+                    "must be host:port with a numeric IP, e.g. 0.0.0.0:50051, or \"\" (no gRPC)",
+                );
+            };
+            let http = self.server.bind.parse::<std::net::SocketAddr>().ok();
+            if g.port() != 0 && http.is_some_and(|h| h.port() == g.port()) {
+                return bad(
+                    "server.grpc_bind",
+                    "must use a different port from server.bind",
+                );
+            }
         }
         if self.server.max_k == 0
             || self.server.default_k == 0
@@ -341,10 +368,15 @@ mod tests {
                 "IRGAN_TRAINING__GENERATOR__DIM".to_string(),
                 "8".to_string(),
             ),
+            (
+                "IRGAN_SERVER__GRPC_BIND".to_string(),
+                "0.0.0.0:9001".to_string(),
+            ),
             ("HOME".to_string(), "/root".to_string()),
         ];
         let c = ServiceConfig::load(None, env, &["server.max_k=50".into()]).unwrap();
         assert_eq!(c.server.bind, "0.0.0.0:9000");
+        assert_eq!(c.server.grpc_addr(), Some("0.0.0.0:9001"));
         assert_eq!(c.trainer.publish_every_steps, 7);
         assert_eq!(c.training.generator.dim, 8);
         assert_eq!(c.server.max_k, 50);
@@ -371,6 +403,16 @@ mod tests {
     fn errors_name_the_key() {
         let e = ServiceConfig::load(None, vec![], &["server.bind=nowhere".into()]).unwrap_err();
         assert!(e.to_string().contains("server.bind"), "{e}");
+        for bad in [
+            "server.grpc_bind=nowhere",
+            "server.grpc_bind=127.0.0.1:8080",
+        ] {
+            let e = ServiceConfig::load(None, vec![], &[bad.into()]).unwrap_err();
+            assert!(e.to_string().contains("server.grpc_bind"), "{bad}: {e}");
+        }
+        // Empty turns gRPC off.
+        let c = ServiceConfig::load(None, vec![], &["server.grpc_bind=\"\"".into()]).unwrap();
+        assert_eq!(c.server.grpc_addr(), None);
         let env = vec![("IRGAN_SERVER__BINDD".to_string(), "x".to_string())];
         let e = ServiceConfig::load(None, env, &[]).unwrap_err();
         assert!(e.to_string().contains("bindd"), "{e}");

@@ -2,8 +2,9 @@
 
 use std::ffi::OsStr;
 use std::fmt;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 use tempfile::TempDir;
@@ -268,10 +269,13 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A free port on 127.0.0.1 (a moment ago).
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).expect("bind");
-    l.local_addr().expect("addr").port()
+/// `N` distinct ports that were free on 127.0.0.1 a moment ago (held together while chosen, so
+/// they cannot coincide).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: [std::net::TcpListener; N] = std::array::from_fn(|_| {
+        std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).expect("bind")
+    });
+    listeners.map(|l| l.local_addr().expect("addr").port())
 }
 
 /// A child process killed on drop (also when the test panics).
@@ -284,11 +288,11 @@ impl Drop for Guard {
     }
 }
 
-/// Starts `irgan serve --demo` with the shipped config, small models, one thread, a free port
-/// and its data and log under `data_dir`, plus `sets` overrides. Returns the process, its port
-/// and its log file.
+/// Starts `irgan serve --demo` with the shipped config, small models, one thread, free REST and
+/// gRPC ports and its data and log under `data_dir`, plus `sets` overrides. Returns the
+/// process, its REST port and its log file.
 pub fn spawn_demo_server(data_dir: &Path, sets: &[&str]) -> (Guard, u16, PathBuf) {
-    let port = free_port();
+    let [port, grpc_port] = free_ports();
     let log = data_dir.join("serve.log");
     let out = std::fs::File::create(&log).expect("log");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_irgan"));
@@ -296,7 +300,8 @@ pub fn spawn_demo_server(data_dir: &Path, sets: &[&str]) -> (Guard, u16, PathBuf
         .arg(root().join("config/default.toml"))
         .arg("--data-dir")
         .arg(data_dir.join("data"))
-        .args(["--set", &format!("server.bind=127.0.0.1:{port}")]);
+        .args(["--set", &format!("server.bind=127.0.0.1:{port}")])
+        .args(["--set", &format!("server.grpc_bind=127.0.0.1:{grpc_port}")]);
     let small = [
         "training.generator.dim=8",
         "training.discriminator.dim=8",
@@ -307,10 +312,46 @@ pub fn spawn_demo_server(data_dir: &Path, sets: &[&str]) -> (Guard, u16, PathBuf
     }
     let child = cmd
         .env_remove("IRGAN_SERVER__BIND")
+        .env_remove("IRGAN_SERVER__GRPC_BIND")
         .stdin(std::process::Stdio::null())
         .stdout(out.try_clone().expect("dup"))
         .stderr(out)
         .spawn()
         .expect("spawn irgan serve");
     (Guard(child), port, log)
+}
+
+/// Runs `promtool args`, feeding `stdin`; its exit code and combined output.
+pub fn promtool(args: &[&str], stdin: Option<&str>) -> (Option<i32>, String) {
+    let mut child = Command::new("promtool")
+        .args(args)
+        .current_dir(root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn promtool");
+    {
+        let mut pipe = child.stdin.take().expect("stdin");
+        if let Some(text) = stdin {
+            pipe.write_all(text.as_bytes()).expect("write to promtool");
+        }
+    }
+    let out = child.wait_with_output().expect("wait for promtool");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+/// `promtool` is on PATH and runs.
+pub fn promtool_available() -> bool {
+    Command::new("promtool")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }

@@ -8,12 +8,11 @@ use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{Guard, root, spawn_demo_server};
+use crate::common::{Guard, promtool, promtool_available, root, spawn_demo_server};
 
 /// The `deploy/` directory.
 fn deploy() -> PathBuf {
@@ -128,40 +127,6 @@ fn start_server(data_dir: &Path) -> (Guard, u16, PathBuf) {
         "trainer.publish_every_seconds=0.1",
     ];
     spawn_demo_server(data_dir, &sets)
-}
-
-/// Runs `promtool args`, feeding `stdin`; its exit code and combined output.
-fn promtool(args: &[&str], stdin: Option<&str>) -> (Option<i32>, String) {
-    let mut child = Command::new("promtool")
-        .args(args)
-        .current_dir(root())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn promtool");
-    {
-        let mut pipe = child.stdin.take().expect("stdin");
-        if let Some(text) = stdin {
-            pipe.write_all(text.as_bytes()).expect("write to promtool");
-        }
-    }
-    let out = child.wait_with_output().expect("wait for promtool");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text)
-}
-
-fn promtool_available() -> bool {
-    Command::new("promtool")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 #[test]
@@ -367,16 +332,19 @@ fn compose_agrees_with_the_dockerfile_and_mounts_existing_files() {
     );
 
     let expose = dockerfile_args("EXPOSE");
-    assert_eq!(expose, ["8080"], "Dockerfile EXPOSE");
-    let port = &expose[0];
+    assert_eq!(expose, ["8080 50051"], "Dockerfile EXPOSE");
+    let (port, grpc_port) = expose[0].split_once(' ').expect("two ports");
     assert_eq!(
         entries(irgan, "ports"),
-        [format!("{port}:{port}")],
+        [format!("{port}:{port}"), format!("{grpc_port}:{grpc_port}")],
         "irgan ports"
     );
     assert_eq!(
         entries(irgan, "environment"),
-        [format!("IRGAN_SERVER__BIND: 0.0.0.0:{port}")],
+        [
+            format!("IRGAN_SERVER__BIND: 0.0.0.0:{port}"),
+            format!("IRGAN_SERVER__GRPC_BIND: 0.0.0.0:{grpc_port}")
+        ],
         "irgan environment"
     );
 

@@ -225,7 +225,8 @@ fn binary_port_config_and_user_agree() {
         "HEALTHCHECK {hc:?}"
     );
 
-    // EXPOSE matches the bind port the environment sets.
+    // EXPOSE lists the REST and the gRPC port the environment binds, and those are the code's
+    // default ports (the image only widens the host to all interfaces).
     let env = env(&instrs);
     let get = |k: &str| {
         env.iter()
@@ -233,14 +234,26 @@ fn binary_port_config_and_user_agree() {
             .map(|(_, v)| v.clone())
             .unwrap_or_else(|| panic!("no ENV {k}: {env:?}"))
     };
+    let port_of = |addr: &str| addr.rsplit_once(':').expect("host:port").1.to_owned();
     let bind = get("IRGAN_SERVER__BIND");
-    let port = bind.rsplit_once(':').expect("host:port").1;
+    let grpc_bind = get("IRGAN_SERVER__GRPC_BIND");
     let exposed: Vec<&str> = single(&instrs, "EXPOSE")
         .args
         .split_whitespace()
         .map(|p| p.trim_end_matches("/tcp"))
         .collect();
-    assert_eq!(exposed, [port], "EXPOSE vs IRGAN_SERVER__BIND={bind}");
+    assert_eq!(
+        exposed,
+        [port_of(&bind), port_of(&grpc_bind)],
+        "EXPOSE vs IRGAN_SERVER__BIND={bind} and IRGAN_SERVER__GRPC_BIND={grpc_bind}"
+    );
+    let defaults = ServiceConfig::default().server;
+    assert_eq!(port_of(&bind), port_of(&defaults.bind), "REST port");
+    assert_eq!(
+        port_of(&grpc_bind),
+        port_of(&defaults.grpc_bind),
+        "gRPC port"
+    );
 
     // The copied config loads under the image's environment.
     let cmd = words(&single(&instrs, "CMD").args);
@@ -257,6 +270,7 @@ fn binary_port_config_and_user_agree() {
     let cfg = ServiceConfig::load(Some(&path), env.clone(), &[])
         .unwrap_or_else(|e| panic!("{} under {env:?}: {e}", path.display()));
     assert_eq!(cfg.server.bind, bind);
+    assert_eq!(cfg.server.grpc_bind, grpc_bind);
     let data_dir = get("IRGAN_STORAGE__DATA_DIR");
     assert_eq!(cfg.storage.data_dir, Path::new(&data_dir));
     let volumes = words(&single(&instrs, "VOLUME").args);
@@ -266,6 +280,86 @@ fn binary_port_config_and_user_agree() {
     let user = &single(&instrs, "USER").args;
     let name = user.split(':').next().unwrap_or("");
     assert!(!["", "root", "0"].contains(&name), "USER {user}");
+}
+
+/// The build stage: a dependency layer built on stubs (keyed on Cargo.toml and Cargo.lock
+/// only, with a stub build.rs so the build dependencies are compiled there too), then the real
+/// build with everything cargo and build.rs read.
+#[test]
+fn build_stage_has_the_build_script_and_protos() {
+    let instrs = dockerfile();
+    let froms: Vec<usize> = instrs
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| i.keyword == "FROM")
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(froms.len(), 2, "a build and a runtime stage");
+    let builder = &instrs[froms[0] + 1..froms[1]];
+    let builds: Vec<usize> = builder
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| i.keyword == "RUN" && i.args.contains("cargo build"))
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(
+        builds.len(),
+        2,
+        "a dependency build on stubs, then the real build"
+    );
+    let copied_before = |end: usize| -> Vec<String> {
+        copies(&builder[..end])
+            .into_iter()
+            .flat_map(|(_, sources, _)| sources)
+            .map(|s| s.trim_start_matches("./").trim_end_matches('/').to_owned())
+            .collect()
+    };
+    let (deps, real) = (&builder[builds[0]], &builder[builds[1]]);
+    assert_eq!(
+        copied_before(builds[0]),
+        ["Cargo.toml", "Cargo.lock"],
+        "the dependency layer must depend on the manifest and lock file only"
+    );
+    for stub in ["build.rs", "src/main.rs", "src/lib.rs"] {
+        assert!(
+            deps.args.contains(&format!("> {stub}"))
+                || deps.args.contains(&format!("touch {stub}")),
+            "the dependency build does not stub {stub}: {deps:?}"
+        );
+    }
+    // Every bench target of Cargo.toml gets a stub, or cargo refuses the manifest.
+    let manifest: toml::Table = std::fs::read_to_string(root().join("Cargo.toml"))
+        .expect("read Cargo.toml")
+        .parse()
+        .expect("parse Cargo.toml");
+    for bench in manifest["bench"].as_array().expect("[[bench]]") {
+        let name = bench["name"].as_str().expect("bench name");
+        assert!(
+            deps.args.contains(&format!("> benches/{name}.rs")),
+            "no stub for bench {name}: {deps:?}"
+        );
+    }
+    // The real build has the build script and the protos it compiles, and rebuilds over the
+    // stubs.
+    let copied = copied_before(builds[1]);
+    for needed in ["build.rs", "proto", "src", "benches"] {
+        assert!(
+            copied.iter().any(|c| c == needed),
+            "{needed} is not copied before the real build: {copied:?}"
+        );
+    }
+    let build_rs = std::fs::read_to_string(root().join("build.rs")).expect("read build.rs");
+    assert!(
+        build_rs.contains("\"proto\"") && root().join("proto/irgan/v1/irgan.proto").is_file(),
+        "build.rs compiles proto/"
+    );
+    let touch = real.args.split("&&").next().unwrap_or("");
+    for f in ["build.rs", "src/main.rs", "src/lib.rs"] {
+        assert!(
+            touch.trim_start().starts_with("touch") && touch.contains(f),
+            "the real build does not touch {f}: {real:?}"
+        );
+    }
 }
 
 #[test]

@@ -152,22 +152,53 @@ fn every_document_is_named_and_namespaced() {
 }
 
 #[test]
-fn port_matches_dockerfile_and_bind() {
+fn ports_match_dockerfile_bind_and_code_defaults() {
     let docs = documents();
     let c = container(one(&docs, "StatefulSet", None));
     let ports = at(c, "ports").as_sequence().unwrap();
-    assert_eq!(ports.len(), 1);
-    assert_eq!(string(&ports[0], "name"), "http");
-    let port = at(&ports[0], "containerPort").as_u64().unwrap();
-    let expose: u64 = dockerfile_single("EXPOSE").parse().unwrap();
-    assert_eq!(port, expose, "containerPort vs Dockerfile EXPOSE");
-    let bind = env_var(c, "IRGAN_SERVER__BIND");
-    let (host, bind_port) = bind.rsplit_once(':').unwrap();
-    assert_eq!(host, "0.0.0.0", "bind on all interfaces");
-    assert_eq!(bind_port.parse::<u64>().unwrap(), port, "{bind}");
-    // The ConfigMap binds the same address (the env var wins anyway).
+    let names: Vec<&str> = ports.iter().map(|p| string(p, "name")).collect();
+    assert_eq!(names, ["http", "grpc"]);
+    let container_ports: Vec<u64> = ports
+        .iter()
+        .map(|p| at(p, "containerPort").as_u64().unwrap())
+        .collect();
+    let expose: Vec<u64> = dockerfile_single("EXPOSE")
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(
+        container_ports, expose,
+        "containerPorts vs Dockerfile EXPOSE"
+    );
+    let defaults = ServiceConfig::default().server;
     let cfg: toml::Value = toml::from_str(config_toml(&docs)).unwrap();
-    assert_eq!(cfg["server"]["bind"].as_str(), Some(bind));
+    for (n, (var, key, default)) in [
+        ("IRGAN_SERVER__BIND", "bind", &defaults.bind),
+        ("IRGAN_SERVER__GRPC_BIND", "grpc_bind", &defaults.grpc_bind),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let bind = env_var(c, var);
+        let (host, bind_port) = bind.rsplit_once(':').unwrap();
+        assert_eq!(host, "0.0.0.0", "{var}: bind on all interfaces");
+        assert_eq!(
+            bind_port.parse::<u64>().unwrap(),
+            container_ports[n],
+            "{var}={bind}"
+        );
+        let default_port = default.rsplit_once(':').unwrap().1;
+        assert_eq!(
+            bind_port, default_port,
+            "{var} vs the code's default {default}"
+        );
+        // The ConfigMap binds the same address (the env var wins anyway).
+        assert_eq!(
+            cfg["server"][key].as_str(),
+            Some(bind),
+            "ConfigMap server.{key}"
+        );
+    }
 }
 
 #[test]
@@ -302,8 +333,9 @@ fn configmap_loads_with_the_service_loader() {
     let cfg = ServiceConfig::load(Some(&file), Vec::<(String, String)>::new(), &[])
         .unwrap_or_else(|e| panic!("ConfigMap default.toml: {e}"));
     assert_eq!(cfg.server.bind, "0.0.0.0:8080");
+    assert_eq!(cfg.server.grpc_bind, "0.0.0.0:50051");
     assert_eq!(cfg.storage.data_dir, Path::new("/var/lib/irgan"));
-    // Apart from those two keys it is config/default.toml.
+    // Apart from those keys it is config/default.toml.
     let mut reference = ServiceConfig::load(
         Some(&root().join("config/default.toml")),
         Vec::<(String, String)>::new(),
@@ -311,6 +343,7 @@ fn configmap_loads_with_the_service_loader() {
     )
     .unwrap();
     reference.server.bind = cfg.server.bind.clone();
+    reference.server.grpc_bind = cfg.server.grpc_bind.clone();
     reference.storage.data_dir = cfg.storage.data_dir.clone();
     assert_eq!(cfg, reference, "ConfigMap drifted from config/default.toml");
 }
@@ -327,21 +360,34 @@ fn service_and_servicemonitor_wiring() {
     for (k, v) in at(svc, "spec.selector").as_mapping().unwrap() {
         assert_eq!(pod_labels.get(k), Some(v), "Service selector vs pod labels");
     }
-    let ports = at(svc, "spec.ports").as_sequence().unwrap();
-    assert_eq!(ports.len(), 1);
+    // Each container port is published under its own name, on the same number.
     let c = container(sts);
-    assert_eq!(
-        at(&ports[0], "port").as_u64(),
-        at(c, "ports.0.containerPort").as_u64()
-    );
-    assert_eq!(string(&ports[0], "targetPort"), string(c, "ports.0.name"));
+    let container_ports = at(c, "ports").as_sequence().unwrap();
+    for service in docs
+        .iter()
+        .map(|(_, d)| d)
+        .filter(|d| d["kind"].as_str() == Some("Service"))
+    {
+        let ports = at(service, "spec.ports").as_sequence().unwrap();
+        assert_eq!(ports.len(), container_ports.len(), "{service:?}");
+        for (p, cp) in ports.iter().zip(container_ports) {
+            assert_eq!(string(p, "name"), string(cp, "name"));
+            assert_eq!(string(p, "targetPort"), string(cp, "name"));
+            assert_eq!(at(p, "port").as_u64(), at(cp, "containerPort").as_u64());
+        }
+    }
+    let ports = at(svc, "spec.ports").as_sequence().unwrap();
+    let http = ports
+        .iter()
+        .find(|p| p["name"].as_str() == Some("http"))
+        .expect("an http port");
 
     let sm = one(&docs, "ServiceMonitor", None);
     let endpoints = at(sm, "spec.endpoints").as_sequence().unwrap();
     assert_eq!(endpoints.len(), 1);
     assert_eq!(string(&endpoints[0], "path"), "/metrics");
     assert_eq!(string(&endpoints[0], "interval"), "15s");
-    assert_eq!(string(&endpoints[0], "port"), string(&ports[0], "name"));
+    assert_eq!(string(&endpoints[0], "port"), string(http, "name"));
     let router = std::fs::read_to_string(root().join("src/http/router.rs")).unwrap();
     assert!(router.contains("\"/metrics\""));
     // The selector matches exactly one Service: the ClusterIP one (no double scrape).

@@ -1,14 +1,17 @@
 //! A tiny HTTP/1.1 client over `std::net::TcpStream`, and a guard that runs `irgan serve` as a
-//! child process and kills it when dropped (also when a test panics).
+//! child process (REST and gRPC on free ports) and kills it when dropped (also when a test
+//! panics).
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+use crate::common::free_ports;
 
 /// One response.
 #[derive(Debug)]
@@ -50,11 +53,25 @@ pub fn post(port: u16, path: &str, body: &str) -> io::Result<Response> {
 
 /// One request on a fresh connection (`Connection: close`), read to the end.
 pub fn request(port: u16, method: &str, path: &str, body: Option<&str>) -> io::Result<Response> {
+    request_with(port, method, path, body, &[])
+}
+
+/// Like [`request`], with extra `headers` (e.g. the API key).
+pub fn request_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> io::Result<Response> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(20)))?;
     s.set_write_timeout(Some(Duration::from_secs(20)))?;
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
     if let Some(b) = body {
         req.push_str(&format!(
             "Content-Type: application/json\r\nContent-Length: {}\r\n",
@@ -138,12 +155,6 @@ fn dechunk(mut b: &[u8]) -> io::Result<Vec<u8>> {
     }
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
-}
-
 /// Settings that keep the real process quick on a small machine.
 pub const QUICK: &[&str] = &[
     "training.generator.dim=8",
@@ -151,19 +162,22 @@ pub const QUICK: &[&str] = &[
     "training.threads=1",
 ];
 
-/// `irgan serve --demo` as a child process on a free port. Killed (SIGKILL) on drop unless it
-/// has already exited.
+/// `irgan serve --demo` as a child process on free ports (REST and gRPC). Killed (SIGKILL) on
+/// drop unless it has already exited.
 pub struct Server {
     child: Option<Child>,
-    /// Its port on 127.0.0.1.
+    /// Its REST port on 127.0.0.1.
     pub port: u16,
+    /// Its gRPC port on 127.0.0.1 (unused when `sets` turn gRPC off).
+    pub grpc_port: u16,
     log: PathBuf,
 }
 
 impl Server {
     /// Starts the server on `data_dir` and waits (at most 20 s) until `/readyz` answers 200.
+    /// `sets` come after the ports, so they can override them.
     pub fn start(data_dir: &Path, sets: &[&str]) -> Self {
-        let port = free_port();
+        let [port, grpc_port] = free_ports();
         std::fs::create_dir_all(data_dir).expect("mkdir");
         let log = data_dir.with_extension(format!("{port}.log"));
         let out = File::create(&log).expect("log file");
@@ -175,7 +189,9 @@ impl Server {
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--set")
-            .arg(format!("server.bind=127.0.0.1:{port}"));
+            .arg(format!("server.bind=127.0.0.1:{port}"))
+            .arg("--set")
+            .arg(format!("server.grpc_bind=127.0.0.1:{grpc_port}"));
         for s in QUICK.iter().chain(sets) {
             cmd.arg("--set").arg(s);
         }
@@ -190,6 +206,7 @@ impl Server {
         let mut server = Self {
             child: Some(child),
             port,
+            grpc_port,
             log,
         };
         server.wait_ready(Duration::from_secs(20));

@@ -1,11 +1,13 @@
 //! The online service (`irgan serve`): most tests drive the router in-process with
-//! `tower::ServiceExt::oneshot` (no socket); `restart` runs the real binary on 127.0.0.1.
+//! `tower::ServiceExt::oneshot` (no socket); `restart` and `grpc` run the real binary on
+//! 127.0.0.1 (`grpc` with a tonic client).
 
 mod admin;
 mod bad_input;
 mod client;
 mod concurrency;
 mod feedback;
+mod grpc;
 mod learning;
 mod recommendations;
 mod restart;

@@ -1,0 +1,250 @@
+//! Read operations: recommendations, rank, similar items.
+
+use crate::api::{AppState, Error};
+use crate::online::live::Live;
+use crate::online::query::{self, ModelChoice, QueryModel, Scored};
+
+/// One ranked item (external id).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankedItem {
+    /// External item id.
+    pub item: String,
+    /// The score the list is ordered by.
+    pub score: f64,
+    /// G's log-probability (a cosine in [`similar`]).
+    pub generator: f64,
+    /// D's probability (a cosine in [`similar`]).
+    pub discriminator: f64,
+    /// Probability that exploration drew this item first (only with `explore`).
+    pub propensity: Option<f64>,
+}
+
+/// What [`recommend`] is asked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecommendRequest {
+    /// External user id.
+    pub user: String,
+    /// How many items; `None` = `server.default_k`. Must be in `1..=server.max_k`.
+    pub k: Option<usize>,
+    /// Which model ranks (ignored when exploring).
+    pub model: ModelChoice,
+    /// Leave out the items the user has interacted with.
+    pub exclude_seen: bool,
+    /// Exploration temperature (`0` = rank greedily); finite and `>= 0`.
+    pub explore: f64,
+    /// Seed of the exploration draw (`None` = the current time in ms).
+    pub seed: Option<u64>,
+}
+
+/// A user's ranked list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recommendations {
+    /// External user id.
+    pub user: String,
+    /// What produced the list: a model name, `explore` or `popularity`.
+    pub model: &'static str,
+    /// Snapshot version every score came from.
+    pub version: u64,
+    /// The user is unknown to the model: popularity / prior results.
+    pub cold_start: bool,
+    /// Ranked items, best first.
+    pub items: Vec<RankedItem>,
+}
+
+/// What [`rank`] is asked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankRequest {
+    /// External user id (optional).
+    pub user: Option<String>,
+    /// Candidate external item ids.
+    pub items: Vec<String>,
+    /// Which model ranks.
+    pub model: ModelChoice,
+}
+
+/// Ordered candidates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ranked {
+    /// External user id of the request.
+    pub user: Option<String>,
+    /// The model that ranked.
+    pub model: ModelChoice,
+    /// Snapshot version every score came from.
+    pub version: u64,
+    /// No known user was given.
+    pub cold_start: bool,
+    /// The known candidates, best first, each once.
+    pub items: Vec<RankedItem>,
+    /// Candidates the snapshot does not know, in request order.
+    pub unknown_items: Vec<String>,
+}
+
+/// What [`similar`] is asked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimilarRequest {
+    /// External item id.
+    pub item: String,
+    /// How many items; `None` = `server.default_k`.
+    pub k: Option<usize>,
+    /// Whose item factors.
+    pub model: ModelChoice,
+}
+
+/// An item's neighbours.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Similar {
+    /// External item id of the request.
+    pub item: String,
+    /// Whose factors.
+    pub model: ModelChoice,
+    /// Snapshot version the factors came from.
+    pub version: u64,
+    /// The most similar items, best first.
+    pub items: Vec<RankedItem>,
+}
+
+/// Parses a model name (`generator`, `discriminator`, `blend`; ASCII case ignored).
+pub fn parse_model(name: &str) -> Result<ModelChoice, Error> {
+    name.parse::<ModelChoice>()
+        .map_err(|e| Error::parameter(format!("model: {e}")))
+}
+
+/// `k`, or the default, checked against `server.max_k`.
+fn k_of(state: &AppState, k: Option<usize>) -> Result<usize, Error> {
+    let max = state.config.server.max_k;
+    let k = k.unwrap_or(state.config.server.default_k);
+    if k == 0 || k > max {
+        return Err(Error::parameter(format!("k must be between 1 and {max}")));
+    }
+    Ok(k)
+}
+
+fn query_model<'a>(state: &AppState, live: &'a Live) -> QueryModel<'a> {
+    QueryModel::from_snapshot(
+        &live.snapshot,
+        state.config.server.blend_weight,
+        &live.popularity,
+    )
+}
+
+fn items_out(live: &Live, scored: Vec<Scored>) -> Vec<RankedItem> {
+    scored
+        .into_iter()
+        .map(|s| RankedItem {
+            item: live.snapshot.items.name(s.item).to_string(),
+            score: s.score,
+            generator: s.generator,
+            discriminator: s.discriminator,
+            propensity: s.propensity,
+        })
+        .collect()
+}
+
+/// The top `k` items for a user from the live snapshot: by the chosen model, sampled from G's
+/// policy when `explore > 0`, or by popularity for a user the snapshot does not know.
+pub fn recommend(state: &AppState, req: RecommendRequest) -> Result<Recommendations, Error> {
+    let k = k_of(state, req.k)?;
+    if !(req.explore.is_finite() && req.explore >= 0.0) {
+        return Err(Error::parameter("explore must be a temperature >= 0"));
+    }
+    if req.user.is_empty() {
+        return Err(Error::parameter("user must not be empty"));
+    }
+    // One snapshot from start to end: G and D never mix versions.
+    let live = state.models.current();
+    let m = query_model(state, &live);
+    let index = live
+        .snapshot
+        .users
+        .get(&req.user)
+        .filter(|&u| m.knows_user(u));
+    let exclude: &[u32] = match index {
+        Some(u) if req.exclude_seen => live.seen.items(u as usize),
+        _ => &[],
+    };
+    let model = req.model;
+    let (scored, label) = if req.explore > 0.0 {
+        let seed = req.seed.unwrap_or_else(crate::store::Snapshot::now_unix_ms);
+        let u = index.unwrap_or(u32::MAX); // unknown users explore G's prior
+        (
+            query::explore(&m, u, k, req.explore, seed, exclude),
+            "explore",
+        )
+    } else if let Some(u) = index {
+        let cached = (model == ModelChoice::Generator && req.exclude_seen)
+            .then(|| live.precomputed_top(u, k))
+            .flatten();
+        match cached {
+            Some(top) => (top.to_vec(), model.as_str()),
+            None => (query::recommend(&m, u, k, model, exclude), model.as_str()),
+        }
+    } else {
+        (query::cold_start(&m, k, &[]), "popularity")
+    };
+    Ok(Recommendations {
+        user: req.user,
+        model: label,
+        version: live.version(),
+        cold_start: index.is_none(),
+        items: items_out(&live, scored),
+    })
+}
+
+/// Orders the given candidates for a user (or the zero user); unknown items are listed
+/// separately.
+pub fn rank(state: &AppState, req: RankRequest) -> Result<Ranked, Error> {
+    if req.items.is_empty() {
+        return Err(Error::invalid("invalid_body", "items must not be empty"));
+    }
+    if req.items.len() > state.config.server.max_k.max(10_000) {
+        return Err(Error::invalid("invalid_body", "too many candidate items"));
+    }
+    let live = state.models.current();
+    let m = query_model(state, &live);
+    let mut unknown = Vec::new();
+    let candidates: Vec<u32> = req
+        .items
+        .iter()
+        .filter_map(|id| {
+            let i = live.snapshot.items.get(id);
+            if i.is_none() {
+                unknown.push(id.clone());
+            }
+            i
+        })
+        .collect();
+    let user = req
+        .user
+        .as_deref()
+        .and_then(|u| live.snapshot.users.get(u))
+        .filter(|&u| m.knows_user(u));
+    let scored = query::rank(&m, user, &candidates, req.model);
+    Ok(Ranked {
+        user: req.user,
+        model: req.model,
+        version: live.version(),
+        cold_start: user.is_none(),
+        items: items_out(&live, scored),
+        unknown_items: unknown,
+    })
+}
+
+/// The `k` items most similar to an item of the catalogue.
+pub fn similar(state: &AppState, req: SimilarRequest) -> Result<Similar, Error> {
+    let k = k_of(state, req.k)?;
+    let live = state.models.current();
+    let Some(i) = live.snapshot.items.get(&req.item) else {
+        return Err(Error::not_found(
+            "unknown_item",
+            format!("item {:?} is not in the catalogue", req.item),
+        ));
+    };
+    let m = query_model(state, &live);
+    let scored = query::similar(&m, i, k, req.model);
+    Ok(Similar {
+        item: req.item,
+        model: req.model,
+        version: live.version(),
+        items: items_out(&live, scored),
+    })
+}
