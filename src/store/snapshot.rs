@@ -286,7 +286,11 @@ impl Snapshot {
             .map_err(|e| SnapshotError::Format(format!("{MANIFEST_FILE}: {e}")))?;
         manifest.push(b'\n');
 
-        write_snapshot_files(dir, &[(TENSORS_FILE, &tensors), (IDS_FILE, &ids)], &manifest)
+        write_snapshot_files(
+            dir,
+            &[(TENSORS_FILE, &tensors), (IDS_FILE, &ids)],
+            &manifest,
+        )
     }
 
     /// Reads and fully verifies the snapshot in `dir`: format and version, size and SHA-256 of
