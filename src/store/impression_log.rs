@@ -13,6 +13,9 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+/// Schema version of the impression log (SQLite `user_version`).
+const SCHEMA_VERSION: i64 = 1;
+
 /// Why the log failed.
 #[derive(Debug, thiserror::Error)]
 #[error("impression log {context}: {source}")]
@@ -110,6 +113,27 @@ impl ImpressionLog {
             ),
             "creating the schema",
         )?;
+        // The schema version lives in SQLite's user_version: 0 = just created, ours = 1.
+        let version: i64 = ctx(
+            conn.query_row("PRAGMA user_version", [], |r| r.get(0)),
+            "reading the schema version",
+        )?;
+        match version {
+            0 => ctx(
+                conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};")),
+                "writing the schema version",
+            )?,
+            SCHEMA_VERSION => {}
+            other => {
+                return Err(ImpressionLogError {
+                    context: format!(
+                        "{}: schema version {other}, this build reads {SCHEMA_VERSION}",
+                        path.display()
+                    ),
+                    source: rusqlite::Error::InvalidQuery,
+                });
+            }
+        }
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -235,5 +259,11 @@ mod tests {
         assert_eq!(back.len(), 1);
         assert_eq!(back[0].impression, imp(None, "q2"));
         assert_eq!(back[0].impression.documents[0].relevance(), 1);
+        drop(log);
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("PRAGMA user_version = 7;").unwrap();
+        drop(conn);
+        let e = ImpressionLog::open(&path).unwrap_err().to_string();
+        assert!(e.contains("schema version 7"), "{e}");
     }
 }
