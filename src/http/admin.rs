@@ -181,25 +181,28 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: a snapshot is loaded (503 until the first pair exists).
+/// `GET /readyz`: a snapshot is loaded (503 until the first pair exists, unless
+/// `server.ready_without_model`).
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "operations",
     summary = "Readiness probe",
     responses(
-        (status = 200, description = "A snapshot is live.", body = crate::http::openapi::Ready),
+        (status = 200, description = "A snapshot is live (or none yet, `version: 0`, with \
+            `server.ready_without_model`).", body = crate::http::openapi::Ready),
         (status = 503, description = "No snapshot yet (`ready: false`, `version: 0`).", body = crate::http::openapi::Ready),
     ),
 )]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let v = state.models.current().version();
-    let status = if v > 0 {
+    let ready = v > 0 || state.config.server.ready_without_model;
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(json!({ "ready": v > 0, "version": v })))
+    (status, Json(json!({ "ready": ready, "version": v })))
 }
 
 /// `GET /metrics`: Prometheus text format.

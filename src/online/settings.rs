@@ -54,6 +54,9 @@ pub struct ServerConfig {
     /// Length of each user's precomputed default top list (G, seen excluded), refreshed with
     /// every snapshot; requests with k up to this are lookups. 0 disables.
     pub precompute_k: usize,
+    /// `/readyz` answers 200 before the first snapshot exists (the service then serves cold
+    /// starts and takes feedback), so a fresh Kubernetes pod on an empty volume becomes ready.
+    pub ready_without_model: bool,
 }
 
 /// Storage settings.
@@ -148,6 +151,7 @@ impl Default for ServerConfig {
             api_key: String::new(),
             blend_weight: 0.5,
             precompute_k: 100,
+            ready_without_model: false,
         }
     }
 }

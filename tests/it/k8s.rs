@@ -172,6 +172,12 @@ fn ports_match_dockerfile_bind_and_code_defaults() {
     );
     let defaults = ServiceConfig::default().server;
     let cfg: toml::Value = toml::from_str(config_toml(&docs)).unwrap();
+    // Otherwise a fresh pod on an empty volume never turns ready and never gets feedback.
+    assert_eq!(
+        cfg["server"]["ready_without_model"].as_bool(),
+        Some(true),
+        "ConfigMap server.ready_without_model"
+    );
     for (n, (var, key, default)) in [
         ("IRGAN_SERVER__BIND", "bind", &defaults.bind),
         ("IRGAN_SERVER__GRPC_BIND", "grpc_bind", &defaults.grpc_bind),
@@ -335,6 +341,7 @@ fn configmap_loads_with_the_service_loader() {
     assert_eq!(cfg.server.bind, "0.0.0.0:8080");
     assert_eq!(cfg.server.grpc_bind, "0.0.0.0:50051");
     assert_eq!(cfg.storage.data_dir, Path::new("/var/lib/irgan"));
+    assert!(cfg.server.ready_without_model);
     // Apart from those keys it is config/default.toml.
     let mut reference = ServiceConfig::load(
         Some(&root().join("config/default.toml")),
@@ -345,6 +352,7 @@ fn configmap_loads_with_the_service_loader() {
     reference.server.bind = cfg.server.bind.clone();
     reference.server.grpc_bind = cfg.server.grpc_bind.clone();
     reference.storage.data_dir = cfg.storage.data_dir.clone();
+    reference.server.ready_without_model = true;
     assert_eq!(cfg, reference, "ConfigMap drifted from config/default.toml");
 }
 

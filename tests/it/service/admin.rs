@@ -151,6 +151,50 @@ async fn pause_and_resume_training() {
     svc.stop().await;
 }
 
+/// On an empty data directory `/readyz` is 503 until a first snapshot exists, unless
+/// `server.ready_without_model` (what deploy/k8s sets, so a fresh pod can take feedback).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_on_an_empty_data_directory() {
+    for (ready_without_model, status) in [(false, 503), (true, 200)] {
+        let dir = tempfile::tempdir().unwrap();
+        let sets = [
+            format!(
+                "storage.data_dir={:?}",
+                dir.path().join("data").display().to_string()
+            ),
+            format!("server.ready_without_model={ready_without_model}"),
+            "trainer.enabled=false".to_owned(),
+        ];
+        let cfg = irgan::online::settings::ServiceConfig::load(
+            Some(std::path::Path::new(super::DEFAULT_TOML)),
+            Vec::<(String, String)>::new(),
+            &sets,
+        )
+        .unwrap();
+        let state = tokio::task::spawn_blocking(move || irgan::online::server::open(cfg).unwrap())
+            .await
+            .unwrap();
+        let req = axum::http::Request::get("/readyz")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let resp = tower::ServiceExt::oneshot(irgan::http::router::router(state.clone()), req)
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status().as_u16(),
+            status,
+            "ready_without_model={ready_without_model}"
+        );
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["ready"], ready_without_model, "{v}");
+        assert_eq!(v["version"], 0, "{v}");
+        irgan::online::server::stop(&state).await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_and_metrics() {
     let svc = Svc::start(IDLE).await;
