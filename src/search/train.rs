@@ -307,20 +307,37 @@ fn pointwise_g_step(
     let k = (cfg.samples_per_positive * pos.len() as f64)
         .ceil()
         .max(1.0) as usize;
-    let drawn: Vec<usize> = (0..k).map(|_| draw(&proposal, rng)).collect();
-    let rewards: Vec<f64> = drawn
-        .iter()
-        .map(|&d| softplus(f64::from(d_scores[d])))
+    let samples: Vec<Sample> = (0..k)
+        .map(|_| {
+            let d = draw(&proposal, rng);
+            Sample {
+                doc: d,
+                reward: softplus(f64::from(d_scores[d])),
+                weight: p[d] / proposal[d],
+            }
+        })
         .collect();
-    let mean = rewards.iter().sum::<f64>() / k as f64;
-    let samples: Vec<(usize, f64)> = drawn
+    Some(reinforce(p, &samples, cfg.temperature))
+}
+
+/// One of G's draws: the document, D's reward and its importance weight.
+struct Sample {
+    doc: usize,
+    reward: f64,
+    weight: f64,
+}
+
+/// REINFORCE with the sample's mean reward as baseline: the score gradient of
+/// −(1/K) Σ_k w_k (r_k − r̄) log p(d_k), and r̄.
+fn reinforce(p: &[f64], samples: &[Sample], temperature: f64) -> (Vec<f32>, f64) {
+    let mean = samples.iter().map(|s| s.reward).sum::<f64>() / samples.len() as f64;
+    let coefs: Vec<(usize, f64)> = samples
         .iter()
-        .zip(&rewards)
-        .map(|(&d, &r)| (d, (p[d] / proposal[d]) * (r - mean)))
+        .map(|s| (s.doc, s.weight * (s.reward - mean)))
         .collect();
-    let mut grad = vec![0.0f32; q.len()];
-    add_policy_gradient(&mut grad, p, &samples, cfg.temperature);
-    Some((grad, mean))
+    let mut grad = vec![0.0f32; p.len()];
+    add_policy_gradient(&mut grad, p, &coefs, temperature);
+    (grad, mean)
 }
 
 /// For each true pair ⟨d_i, d_j⟩, G's rewrite ⟨d_k, d_j⟩: d_k drawn among the documents G ranks
@@ -404,19 +421,15 @@ fn pairwise_g_step(
     if drawn.is_empty() {
         return None;
     }
-    let rewards: Vec<f64> = drawn
+    let samples: Vec<Sample> = drawn
         .iter()
-        .map(|&(k, j)| softplus(f64::from(d_scores[k]) - f64::from(d_scores[j])))
+        .map(|&(k, j)| Sample {
+            doc: k,
+            reward: softplus(f64::from(d_scores[k]) - f64::from(d_scores[j])),
+            weight: 1.0,
+        })
         .collect();
-    let mean = rewards.iter().sum::<f64>() / rewards.len() as f64;
-    let samples: Vec<(usize, f64)> = drawn
-        .iter()
-        .zip(&rewards)
-        .map(|(&(k, _), &r)| (k, r - mean))
-        .collect();
-    let mut grad = vec![0.0f32; q.len()];
-    add_policy_gradient(&mut grad, p, &samples, cfg.temperature);
-    Some((grad, mean))
+    Some(reinforce(p, &samples, cfg.temperature))
 }
 
 #[cfg(test)]
