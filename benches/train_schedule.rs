@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use irgan::config::Config;
+use irgan::pipeline::recommend::{self, TrainData};
 use irgan::train::irgan::Game;
-use irgan::train::pipeline::{self, TrainData};
 
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(|a, b| a.total_cmp(b));
@@ -41,7 +41,7 @@ fn setup() -> (Config, TrainData) {
         c
     };
     cfg.data.validation_fraction = 0.1;
-    let data = pipeline::load_data(&cfg).expect("data");
+    let data = recommend::load_data(&cfg).expect("data");
     (cfg, data)
 }
 
@@ -49,7 +49,7 @@ fn main() {
     let full = std::env::args().any(|a| a == "--full");
     let (cfg, data) = setup();
     let mut cache = Vec::new();
-    let g = pipeline::init_model(
+    let g = recommend::init_model(
         &cfg.generator,
         &cfg,
         &data,
@@ -57,7 +57,7 @@ fn main() {
         &mut cache,
     )
     .expect("init G");
-    let d = pipeline::init_model(
+    let d = recommend::init_model(
         &cfg.discriminator,
         &cfg,
         &data,
@@ -79,7 +79,7 @@ fn main() {
             .build()
             .expect("pool");
         let r = pool.install(|| {
-            let mut game = Game::new(g.clone(), d.clone(), &cfg);
+            let mut game = Game::new(g.clone(), d.clone(), cfg.game());
             let refresh = cfg.irgan.negative_refresh;
             // A D-block: one negative draw and `negative_refresh` D-epochs on it.
             let d_block = time(7, || game.d_phase(&data.fit, refresh));
@@ -90,7 +90,7 @@ fn main() {
             let outer = (ir.d_epochs / refresh) as f64 * d_block + ir.g_epochs as f64 * g_epoch;
             let whole = full.then(|| {
                 let t = Instant::now();
-                let mut game = Game::new(g.clone(), d.clone(), &cfg);
+                let mut game = Game::new(g.clone(), d.clone(), cfg.game());
                 for _ in 0..ir.epochs {
                     game.d_phase(&data.fit, ir.d_epochs);
                     for _ in 0..ir.g_epochs {

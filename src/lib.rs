@@ -18,6 +18,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod api;
+pub mod app;
 pub mod config;
 pub mod data;
 pub mod eval;
@@ -25,8 +26,8 @@ pub mod grpc;
 pub mod http;
 pub mod model;
 pub mod online;
+pub mod pipeline;
 pub mod report;
 pub mod rng;
-pub mod search;
 pub mod store;
 pub mod train;

@@ -5,21 +5,19 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
+use irgan::app;
 use irgan::config::Config;
+use irgan::config::search::{SearchConfig, Task, task_of};
 use irgan::data::loader::{self, Format, LoadOptions};
 use irgan::data::{IdMap, synth};
 use irgan::eval::Protocol;
+use irgan::eval::letor;
 use irgan::model::MfModel;
-use irgan::online::server;
 use irgan::online::settings::ServiceConfig;
-use irgan::search::{
-    self,
-    config::{SearchConfig, Task, task_of},
-    snapshot::SearchSnapshot,
-};
+use irgan::pipeline::{self, recommend};
 use irgan::store::Snapshot;
 use irgan::store::feedback_log::{FeedbackLog, LogOptions};
-use irgan::train::pipeline;
+use irgan::store::search_snapshot::{self, SearchSnapshot};
 
 /// IRGAN ranking: train, evaluate and serve a generator/discriminator pair.
 #[derive(Parser)]
@@ -248,7 +246,7 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
     }
     let cfg = Config::load(a.config.as_deref(), &a.set)?;
     set_threads(cfg.threads);
-    let result = pipeline::run(&cfg, &a.out, !a.quiet)?;
+    let result = recommend::run(&cfg, &a.out, !a.quiet)?;
     let r = &result.report;
     let metric = cfg.eval.select_metric.as_str();
     let pick = |v: &serde_json::Value| v[metric].as_f64().map_or("-".into(), |x| format!("{x:.4}"));
@@ -279,7 +277,7 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
 fn train_search(a: TrainArgs) -> anyhow::Result<()> {
     let cfg = SearchConfig::load(a.config.as_deref(), &a.set)?;
     set_threads(cfg.threads);
-    let r = search::pipeline::run(&cfg, &a.out, !a.quiet)?.report;
+    let r = pipeline::search::run(&cfg, &a.out, !a.quiet)?.report;
     let metric = cfg.eval.select_metric.as_str();
     println!("wrote {}", a.out.display());
     println!(
@@ -319,15 +317,15 @@ fn eval_search(a: &EvalArgs, dir: &std::path::Path) -> anyhow::Result<()> {
         ModelArg::Generator => &s.generator,
         ModelArg::Discriminator => &s.discriminator,
     };
-    let data = search::data::read_letor(&a.test, Some(scorer.n_features))?;
+    let data = irgan::data::letor::read_letor(&a.test, Some(scorer.n_features))?;
     let mut data = data;
     data.widen(scorer.n_features);
     let ks = if a.k.is_empty() {
-        search::metrics::DEFAULT_KS.to_vec()
+        letor::DEFAULT_KS.to_vec()
     } else {
         a.k.clone()
     };
-    let metrics = search::metrics::evaluate(&data, &ks, |q| scorer.score(q.features.view()));
+    let metrics = letor::evaluate(&data, &ks, |q| scorer.score(q.features.view()));
     print_metrics(&metrics, a.json)
 }
 
@@ -385,7 +383,7 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
     } else {
         a.k.clone()
     };
-    let metrics = pipeline::evaluate_model(&model, exclude, &test.positives, &ks);
+    let metrics = recommend::evaluate_model(&model, exclude, &test.positives, &ks);
     print_metrics(&metrics, a.json)
 }
 
@@ -394,7 +392,7 @@ fn is_search_snapshot(dir: &std::path::Path) -> bool {
     std::fs::read(dir.join("manifest.json"))
         .ok()
         .and_then(|raw| serde_json::from_slice::<serde_json::Value>(&raw).ok())
-        .is_some_and(|m| m["format"] == search::snapshot::FORMAT)
+        .is_some_and(|m| m["format"] == search_snapshot::FORMAT)
 }
 
 /// Extends a model to ids that appear only in the data: zero factors, zero bias (they score as
@@ -447,22 +445,22 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
                     format: Format::Ratings,
                     positive_threshold: 4.0,
                 };
-                server::import_file(&log, file, &opts)?
+                app::import_file(&log, file, &opts)?
             }
-            None => server::import_demo(&log, &irgan::config::SyntheticConfig::default(), 42)?,
+            None => app::import_demo(&log, &irgan::config::SyntheticConfig::default(), 42)?,
         };
         log.close()?;
         tracing::info!(new_events = new, "imported");
     }
     if a.demo && cfg.search.enabled {
-        let new = server::import_search_demo(
+        let new = app::import_search_demo(
             &cfg.storage.data_dir,
             cfg.search.n_features,
             cfg.training.seed,
         )?;
         tracing::info!(new_impressions = new, "imported the search demo");
     }
-    let state = server::open(cfg.clone())?;
+    let state = app::open(cfg.clone())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -488,7 +486,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
             version = state.models.current().version(),
             "serving"
         );
-        server::run(state, listener, grpc, server::shutdown_signal()).await
+        app::run(state, listener, grpc, app::shutdown_signal()).await
     })
 }
 
@@ -500,7 +498,7 @@ fn import(a: ImportArgs) -> anyhow::Result<()> {
         format: Format::Ratings,
         positive_threshold: a.threshold,
     };
-    let new = server::import_file(&log, &a.file, &opts)?;
+    let new = app::import_file(&log, &a.file, &opts)?;
     log.close()?;
     println!(
         "imported {new} new events into {}",

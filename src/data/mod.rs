@@ -2,6 +2,8 @@
 
 pub mod ids;
 pub mod interactions;
+pub mod letor;
+pub mod letor_synth;
 pub mod loader;
 pub mod split;
 pub mod synth;

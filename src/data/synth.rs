@@ -4,9 +4,41 @@
 //! items of its own cluster (a `noise` fraction are uniform). That structure is what a ranking
 //! model must discover, so the data tells a working trainer from a broken one.
 
-use crate::config::SyntheticConfig;
+use serde::{Deserialize, Serialize};
+
 use crate::data::loader::Record;
 use crate::rng;
+
+/// A latent-factor synthetic data set (for demos and tests).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyntheticConfig {
+    /// Users.
+    pub users: usize,
+    /// Items.
+    pub items: usize,
+    /// Clusters of users and items.
+    pub clusters: usize,
+    /// Positives per user.
+    pub per_user: usize,
+    /// Fraction of each user's positives outside its cluster (noise).
+    pub noise: f64,
+    /// Fraction of each user's positives put in the test set.
+    pub test_fraction: f64,
+}
+
+impl Default for SyntheticConfig {
+    fn default() -> Self {
+        Self {
+            users: 300,
+            items: 200,
+            clusters: 5,
+            per_user: 20,
+            noise: 0.1,
+            test_fraction: 0.2,
+        }
+    }
+}
 
 /// Cluster of user `u` (also used by tests to check recommendations).
 pub fn user_cluster(u: usize, clusters: usize) -> usize {

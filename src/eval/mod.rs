@@ -1,5 +1,6 @@
 //! Ranking metrics and evaluation protocols.
 
+pub mod letor;
 pub mod metrics;
 pub mod protocol;
 

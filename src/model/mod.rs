@@ -1,5 +1,6 @@
 //! Pure, synchronous model maths: the MF scorer, G's softmax policy and D's sigmoid critic.
 
+pub mod features;
 pub mod mf;
 pub mod policy;
 

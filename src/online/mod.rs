@@ -8,6 +8,5 @@ pub mod live;
 pub mod metrics;
 pub mod query;
 pub mod search;
-pub mod server;
 pub mod settings;
 pub mod trainer;

@@ -25,19 +25,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::config::Role;
+use crate::config::search::{Method, ScorerConfig, SearchIrganConfig};
+use crate::data::letor::{LtrData, MAX_LABEL, Query};
+use crate::eval::letor::evaluate;
+use crate::model::features::Scorer;
 use crate::online::metrics::Metrics;
 use crate::online::query::ModelChoice;
 use crate::rng;
-use crate::search::config::{Method, ScorerConfig, SearchIrganConfig};
-use crate::search::data::{LtrData, MAX_LABEL, Query};
-use crate::search::metrics::evaluate;
-use crate::search::objective::policy;
-use crate::search::scorer::Scorer;
-use crate::search::snapshot::SearchSnapshot;
-use crate::search::train::Game;
 use crate::store::Snapshot;
 use crate::store::impression_log::{Impression, ImpressionLog, ShownDocument};
+use crate::store::search_snapshot::SearchSnapshot;
 use crate::store::snapshot_dir::SnapshotDir;
+use crate::train::ltr::Game;
+use crate::train::objective::policy;
 
 /// Longest accepted query or document id.
 const MAX_ID_LEN: usize = 256;
@@ -130,7 +130,7 @@ impl SearchServiceConfig {
         if !(self.tolerance.is_finite() && self.tolerance >= 0.0) {
             return Err("search.tolerance must be >= 0".into());
         }
-        let mut probe = crate::search::config::SearchConfig {
+        let mut probe = crate::config::search::SearchConfig {
             scorer: self.scorer.clone(),
             irgan: self.irgan.clone(),
             ..Default::default()

@@ -24,12 +24,12 @@ use crate::model::MfModel;
 use crate::online::live::{Live, ModelStore};
 use crate::online::metrics::Metrics;
 use crate::online::settings::ServiceConfig;
+use crate::pipeline::recommend::{TrainData, evaluate_model, init_model};
 use crate::rng;
 use crate::store::Snapshot;
 use crate::store::feedback_log::{FeedbackLog, LoggedEvent};
 use crate::store::snapshot_dir::SnapshotDir;
 use crate::train::irgan::{DStats, GStats, Game};
-use crate::train::pipeline::{TrainData, evaluate_model, init_model};
 
 /// What the trainer reports about itself (`GET /v1/model`'s game state).
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
@@ -497,7 +497,7 @@ impl Trainer {
         };
         let cfg = &self.cfg.training;
         let mut cache = Vec::new();
-        let err = |e: crate::train::pipeline::TrainError| TrainerError::Internal(e.to_string());
+        let err = |e: crate::pipeline::recommend::TrainError| TrainerError::Internal(e.to_string());
         let g = init_model(&cfg.generator, cfg, &data, Role::Generator, &mut cache).map_err(err)?;
         let d = init_model(
             &cfg.discriminator,
@@ -518,7 +518,7 @@ impl Trainer {
     }
 
     fn set_game(&mut self, g: MfModel, d: MfModel) {
-        self.game = Some(Game::new(g, d, &self.cfg.training));
+        self.game = Some(Game::new(g, d, self.cfg.training.game()));
     }
 
     fn step(&mut self) {

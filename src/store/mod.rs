@@ -3,6 +3,7 @@
 pub mod atomic;
 pub mod feedback_log;
 pub mod impression_log;
+pub mod search_snapshot;
 pub mod snapshot;
 pub mod snapshot_dir;
 

@@ -4,7 +4,7 @@
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
-use crate::search::snapshot::SearchSnapshot;
+use crate::store::search_snapshot::SearchSnapshot;
 use crate::store::{Snapshot, SnapshotError};
 
 /// A snapshot type that lives in a [`SnapshotDir`].

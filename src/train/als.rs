@@ -7,9 +7,9 @@
 use ndarray::Array2;
 use rayon::prelude::*;
 
-use crate::config::AlsConfig;
 use crate::data::Interactions;
 use crate::model::MfModel;
+use crate::train::settings::AlsConfig;
 
 /// Runs `cfg.iterations` sweeps (users, then items) on `model`, starting from its factors.
 pub fn train(model: &mut MfModel, positives: &Interactions, cfg: &AlsConfig) {

@@ -3,11 +3,11 @@
 //! DNS (Zhang et al. 2013) draws `dns_candidates` uniform non-positives and keeps the one the
 //! current model scores highest: the paper's initialisation of G.
 
-use crate::config::BprConfig;
 use crate::data::Interactions;
 use crate::model::MfModel;
 use crate::model::policy::sigmoid;
 use crate::rng::{self, Rng};
+use crate::train::settings::BprConfig;
 
 const STREAM: u64 = 0xB9B;
 

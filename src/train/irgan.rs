@@ -14,12 +14,12 @@
 use ndarray::{Array2, Axis};
 use rayon::prelude::*;
 
-use crate::config::{Baseline, Config, IrganConfig, ModelConfig};
 use crate::data::Interactions;
 use crate::model::MfModel;
 use crate::model::policy;
 use crate::rng;
 use crate::train::optim::RowOptimizer;
+use crate::train::settings::{Baseline, IrganConfig, ModelConfig};
 
 const NEG_STREAM: u64 = 0xD0;
 const D_SHUFFLE_STREAM: u64 = 0xD1;
@@ -77,6 +77,19 @@ pub struct GStats {
     pub entropy: f64,
 }
 
+/// What a [`Game`] is configured by: both players' settings, the schedule and the seed.
+#[derive(Debug, Clone, Copy)]
+pub struct GameSettings<'a> {
+    /// G's optimiser and temperature.
+    pub generator: &'a ModelConfig,
+    /// D's optimiser.
+    pub discriminator: &'a ModelConfig,
+    /// The adversarial schedule.
+    pub irgan: &'a IrganConfig,
+    /// Seed of every random stream.
+    pub seed: u64,
+}
+
 /// The two players, their optimisers and the game's counters.
 #[derive(Debug, Clone)]
 pub struct Game {
@@ -98,16 +111,17 @@ pub struct Game {
 }
 
 impl Game {
-    /// A game between `generator` and `discriminator` with the settings of `cfg`.
-    pub fn new(generator: MfModel, discriminator: MfModel, cfg: &Config) -> Self {
+    /// A game between `generator` and `discriminator`: their optimiser settings, the schedule
+    /// and the seed of every random stream.
+    pub fn new(generator: MfModel, discriminator: MfModel, settings: GameSettings<'_>) -> Self {
         Self {
-            g_opt: MfOptimizer::new(&generator, &cfg.generator),
-            d_opt: MfOptimizer::new(&discriminator, &cfg.discriminator),
+            g_opt: MfOptimizer::new(&generator, settings.generator),
+            d_opt: MfOptimizer::new(&discriminator, settings.discriminator),
             generator,
             discriminator,
-            g_temperature: cfg.generator.temperature,
-            cfg: cfg.irgan.clone(),
-            seed: cfg.seed,
+            g_temperature: settings.generator.temperature,
+            cfg: settings.irgan.clone(),
+            seed: settings.seed,
             baseline: 0.0,
             triples: Vec::new(),
             refreshes: 0,
@@ -666,6 +680,7 @@ impl SparseGrad {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
     use crate::model::policy::softplus;
     use crate::rng;
 
@@ -692,7 +707,7 @@ mod tests {
     #[test]
     fn generator_gradient_matches_finite_differences() {
         let (pos, g, d, cfg) = toy();
-        let mut game = Game::new(g, d, &cfg);
+        let mut game = Game::new(g, d, cfg.game());
         game.g_temperature = 0.7;
         let u = 4;
         let step = game.user_step(u, pos.items(u), 0, &mut Scratch::default());
@@ -771,7 +786,7 @@ mod tests {
         cfg.discriminator.l2 = 0.0;
         cfg.discriminator.lr = 1e-3;
         cfg.irgan.d_batch = 1_000_000; // one batch holds every triple
-        let mut game = Game::new(g, d, &cfg);
+        let mut game = Game::new(g, d, cfg.game());
         let triples = draw_negatives(&game.generator, &pos, &game.cfg, game.seed, 0);
         let before = game.discriminator.clone();
         let loss_at = |m: &MfModel| -> f64 {
@@ -817,7 +832,7 @@ mod tests {
     fn negatives_exclude_positives_and_refresh() {
         let (pos, g, d, mut cfg) = toy();
         cfg.irgan.negative_refresh = 2;
-        let mut game = Game::new(g, d, &cfg);
+        let mut game = Game::new(g, d, cfg.game());
         game.d_phase(&pos, 1);
         assert_eq!(game.triples.len(), pos.nnz());
         assert!(
@@ -834,7 +849,11 @@ mod tests {
             draw_negatives(&game.generator, &pos, &game.cfg, game.seed, 2)
         );
         cfg.irgan.fresh_negatives = false;
-        let mut stale = Game::new(game.generator.clone(), game.discriminator.clone(), &cfg);
+        let mut stale = Game::new(
+            game.generator.clone(),
+            game.discriminator.clone(),
+            cfg.game(),
+        );
         stale.d_phase(&pos, 1);
         let once = stale.triples.clone();
         stale.d_phase(&pos, 5);
@@ -851,7 +870,7 @@ mod tests {
                 .build()
                 .unwrap();
             pool.install(|| {
-                let mut game = Game::new(g.clone(), d.clone(), &cfg);
+                let mut game = Game::new(g.clone(), d.clone(), cfg.game());
                 for _ in 0..3 {
                     game.d_phase(&pos, 3);
                     game.g_epoch(&pos);
@@ -870,7 +889,7 @@ mod tests {
         let (pos, g, d, mut cfg) = toy();
         cfg.generator.lr = 0.2;
         cfg.discriminator.lr = 0.1;
-        let mut game = Game::new(g, d, &cfg);
+        let mut game = Game::new(g, d, cfg.game());
         let mut first = None;
         let mut last = DStats::default();
         let mut g_first = None;

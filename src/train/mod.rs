@@ -3,5 +3,7 @@
 pub mod als;
 pub mod bpr;
 pub mod irgan;
+pub mod ltr;
+pub mod objective;
 pub mod optim;
-pub mod pipeline;
+pub mod settings;

@@ -1,6 +1,6 @@
 //! Optimisers that update one parameter row at a time (SGD and lazy Adam).
 
-use crate::config::OptimizerKind;
+use crate::train::settings::OptimizerKind;
 
 const BETA1: f32 = 0.9;
 const BETA2: f32 = 0.999;

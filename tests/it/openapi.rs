@@ -508,7 +508,7 @@ async fn every_documented_operation_is_served_as_documented() {
     let bearer = format!("Bearer {KEY}");
     // The search routes answer 200 only once a search model is live: train one.
     let search = svc.state.search.clone().expect("search enabled");
-    let impressions = irgan::search::synth::synthetic_ltr(30, 8, 46, 3)
+    let impressions = irgan::data::letor_synth::synthetic_ltr(30, 8, 46, 3)
         .queries
         .iter()
         .map(|q| irgan::store::impression_log::Impression {

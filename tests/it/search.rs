@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use irgan::search::synth::synthetic_ltr;
+use irgan::data::letor_synth::synthetic_ltr;
 use tempfile::TempDir;
 
 use crate::common::{irgan, read_json, s, write};

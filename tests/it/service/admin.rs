@@ -171,7 +171,7 @@ async fn readiness_on_an_empty_data_directory() {
             &sets,
         )
         .unwrap();
-        let state = tokio::task::spawn_blocking(move || irgan::online::server::open(cfg).unwrap())
+        let state = tokio::task::spawn_blocking(move || irgan::app::open(cfg).unwrap())
             .await
             .unwrap();
         let req = axum::http::Request::get("/readyz")
@@ -191,7 +191,7 @@ async fn readiness_on_an_empty_data_directory() {
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["ready"], ready_without_model, "{v}");
         assert_eq!(v["version"], 0, "{v}");
-        irgan::online::server::stop(&state).await.unwrap();
+        irgan::app::stop(&state).await.unwrap();
     }
 }
 

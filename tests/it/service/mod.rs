@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use irgan::app;
 use irgan::config::SyntheticConfig;
 use irgan::http::state::AppState;
-use irgan::online::server;
 use irgan::online::settings::ServiceConfig;
 use irgan::store::feedback_log::{FeedbackLog, LogOptions};
 use serde_json::Value;
@@ -162,10 +162,10 @@ impl Svc {
         let state = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&c.storage.data_dir).expect("mkdir data");
             let log = FeedbackLog::open(&c.log_path(), LogOptions::default()).expect("open log");
-            let n = server::import_demo(&log, &demo(), 1).expect("import demo");
+            let n = app::import_demo(&log, &demo(), 1).expect("import demo");
             assert!(n > 0, "demo import stored nothing");
             log.close().expect("close log");
-            server::open(c).expect("open service")
+            app::open(c).expect("open service")
         })
         .await
         .expect("open task");
@@ -264,7 +264,7 @@ impl Svc {
 
     /// Stops the trainer and closes the log.
     pub async fn stop(self) {
-        tokio::time::timeout(Duration::from_secs(30), server::stop(&self.state))
+        tokio::time::timeout(Duration::from_secs(30), app::stop(&self.state))
             .await
             .expect("stop took over 30 s")
             .expect("stop");

@@ -4,11 +4,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use irgan::online::server;
+use irgan::app;
+use irgan::data::letor::Query;
+use irgan::data::letor_synth::synthetic_ltr;
+use irgan::eval::letor::query_metrics;
 use irgan::online::settings::ServiceConfig;
-use irgan::search::data::Query;
-use irgan::search::metrics::query_metrics;
-use irgan::search::synth::synthetic_ltr;
 use serde_json::{Value, json};
 
 use super::{DEFAULT_TOML, IDLE, Svc};
@@ -243,7 +243,7 @@ async fn the_search_model_and_log_survive_a_restart() {
         &all,
     )
     .unwrap();
-    let open = |c: ServiceConfig| tokio::task::spawn_blocking(move || server::open(c).unwrap());
+    let open = |c: ServiceConfig| tokio::task::spawn_blocking(move || app::open(c).unwrap());
     let state = open(cfg.clone()).await.unwrap();
     let search = state.search.clone().unwrap();
     let imps: Vec<_> = synthetic_ltr(30, 10, F, 5)
@@ -261,7 +261,7 @@ async fn the_search_model_and_log_survive_a_restart() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    server::stop(&state).await.unwrap();
+    app::stop(&state).await.unwrap();
     let version = search.current().unwrap().version;
     drop((state, search));
 
@@ -269,5 +269,5 @@ async fn the_search_model_and_log_survive_a_restart() {
     let search = state.search.clone().unwrap();
     assert_eq!(search.current().map(|s| s.version), Some(version));
     assert_eq!(search.log().count().unwrap(), 30);
-    server::stop(&state).await.unwrap();
+    app::stop(&state).await.unwrap();
 }

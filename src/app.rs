@@ -1,4 +1,4 @@
-//! Starting, running and stopping the service: the library half of `irgan serve`.
+//! Process wiring for `irgan serve`: open the stores and trainers, serve REST and gRPC, stop cleanly.
 
 use std::future::Future;
 use std::path::Path;
@@ -206,11 +206,11 @@ fn append_all(log: &FeedbackLog, events: Vec<FeedbackEvent>) -> anyhow::Result<u
 }
 
 /// Appends a synthetic search data set (queries `q0…`, documents `q0-d0…`, graded labels from a
-/// hidden linear relevance; see [`crate::search::synth`]) to `data_dir/search.sqlite3`, once
+/// hidden linear relevance; see [`crate::data::letor_synth`]) to `data_dir/search.sqlite3`, once
 /// (ids `demo-search:q0…` make a second import a no-op). Returns the new impressions.
 pub fn import_search_demo(data_dir: &Path, n_features: usize, seed: u64) -> anyhow::Result<usize> {
     use crate::store::impression_log::{Impression, ImpressionLog, ShownDocument};
-    let data = crate::search::synth::synthetic_ltr(200, 20, n_features, seed);
+    let data = crate::data::letor_synth::synthetic_ltr(200, 20, n_features, seed);
     let impressions: Vec<Impression> = data
         .queries
         .iter()

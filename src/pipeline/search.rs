@@ -10,17 +10,17 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use crate::config::Role;
+use crate::config::search::{Method, SearchConfig};
+use crate::data::letor::{LtrData, LtrError, read_letor};
+use crate::eval::letor::{Metrics, evaluate};
+use crate::model::features::{FlatOptimizer, Scorer};
+use crate::pipeline::recommend::bar_for;
 use crate::report::plot::{Chart, Series, stack_svg};
 use crate::rng;
-use crate::search::config::{Method, SearchConfig};
-use crate::search::data::{LtrData, LtrError, read_letor};
-use crate::search::metrics::{Metrics, evaluate};
-use crate::search::scorer::{FlatOptimizer, Scorer};
-use crate::search::snapshot::SearchSnapshot;
-use crate::search::train::{Game, baseline_epoch};
 use crate::store::atomic::write_atomic;
+use crate::store::search_snapshot::SearchSnapshot;
 use crate::store::snapshot::SnapshotError;
-use crate::train::pipeline::bar_for;
+use crate::train::ltr::{Game, baseline_epoch};
 
 /// Why a search run failed.
 #[derive(Debug, thiserror::Error)]
@@ -446,7 +446,7 @@ fn curve_svg(checkpoints: &[Checkpoint], metric: &str, selected: usize) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::search::synth::synthetic_ltr;
+    use crate::data::letor_synth::synthetic_ltr;
 
     fn write_letor(path: &Path, data: &LtrData) {
         let mut s = String::new();

@@ -10,6 +10,14 @@ use serde::{Deserialize, Serialize};
 use crate::data::loader::Format;
 use crate::eval::Protocol;
 
+pub use crate::data::synth::SyntheticConfig;
+pub use crate::train::settings::{
+    AlsConfig, Baseline, BprConfig, Init, IrganConfig, ModelConfig, OptimizerKind, PretrainConfig,
+    Role,
+};
+
+pub mod search;
+
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -77,24 +85,6 @@ pub struct DataConfig {
     pub synthetic: SyntheticConfig,
 }
 
-/// A latent-factor synthetic data set (for demos and tests).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct SyntheticConfig {
-    /// Users.
-    pub users: usize,
-    /// Items.
-    pub items: usize,
-    /// Clusters of users and items.
-    pub clusters: usize,
-    /// Positives per user.
-    pub per_user: usize,
-    /// Fraction of each user's positives outside its cluster (noise).
-    pub noise: f64,
-    /// Fraction of each user's positives put in the test set.
-    pub test_fraction: f64,
-}
-
 /// Evaluation and selection.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -112,152 +102,6 @@ pub struct EvalConfig {
     /// After selection, retrain the selected settings and schedule on all training data
     /// (validation included) before the test report and the snapshot.
     pub refit: bool,
-}
-
-/// G or D.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// The generator.
-    Generator,
-    /// The discriminator.
-    Discriminator,
-}
-
-impl Role {
-    /// `generator` or `discriminator`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Generator => "generator",
-            Role::Discriminator => "discriminator",
-        }
-    }
-}
-
-/// How a model's parameters start.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Init {
-    /// Uniform(−init_scale, init_scale), bias 0.
-    Random,
-    /// Factors imported from `factors` (text files).
-    Factors,
-    /// BPR with uniform negatives.
-    Bpr,
-    /// BPR with dynamic negatives (DNS).
-    Dns,
-    /// Weighted implicit ALS.
-    Als,
-}
-
-/// Optimiser.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum OptimizerKind {
-    /// Plain stochastic gradient descent.
-    Sgd,
-    /// Adam (lazy: only rows in a batch move).
-    Adam,
-}
-
-/// One model of the pair.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct ModelConfig {
-    /// Latent dimension.
-    pub dim: usize,
-    /// Where the parameters start.
-    pub init: Init,
-    /// Directory of factor files, for `init = "factors"`.
-    pub factors: Option<PathBuf>,
-    /// Half-width of the uniform init.
-    pub init_scale: f32,
-    /// Softmax temperature of G's policy in its own step (unused for D).
-    pub temperature: f64,
-    /// Optimiser.
-    pub optimizer: OptimizerKind,
-    /// Learning rate.
-    pub lr: f32,
-    /// L2 penalty on the rows a step touches.
-    pub l2: f32,
-}
-
-/// Pretraining settings.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
-#[serde(default, deny_unknown_fields)]
-pub struct PretrainConfig {
-    /// BPR and DNS.
-    pub bpr: BprConfig,
-    /// Implicit ALS.
-    pub als: AlsConfig,
-}
-
-/// BPR / DNS pretraining.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct BprConfig {
-    /// Passes over the training positives.
-    pub epochs: usize,
-    /// SGD learning rate.
-    pub lr: f32,
-    /// L2 penalty.
-    pub l2: f32,
-    /// DNS: uniform candidates per positive; the highest-scored becomes the negative.
-    pub dns_candidates: usize,
-}
-
-/// Weighted implicit ALS (Hu, Koren, Volinsky 2008).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct AlsConfig {
-    /// Alternating sweeps.
-    pub iterations: usize,
-    /// Confidence of a positive: 1 + alpha.
-    pub alpha: f32,
-    /// L2 penalty.
-    pub l2: f32,
-}
-
-/// Advantage baseline for G's policy gradient.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Baseline {
-    /// Raw reward (the reference code).
-    None,
-    /// Reward minus a running mean of rewards (the paper's variance reduction).
-    RunningMean,
-}
-
-/// The adversarial schedule (pointwise IRGAN).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct IrganConfig {
-    /// Outer epochs (each: D-epochs then G-epochs).
-    pub epochs: usize,
-    /// D-epochs per outer epoch.
-    pub d_epochs: usize,
-    /// G-epochs per outer epoch.
-    pub g_epochs: usize,
-    /// Redraw D's negatives from G every this many D-epochs.
-    pub negative_refresh: usize,
-    /// Positive/negative pairs per D batch.
-    pub d_batch: usize,
-    /// Temperature of G when it samples D's negatives.
-    pub d_temperature: f64,
-    /// G samples per training positive in a G step.
-    pub g_samples: f64,
-    /// Importance-sampling mixture weight λ of Uniform(positives).
-    pub mixture: f64,
-    /// Users whose G gradients are computed in parallel and applied together.
-    pub g_user_batch: usize,
-    /// Exclude the user's known positives from D's negatives (fixes reference defect 2).
-    pub exclude_positives: bool,
-    /// Draw fresh negatives at every refresh (fixes reference defect 1; false replays the first draw).
-    pub fresh_negatives: bool,
-    /// Advantage baseline.
-    pub baseline: Baseline,
-    /// Decay of the running-mean baseline.
-    pub baseline_decay: f64,
 }
 
 impl Default for Config {
@@ -292,19 +136,6 @@ impl Default for DataConfig {
     }
 }
 
-impl Default for SyntheticConfig {
-    fn default() -> Self {
-        Self {
-            users: 300,
-            items: 200,
-            clusters: 5,
-            per_user: 20,
-            noise: 0.1,
-            test_fraction: 0.2,
-        }
-    }
-}
-
 impl Default for EvalConfig {
     fn default() -> Self {
         Self {
@@ -318,63 +149,17 @@ impl Default for EvalConfig {
     }
 }
 
-impl Default for ModelConfig {
-    fn default() -> Self {
-        Self {
-            dim: 5,
-            init: Init::Random,
-            factors: None,
-            init_scale: 0.05,
-            temperature: 1.0,
-            optimizer: OptimizerKind::Sgd,
-            lr: 0.001,
-            l2: 0.0,
-        }
-    }
-}
-
-impl Default for BprConfig {
-    fn default() -> Self {
-        Self {
-            epochs: 80,
-            lr: 0.05,
-            l2: 0.1,
-            dns_candidates: 5,
-        }
-    }
-}
-
-impl Default for AlsConfig {
-    fn default() -> Self {
-        Self {
-            iterations: 15,
-            alpha: 10.0,
-            l2: 1.0,
-        }
-    }
-}
-
-impl Default for IrganConfig {
-    fn default() -> Self {
-        Self {
-            epochs: 15,
-            d_epochs: 100,
-            g_epochs: 50,
-            negative_refresh: 5,
-            d_batch: 16,
-            d_temperature: 0.2,
-            g_samples: 2.0,
-            mixture: 0.2,
-            g_user_batch: 16,
-            exclude_positives: true,
-            fresh_negatives: true,
-            baseline: Baseline::None,
-            baseline_decay: 0.99,
-        }
-    }
-}
-
 impl Config {
+    /// The settings a [`crate::train::irgan::Game`] plays with.
+    pub fn game(&self) -> crate::train::irgan::GameSettings<'_> {
+        crate::train::irgan::GameSettings {
+            generator: &self.generator,
+            discriminator: &self.discriminator,
+            irgan: &self.irgan,
+            seed: self.seed,
+        }
+    }
+
     /// Reads `path` (if given), applies `key=value` overrides in order, and validates.
     ///
     /// Relative data paths in a file are resolved against the current directory, as a user

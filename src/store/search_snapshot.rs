@@ -13,7 +13,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::search::scorer::{Architecture, Scorer};
+use crate::model::features::{Architecture, Scorer};
 use crate::store::snapshot::{
     F32Tensor, FileEntry, MANIFEST_FILE, SnapshotError, TENSORS_FILE, read_manifest_bytes,
     read_verified, write_snapshot_files,
@@ -205,8 +205,8 @@ mod tests {
     use std::fs;
 
     use super::*;
+    use crate::model::features::Activation;
     use crate::rng;
-    use crate::search::scorer::Activation;
 
     fn pair() -> SearchSnapshot {
         let arch = Architecture::Mlp {

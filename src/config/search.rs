@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigError, load_document};
-use crate::search::objective::PairLoss;
-use crate::search::scorer::{Activation, Architecture};
+use crate::model::features::{Activation, Architecture};
+pub use crate::train::settings::{BaselineConfig, IrganInit, Method, SearchIrganConfig};
 
 /// What `irgan train` trains.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -17,43 +17,6 @@ pub enum Task {
     Recommendation,
     /// Learning to rank on feature vectors: [`SearchConfig`].
     Search,
-}
-
-/// The training method of a search run.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Method {
-    /// Pointwise logistic regression on relevance.
-    Logistic,
-    /// RankNet on pairs with uniformly drawn worse documents.
-    Ranknet,
-    /// RankNet on pairs whose worse document is drawn ∝ exp(score) (dynamic negatives).
-    RanknetDynamic,
-    /// RankNet gradients weighted by |ΔNDCG| on every pair.
-    Lambdarank,
-    /// Pointwise IRGAN: G's softmax over the query's documents against a logistic D.
-    IrganPointwise,
-    /// Pairwise IRGAN: G rewrites true pairs, D is a pairwise ranker.
-    IrganPairwise,
-}
-
-impl Method {
-    /// The config spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Logistic => "logistic",
-            Method::Ranknet => "ranknet",
-            Method::RanknetDynamic => "ranknet_dynamic",
-            Method::Lambdarank => "lambdarank",
-            Method::IrganPointwise => "irgan_pointwise",
-            Method::IrganPairwise => "irgan_pairwise",
-        }
-    }
-
-    /// True for the two adversarial methods.
-    pub fn is_irgan(self) -> bool {
-        matches!(self, Method::IrganPointwise | Method::IrganPairwise)
-    }
 }
 
 /// A whole search run.
@@ -143,91 +106,6 @@ impl ScorerConfig {
     }
 }
 
-/// Supervised training (the baselines, and IRGAN's pretraining).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct BaselineConfig {
-    /// Passes over the training queries.
-    pub epochs: usize,
-    /// Adam learning rate.
-    pub lr: f32,
-    /// L2 penalty.
-    pub l2: f32,
-    /// Queries per gradient step.
-    pub batch_queries: usize,
-    /// RankNet: pairs drawn per document that has a worse one.
-    pub pairs_per_doc: usize,
-    /// Dynamic negatives: softmax temperature over the current scores.
-    pub dynamic_temperature: f64,
-}
-
-/// The adversarial game on feature vectors.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct SearchIrganConfig {
-    /// How G and D start: `random`, or a baseline method trained first (selected on
-    /// validation like any baseline) whose scorer both players copy.
-    pub init: IrganInit,
-    /// Outer epochs (each: D-epochs then G-epochs).
-    pub epochs: usize,
-    /// D passes over the training queries per outer epoch (fresh G samples each pass).
-    pub d_epochs: usize,
-    /// G passes per outer epoch.
-    pub g_epochs: usize,
-    /// Temperature of G's softmax over a query's documents.
-    pub temperature: f64,
-    /// Pointwise: G samples per relevant document, in G's step and as D's negatives.
-    pub samples_per_positive: f64,
-    /// Importance-sampling mixture weight λ of Uniform(relevant) in G's proposal.
-    pub mixture: f64,
-    /// Pointwise: relevant documents are never D's negatives. Pairwise: G's rewritten pair
-    /// ⟨d_k, d_j⟩ is dropped when d_k is truly better than d_j (it would be a true pair).
-    pub exclude_true: bool,
-    /// Pairwise: D's loss on the score margin.
-    pub pair_loss: PairLoss,
-    /// Pairwise: weight of the generated pairs in D's loss (true pairs have weight 1).
-    pub generated_weight: f64,
-    /// G's Adam learning rate.
-    pub g_lr: f32,
-    /// D's Adam learning rate.
-    pub d_lr: f32,
-    /// L2 penalty of both players.
-    pub l2: f32,
-    /// Queries per gradient step.
-    pub batch_queries: usize,
-    /// Which player's validation score selects the checkpoint (and which one ranks by default).
-    pub select_model: crate::config::Role,
-}
-
-/// How IRGAN's players start.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum IrganInit {
-    /// Fresh random scorers.
-    Random,
-    /// The selected pointwise logistic model.
-    Logistic,
-    /// The selected RankNet (uniform pairs) model.
-    Ranknet,
-    /// The selected RankNet (dynamic negatives) model.
-    RanknetDynamic,
-    /// The selected LambdaRank model.
-    Lambdarank,
-}
-
-impl IrganInit {
-    /// The baseline trained first, if any.
-    pub fn method(self) -> Option<Method> {
-        match self {
-            IrganInit::Random => None,
-            IrganInit::Logistic => Some(Method::Logistic),
-            IrganInit::Ranknet => Some(Method::Ranknet),
-            IrganInit::RanknetDynamic => Some(Method::RanknetDynamic),
-            IrganInit::Lambdarank => Some(Method::Lambdarank),
-        }
-    }
-}
-
 impl Default for SearchConfig {
     fn default() -> Self {
         Self {
@@ -272,41 +150,6 @@ impl Default for ScorerConfig {
             kind: ScorerKind::Mlp,
             hidden: 46,
             activation: Activation::Tanh,
-        }
-    }
-}
-
-impl Default for BaselineConfig {
-    fn default() -> Self {
-        Self {
-            epochs: 60,
-            lr: 1e-3,
-            l2: 1e-4,
-            batch_queries: 8,
-            pairs_per_doc: 4,
-            dynamic_temperature: 1.0,
-        }
-    }
-}
-
-impl Default for SearchIrganConfig {
-    fn default() -> Self {
-        Self {
-            init: IrganInit::Lambdarank,
-            epochs: 20,
-            d_epochs: 2,
-            g_epochs: 2,
-            temperature: 0.2,
-            samples_per_positive: 5.0,
-            mixture: 0.5,
-            exclude_true: true,
-            pair_loss: PairLoss::Logistic,
-            generated_weight: 0.1,
-            g_lr: 1e-3,
-            d_lr: 1e-4,
-            l2: 1e-4,
-            batch_queries: 8,
-            select_model: crate::config::Role::Discriminator,
         }
     }
 }

@@ -4,16 +4,16 @@
 //! gradients are summed and averaged before one optimiser step. All randomness comes from
 //! streams derived from `(seed, purpose, epoch)`, so a run is reproducible.
 
-use crate::config::Role;
+use crate::data::letor::{LtrData, Query};
+use crate::model::features::{FlatOptimizer, Scorer};
 use crate::model::policy::{entropy, softplus};
 use crate::rng::{self, Rng};
-use crate::search::config::{BaselineConfig, Method, SearchIrganConfig};
-use crate::search::data::{LtrData, Query};
-use crate::search::objective::{
+use crate::train::objective::{
     PairLoss, PairSampling, all_pairs, draw, lambdarank, pairwise, pointwise_logistic, policy,
     sample_pairs,
 };
-use crate::search::scorer::{FlatOptimizer, Scorer};
+use crate::train::settings::Role;
+use crate::train::settings::{BaselineConfig, Method, SearchIrganConfig};
 
 /// Random stream tags.
 const STREAM_BASELINE: u64 = 0x5ea_0001;
@@ -435,9 +435,9 @@ fn pairwise_g_step(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::search::metrics::evaluate;
-    use crate::search::scorer::Architecture;
-    use crate::search::synth::synthetic_ltr;
+    use crate::data::letor_synth::synthetic_ltr;
+    use crate::eval::letor::evaluate;
+    use crate::model::features::Architecture;
 
     #[test]
     fn policy_gradient_matches_its_definition() {
@@ -499,7 +499,7 @@ mod tests {
         for pairwise in [false, true] {
             let arch = Architecture::Mlp {
                 hidden: 8,
-                activation: crate::search::scorer::Activation::Tanh,
+                activation: crate::model::features::Activation::Tanh,
             };
             let g = Scorer::new(arch, 6, &mut rng::stream(1, 2, 3));
             let d = Scorer::new(arch, 6, &mut rng::stream(1, 2, 4));

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use rayon::prelude::*;
 
-use crate::search::data::{LtrData, Query};
+use crate::data::letor::{LtrData, Query};
 
 /// Metric name → value, e.g. `NDCG@10`, `P@5`, `MAP`, `MRR`.
 pub type Metrics = BTreeMap<String, f64>;

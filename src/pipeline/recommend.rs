@@ -363,7 +363,7 @@ pub fn run(cfg: &Config, out: &Path, progress: bool) -> Result<RunResult, TrainE
     let mut eval_s = 0.0;
     let ir = &cfg.irgan;
     let bar = bar_for(progress, (ir.epochs * (ir.d_epochs + ir.g_epochs)) as u64);
-    let mut game = Game::new(g0.clone(), d0.clone(), cfg);
+    let mut game = Game::new(g0.clone(), d0.clone(), cfg.game());
     play(&mut game, &data.fit, cfg, &bar, |p| {
         if p.g_in_epoch % cfg.eval.every_g_epochs != 0 && p.g_in_epoch != ir.g_epochs {
             return Ok(ControlFlow::Continue(()));
@@ -416,7 +416,7 @@ pub fn run(cfg: &Config, out: &Path, progress: bool) -> Result<RunResult, TrainE
         (g_init, d_init) = init_pair(cfg, &full)?;
         pretrain_s += t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let mut game = Game::new(g_init.clone(), d_init.clone(), cfg);
+        let mut game = Game::new(g_init.clone(), d_init.clone(), cfg.game());
         if chosen.g_epochs > 0 {
             let bar = bar_for(
                 progress,

@@ -3,8 +3,8 @@
 
 use ndarray::Array2;
 
+use crate::data::letor::{LtrData, Query};
 use crate::rng;
-use crate::search::data::{LtrData, Query};
 
 /// `queries` queries of `docs` documents with `features` features in [0, 1). A document's label
 /// is 2, 1 or 0 as its hidden relevance `Σ_f w_f x_f + noise` (w_f = 1 for the first half of the

@@ -4,9 +4,9 @@
 //! entry per document) for a loss to *minimise*; the scorer's backward pass turns that into
 //! parameter gradients. Probabilities and exponentials are computed in f64.
 
+use crate::eval::letor::dcg;
 use crate::model::policy::{sigmoid, softmax, softplus};
 use crate::rng::{self, Rng};
-use crate::search::metrics::dcg;
 
 /// A pairwise surrogate loss ℓ(z) on the score margin z = s_better − s_worse.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -157,7 +157,7 @@ pub fn lambdarank(scores: &[f32], labels: &[u8]) -> (Vec<f32>, f64) {
     if idcg <= 0.0 {
         return (grad, 0.0);
     }
-    let order = crate::search::metrics::ranking(scores);
+    let order = crate::eval::letor::ranking(scores);
     let mut rank = vec![0usize; n];
     for (r, &d) in order.iter().enumerate() {
         rank[d] = r;
