@@ -4,25 +4,31 @@
 //! `tensors.safetensors` with `generator.<t>` and `discriminator.<t>` tensors (`w`, `b` for a
 //! linear scorer; `w1 [h, f]`, `b1`, `w2`, `b2` for an MLP), and a `manifest.json` written last
 //! that names the format (`irgan-search-snapshot`), each scorer's architecture and input width,
-//! G's temperature, the SHA-256 of the tensor file and free-form metadata.
+//! G's temperature, the SHA-256 of the tensor file and free-form metadata. The manifest type,
+//! the writer and the verifying reader are the recommendation snapshot's
+//! ([`crate::store::snapshot`]); only the part describing the scorers is this module's.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
-use safetensors::{Dtype, SafeTensors};
+use safetensors::SafeTensors;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::model::features::{Architecture, Scorer};
-use crate::store::snapshot::{
-    F32Tensor, FileEntry, MANIFEST_FILE, SnapshotError, TENSORS_FILE, read_manifest_bytes,
-    read_verified, write_snapshot_files,
-};
+use crate::store::snapshot::manifest::{Kind, Manifest};
+use crate::store::snapshot::tensors::{self, F32Tensor, TENSORS_FILE, load_f32};
+use crate::store::snapshot::{SnapshotError, read_snapshot, write_snapshot};
 
 /// Value of the manifest's `format` field.
 pub const FORMAT: &str = "irgan-search-snapshot";
 /// The manifest `format_version` this build writes and reads.
 pub const FORMAT_VERSION: u64 = 1;
+
+/// The manifest kind of search snapshots.
+const KIND: Kind = Kind {
+    format: FORMAT,
+    format_version: FORMAT_VERSION,
+};
 
 /// A search model pair.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,24 +47,28 @@ pub struct SearchSnapshot {
     pub metadata: Value,
 }
 
+/// One scorer's section of the manifest.
 #[derive(Debug, Serialize, Deserialize)]
 struct ScorerInfo {
     architecture: Architecture,
     n_features: usize,
 }
 
+impl ScorerInfo {
+    fn of(s: &Scorer) -> Self {
+        Self {
+            architecture: s.arch,
+            n_features: s.n_features,
+        }
+    }
+}
+
+/// The search manifest's own part (`generator`, `temperature`, `discriminator`).
 #[derive(Debug, Serialize, Deserialize)]
-struct Manifest {
-    format: String,
-    format_version: u64,
-    version: u64,
-    created_unix_ms: u64,
-    files: BTreeMap<String, FileEntry>,
+struct SearchPart {
     generator: ScorerInfo,
     temperature: f32,
     discriminator: ScorerInfo,
-    #[serde(default)]
-    metadata: Value,
 }
 
 impl SearchSnapshot {
@@ -71,83 +81,45 @@ impl SearchSnapshot {
                 });
             }
         }
-        if !self.temperature.is_finite() || self.temperature <= 0.0 {
-            return Err(SnapshotError::NotFinite {
-                tensor: "generator.temperature".into(),
-            });
-        }
-        let mut tensors = Vec::new();
+        check_temperature(self.temperature)?;
+        let mut all = Vec::new();
         for (prefix, s) in self.players() {
             for (name, shape, values) in s.tensors() {
-                tensors.push((
+                all.push((
                     format!("{prefix}.{name}"),
                     F32Tensor::new(&shape, values.iter()),
                 ));
             }
         }
-        let bytes = safetensors::serialize(tensors, None)
-            .map_err(|e| SnapshotError::Format(format!("{TENSORS_FILE}: {e}")))?;
-        let info = |s: &Scorer| ScorerInfo {
-            architecture: s.arch,
-            n_features: s.n_features,
-        };
-        let manifest = Manifest {
-            format: FORMAT.into(),
-            format_version: FORMAT_VERSION,
-            version: self.version,
-            created_unix_ms: self.created_unix_ms,
-            files: [(TENSORS_FILE.to_owned(), FileEntry::of(&bytes))].into(),
-            generator: info(&self.generator),
+        let bytes = tensors::serialize(all)?;
+        let part = SearchPart {
+            generator: ScorerInfo::of(&self.generator),
             temperature: self.temperature,
-            discriminator: info(&self.discriminator),
-            metadata: self.metadata.clone(),
+            discriminator: ScorerInfo::of(&self.discriminator),
         };
-        let mut manifest_bytes = serde_json::to_vec_pretty(&manifest)
-            .map_err(|e| SnapshotError::Format(format!("{MANIFEST_FILE}: {e}")))?;
-        manifest_bytes.push(b'\n');
-        write_snapshot_files(dir, &[(TENSORS_FILE, &bytes)], &manifest_bytes)
+        let manifest = Manifest::new(
+            KIND,
+            self.version,
+            self.created_unix_ms,
+            part,
+            self.metadata.clone(),
+        );
+        write_snapshot(dir, manifest, &[(TENSORS_FILE, &bytes)])
     }
 
     /// Reads and verifies a snapshot: format, checksum, shapes, finiteness.
     pub fn read(dir: &Path) -> Result<Self, SnapshotError> {
-        let raw = read_manifest_bytes(dir)?;
-        let value: Value = serde_json::from_slice(&raw)
-            .map_err(|e| SnapshotError::Format(format!("{MANIFEST_FILE}: {e}")))?;
-        if value.get("format").and_then(Value::as_str) != Some(FORMAT) {
-            return Err(SnapshotError::Format(format!(
-                "{MANIFEST_FILE}: `format` is not \"{FORMAT}\" (not a search snapshot)"
-            )));
-        }
-        let found = value
-            .get("format_version")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        if found != FORMAT_VERSION {
-            return Err(SnapshotError::UnsupportedVersion {
-                found,
-                supported: FORMAT_VERSION,
-            });
-        }
-        let m: Manifest = serde_json::from_value(value)
-            .map_err(|e| SnapshotError::Format(format!("{MANIFEST_FILE}: {e}")))?;
-        let entry = m.files.get(TENSORS_FILE).ok_or_else(|| {
-            SnapshotError::Format(format!("{MANIFEST_FILE}: `files` lacks {TENSORS_FILE}"))
-        })?;
-        let bytes = read_verified(dir, TENSORS_FILE, entry)?;
-        let st = SafeTensors::deserialize(&bytes)
-            .map_err(|e| SnapshotError::Format(format!("{TENSORS_FILE}: {e}")))?;
-        let generator = load_scorer(&st, "generator", &m.generator)?;
-        let discriminator = load_scorer(&st, "discriminator", &m.discriminator)?;
-        if !m.temperature.is_finite() || m.temperature <= 0.0 {
-            return Err(SnapshotError::NotFinite {
-                tensor: "generator.temperature".into(),
-            });
-        }
+        let (m, mut files) = read_snapshot::<SearchPart>(dir, KIND)?;
+        let bytes = files.take(TENSORS_FILE)?;
+        let st = tensors::deserialize(&bytes)?;
+        let generator = load_scorer(&st, "generator", &m.part.generator)?;
+        let discriminator = load_scorer(&st, "discriminator", &m.part.discriminator)?;
+        check_temperature(m.part.temperature)?;
         Ok(Self {
             version: m.version,
             created_unix_ms: m.created_unix_ms,
             generator,
-            temperature: m.temperature,
+            temperature: m.part.temperature,
             discriminator,
             metadata: m.metadata,
         })
@@ -161,42 +133,34 @@ impl SearchSnapshot {
     }
 }
 
+/// G's temperature divides scores: it must be finite and positive.
+fn check_temperature(t: f32) -> Result<(), SnapshotError> {
+    if t.is_finite() && t > 0.0 {
+        Ok(())
+    } else {
+        Err(SnapshotError::NotFinite {
+            tensor: "generator.temperature".into(),
+        })
+    }
+}
+
+/// Loads one scorer's tensors (in its layout order) into its flat parameter vector.
 fn load_scorer(st: &SafeTensors, prefix: &str, info: &ScorerInfo) -> Result<Scorer, SnapshotError> {
     let mut scorer = Scorer {
         arch: info.architecture,
         n_features: info.n_features,
         params: vec![0.0; info.architecture.n_params(info.n_features)],
     };
-    let layout: Vec<(String, Vec<usize>, usize)> = scorer
+    let layout: Vec<(String, Vec<usize>)> = scorer
         .tensors()
-        .iter()
-        .map(|(n, shape, v)| (format!("{prefix}.{n}"), shape.clone(), v.len()))
+        .into_iter()
+        .map(|(n, shape, _)| (format!("{prefix}.{n}"), shape))
         .collect();
-    let mut at = 0;
-    for (name, shape, len) in layout {
-        let t = st
-            .tensor(&name)
-            .map_err(|e| SnapshotError::Format(format!("{TENSORS_FILE}: {name}: {e}")))?;
-        if t.dtype() != Dtype::F32 || t.shape() != shape.as_slice() {
-            return Err(SnapshotError::ShapeMismatch(format!(
-                "{name}: {:?} {:?}, expected F32 {shape:?}",
-                t.dtype(),
-                t.shape()
-            )));
-        }
-        for (p, c) in scorer.params[at..at + len]
-            .iter_mut()
-            .zip(t.data().chunks_exact(4))
-        {
-            *p = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        }
-        at += len;
+    let mut params = Vec::with_capacity(scorer.params.len());
+    for (name, shape) in layout {
+        params.extend(load_f32(st, &name, &shape)?);
     }
-    if !scorer.is_finite() {
-        return Err(SnapshotError::NotFinite {
-            tensor: prefix.into(),
-        });
-    }
+    scorer.params = params;
     Ok(scorer)
 }
 
@@ -207,6 +171,7 @@ mod tests {
     use super::*;
     use crate::model::features::Activation;
     use crate::rng;
+    use crate::store::snapshot::MANIFEST_FILE;
 
     fn pair() -> SearchSnapshot {
         let arch = Architecture::Mlp {
