@@ -18,11 +18,29 @@ const SCHEMA_VERSION: i64 = 1;
 
 /// Why the log failed.
 #[derive(Debug, thiserror::Error)]
-#[error("impression log {context}: {source}")]
-pub struct ImpressionLogError {
-    context: String,
-    #[source]
-    source: rusqlite::Error,
+pub enum ImpressionLogError {
+    /// An SQLite operation failed.
+    #[error("impression log {context}: {source}")]
+    Sqlite {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// An impression could not be encoded as JSON for its row.
+    #[error("impression log encoding an impression: {0}")]
+    Encode(#[source] serde_json::Error),
+    /// The file was written by a build with another schema version.
+    #[error("impression log {path}: schema version {found}, this build reads {supported}")]
+    UnsupportedVersion {
+        /// The database file.
+        path: String,
+        /// Version found in `user_version`.
+        found: i64,
+        /// Version this build reads.
+        supported: i64,
+    },
 }
 
 /// One shown document.
@@ -91,7 +109,7 @@ impl std::fmt::Debug for ImpressionLog {
 }
 
 fn ctx<T>(r: rusqlite::Result<T>, context: &str) -> Result<T, ImpressionLogError> {
-    r.map_err(|source| ImpressionLogError {
+    r.map_err(|source| ImpressionLogError::Sqlite {
         context: context.into(),
         source,
     })
@@ -125,12 +143,10 @@ impl ImpressionLog {
             )?,
             SCHEMA_VERSION => {}
             other => {
-                return Err(ImpressionLogError {
-                    context: format!(
-                        "{}: schema version {other}, this build reads {SCHEMA_VERSION}",
-                        path.display()
-                    ),
-                    source: rusqlite::Error::InvalidQuery,
+                return Err(ImpressionLogError::UnsupportedVersion {
+                    path: path.display().to_string(),
+                    found: other,
+                    supported: SCHEMA_VERSION,
                 });
             }
         }
@@ -167,7 +183,7 @@ impl ImpressionLog {
                         continue;
                     }
                 }
-                let body = serde_json::to_string(imp).expect("impressions serialise");
+                let body = serde_json::to_string(imp).map_err(ImpressionLogError::Encode)?;
                 ctx(insert.execute(params![imp.id, body]), "insert")?;
                 out.push(Appended {
                     seq: tx.last_insert_rowid() as u64,
