@@ -42,29 +42,6 @@ pub struct Factors {
     pub bias: Array1<f32>,
 }
 
-impl Factors {
-    /// Number of user rows.
-    pub fn n_users(&self) -> usize {
-        self.user.nrows()
-    }
-
-    /// Number of item rows.
-    pub fn n_items(&self) -> usize {
-        self.item.nrows()
-    }
-
-    /// Latent dimension.
-    pub fn dim(&self) -> usize {
-        self.user.ncols()
-    }
-
-    /// Whether every value is finite (the reader refuses others, so this holds for read files).
-    pub fn is_finite(&self) -> bool {
-        let mut values = self.user.iter().chain(&self.item).chain(&self.bias);
-        values.all(|x| x.is_finite())
-    }
-}
-
 /// Reads the factor matrices and item bias of a factor directory (see the module docs).
 ///
 /// Row `i` of each matrix belongs to the user/item with dense index `i`; pair it with
@@ -125,8 +102,8 @@ pub fn read_factor_ids(dir: &Path) -> Result<(IdMap, IdMap), DataError> {
 /// [`read_factors`] and [`read_factor_ids`] together: the model and the maps naming its rows.
 pub fn read_factors_with_ids(dir: &Path) -> Result<(Factors, IdMap, IdMap), DataError> {
     let model = read_factors(dir)?;
-    let users = ids_or_sequential(&dir.join(USER_IDS_FILE), model.n_users())?;
-    let items = ids_or_sequential(&dir.join(ITEM_IDS_FILE), model.n_items())?;
+    let users = ids_or_sequential(&dir.join(USER_IDS_FILE), model.user.nrows())?;
+    let items = ids_or_sequential(&dir.join(ITEM_IDS_FILE), model.item.nrows())?;
     Ok((model, users, items))
 }
 

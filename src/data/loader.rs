@@ -315,7 +315,7 @@ mod tests {
         let ok_items = "1\t2\n3\t4\n";
         let ok_bias = "0.5\n-0.5\n";
         let m = read_factors(factor_dir("1\t2\n", ok_items, ok_bias).path()).unwrap();
-        assert_eq!((m.n_users(), m.n_items(), m.dim()), (1, 2, 2));
+        assert_eq!((m.user.nrows(), m.item.nrows(), m.user.ncols()), (1, 2, 2));
 
         let e = read_factors(factor_dir("1\t2\n3\n", ok_items, ok_bias).path()).unwrap_err();
         assert!(
@@ -431,7 +431,13 @@ mod tests {
             assert_eq!(m.user.dim(), (943, 5));
             assert_eq!(m.item.dim(), (1683, 5));
             assert_eq!(m.bias.len(), 1683);
-            assert!(m.is_finite());
+            assert!(
+                m.user
+                    .iter()
+                    .chain(&m.item)
+                    .chain(&m.bias)
+                    .all(|x| x.is_finite())
+            );
             let (users, items) = read_factor_ids(&init).unwrap();
             assert_eq!((users.len(), items.len()), (943, 1683));
             // Seeding with the factor ids keeps factor rows aligned with data indices.
