@@ -361,8 +361,11 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
             };
             (m, s.users, s.items)
         }
-        (None, Some(dir)) => loader::read_factors_with_ids(dir)
-            .with_context(|| format!("reading factors from {}", dir.display()))?,
+        (None, Some(dir)) => {
+            let (f, users, items) = loader::read_factors_with_ids(dir)
+                .with_context(|| format!("reading factors from {}", dir.display()))?;
+            (irgan::train::init::model_from_factors(f), users, items)
+        }
         (None, None) => bail!("give --snapshot or --factors"),
     };
     let opts = LoadOptions {
@@ -383,7 +386,7 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
     } else {
         a.k.clone()
     };
-    let metrics = recommend::evaluate_model(&model, exclude, &test.positives, &ks);
+    let metrics = irgan::eval::evaluate_model(&model, exclude, &test.positives, &ks);
     print_metrics(&metrics, a.json)
 }
 

@@ -16,7 +16,12 @@ pub use crate::train::settings::{
     Role,
 };
 
+mod check;
+mod load;
 pub mod search;
+
+use check::require;
+pub(crate) use load::{load_document, load_validated};
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +154,16 @@ impl Default for EvalConfig {
     }
 }
 
+impl crate::train::init::InitSettings for Config {
+    fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    fn pretraining(&self) -> &PretrainConfig {
+        &self.pretrain
+    }
+}
+
 impl Config {
     /// The settings a [`crate::train::irgan::Game`] plays with.
     pub fn game(&self) -> crate::train::irgan::GameSettings<'_> {
@@ -165,188 +180,78 @@ impl Config {
     /// Relative data paths in a file are resolved against the current directory, as a user
     /// running the command expects.
     pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, ConfigError> {
-        let cfg: Config = load_document(toml::Table::new(), path, overrides.iter().cloned())?;
-        cfg.validate()?;
-        Ok(cfg)
+        load_validated(path, overrides, Self::validate)
     }
 
     /// Checks ranges; the error names the offending key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |key: &str, message: &str| {
-            Err(ConfigError::Invalid {
-                key: key.into(),
-                message: message.into(),
-            })
-        };
         let d = &self.data;
-        if !(0.0..1.0).contains(&d.validation_fraction) {
-            return bad("data.validation_fraction", "must be in [0, 1)");
-        }
-        if !d.positive_threshold.is_finite() {
-            return bad("data.positive_threshold", "must be finite");
-        }
+        check::fraction("data.validation_fraction", d.validation_fraction)?;
+        require(
+            d.positive_threshold.is_finite(),
+            "data.positive_threshold",
+            "must be finite",
+        )?;
         let s = &d.synthetic;
-        if s.users == 0 || s.items < 2 || s.clusters == 0 || s.per_user == 0 {
-            return bad(
-                "data.synthetic",
-                "users, clusters and per_user must be > 0 and items >= 2",
-            );
-        }
-        if s.per_user >= s.items {
-            return bad(
-                "data.synthetic.per_user",
-                "must be below data.synthetic.items",
-            );
-        }
-        if !(0.0..=1.0).contains(&s.noise) || !(0.0..1.0).contains(&s.test_fraction) {
-            return bad(
-                "data.synthetic",
-                "noise must be in [0, 1] and test_fraction in [0, 1)",
-            );
-        }
-        if self.eval.ks.is_empty() || self.eval.ks.contains(&0) {
-            return bad("eval.ks", "needs at least one cut-off, each >= 1");
-        }
-        if self.eval.every_g_epochs == 0 {
-            return bad("eval.every_g_epochs", "must be >= 1");
-        }
-        let known = self
-            .eval
-            .ks
-            .iter()
-            .flat_map(|k| ["P", "NDCG", "Recall", "HitRate"].map(move |m| format!("{m}@{k}")));
-        let mut names: Vec<String> = known.collect();
-        names.extend(["MAP".to_string(), "MRR".to_string()]);
-        if !names.contains(&self.eval.select_metric) {
-            return bad(
-                "eval.select_metric",
-                &format!("unknown metric; choose one of {}", names.join(", ")),
-            );
-        }
+        require(
+            s.users > 0 && s.items >= 2 && s.clusters > 0 && s.per_user > 0,
+            "data.synthetic",
+            "users, clusters and per_user must be > 0 and items >= 2",
+        )?;
+        require(
+            s.per_user < s.items,
+            "data.synthetic.per_user",
+            "must be below data.synthetic.items",
+        )?;
+        require(
+            (0.0..=1.0).contains(&s.noise) && (0.0..1.0).contains(&s.test_fraction),
+            "data.synthetic",
+            "noise must be in [0, 1] and test_fraction in [0, 1)",
+        )?;
+        let e = &self.eval;
+        check::cutoffs("eval.ks", &e.ks)?;
+        check::at_least_one("eval.every_g_epochs", e.every_g_epochs)?;
+        let families = ["P", "NDCG", "Recall", "HitRate"];
+        check::metric("eval.select_metric", &e.select_metric, &families, &e.ks)?;
         for (name, m) in [
             ("generator", &self.generator),
             ("discriminator", &self.discriminator),
         ] {
             let key = |k: &str| format!("{name}.{k}");
-            if m.dim == 0 {
-                return bad(&key("dim"), "must be >= 1");
-            }
-            if !(m.lr.is_finite() && m.lr > 0.0) {
-                return bad(&key("lr"), "must be > 0");
-            }
-            if !(m.l2.is_finite() && m.l2 >= 0.0) {
-                return bad(&key("l2"), "must be >= 0");
-            }
-            if !(m.temperature.is_finite() && m.temperature > 0.0) {
-                return bad(&key("temperature"), "must be > 0");
-            }
-            if !(m.init_scale.is_finite() && m.init_scale >= 0.0) {
-                return bad(&key("init_scale"), "must be >= 0");
-            }
-            if m.init == Init::Factors && m.factors.is_none() {
-                return bad(&key("factors"), "is required when init = \"factors\"");
-            }
+            check::at_least_one(&key("dim"), m.dim)?;
+            check::positive(&key("lr"), m.lr.into())?;
+            check::non_negative(&key("l2"), m.l2.into())?;
+            check::positive(&key("temperature"), m.temperature)?;
+            check::non_negative(&key("init_scale"), m.init_scale.into())?;
+            require(
+                m.init != Init::Factors || m.factors.is_some(),
+                &key("factors"),
+                "is required when init = \"factors\"",
+            )?;
         }
         let b = &self.pretrain.bpr;
-        if !(b.lr.is_finite() && b.lr > 0.0) || b.dns_candidates == 0 {
-            return bad("pretrain.bpr", "lr must be > 0 and dns_candidates >= 1");
-        }
+        require(
+            b.lr.is_finite() && b.lr > 0.0 && b.dns_candidates > 0,
+            "pretrain.bpr",
+            "lr must be > 0 and dns_candidates >= 1",
+        )?;
         let a = &self.pretrain.als;
-        if !(a.alpha.is_finite() && a.alpha >= 0.0 && a.l2.is_finite() && a.l2 > 0.0) {
-            return bad("pretrain.als", "alpha must be >= 0 and l2 > 0");
-        }
+        require(
+            a.alpha.is_finite() && a.alpha >= 0.0 && a.l2.is_finite() && a.l2 > 0.0,
+            "pretrain.als",
+            "alpha must be >= 0 and l2 > 0",
+        )?;
         let g = &self.irgan;
-        if g.negative_refresh == 0 || g.d_batch == 0 || g.g_user_batch == 0 {
-            return bad(
-                "irgan",
-                "negative_refresh, d_batch and g_user_batch must be >= 1",
-            );
-        }
-        if !(g.d_temperature.is_finite() && g.d_temperature > 0.0) {
-            return bad("irgan.d_temperature", "must be > 0");
-        }
-        if !(g.g_samples.is_finite() && g.g_samples > 0.0) {
-            return bad("irgan.g_samples", "must be > 0");
-        }
-        if !(0.0..1.0).contains(&g.mixture) {
-            return bad("irgan.mixture", "must be in [0, 1)");
-        }
-        if !(0.0..1.0).contains(&g.baseline_decay) {
-            return bad("irgan.baseline_decay", "must be in [0, 1)");
-        }
-        Ok(())
+        require(
+            g.negative_refresh > 0 && g.d_batch > 0 && g.g_user_batch > 0,
+            "irgan",
+            "negative_refresh, d_batch and g_user_batch must be >= 1",
+        )?;
+        check::positive("irgan.d_temperature", g.d_temperature)?;
+        check::positive("irgan.g_samples", g.g_samples)?;
+        check::fraction("irgan.mixture", g.mixture)?;
+        check::fraction("irgan.baseline_decay", g.baseline_decay)
     }
-}
-
-/// Reads a TOML file (or starts empty), applies `key=value` overrides in order, and
-/// deserialises the result; unknown keys and bad values are errors naming the key.
-///
-/// `base` holds the defaults the file and overrides are layered on (needed where a nested
-/// section's defaults differ from its type's own, as in the service's `training` section).
-pub(crate) fn load_document<T: serde::de::DeserializeOwned>(
-    base: toml::Table,
-    path: Option<&Path>,
-    overrides: impl IntoIterator<Item = String>,
-) -> Result<T, ConfigError> {
-    let mut doc = base;
-    if let Some(p) = path {
-        let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Io {
-            path: p.to_owned(),
-            source,
-        })?;
-        let file = text
-            .parse::<toml::Table>()
-            .map_err(|e| ConfigError::Parse(format!("{}: {e}", p.display())))?;
-        merge(&mut doc, file);
-    }
-    for o in overrides {
-        apply_override(&mut doc, &o)?;
-    }
-    toml::Value::Table(doc)
-        .try_into()
-        .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))
-}
-
-/// Deep-merges `top` into `base`: tables merge key by key, other values replace.
-fn merge(base: &mut toml::Table, top: toml::Table) {
-    for (k, v) in top {
-        match (base.get_mut(&k), v) {
-            (Some(toml::Value::Table(b)), toml::Value::Table(t)) => merge(b, t),
-            (_, v) => {
-                base.insert(k, v);
-            }
-        }
-    }
-}
-
-/// Sets `a.b.c = value` in a TOML table; the value is parsed as TOML (number, bool, array,
-/// quoted string) and falls back to a bare string.
-fn apply_override(doc: &mut toml::Table, item: &str) -> Result<(), ConfigError> {
-    let (key, raw) = item
-        .split_once('=')
-        .ok_or_else(|| ConfigError::Override(item.into()))?;
-    let key = key.trim();
-    let parts: Vec<&str> = key.split('.').collect();
-    if parts.iter().any(|p| p.is_empty()) {
-        return Err(ConfigError::Override(item.into()));
-    }
-    let value = format!("v = {}", raw.trim())
-        .parse::<toml::Table>()
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.trim().to_string()));
-    let mut table = doc;
-    for p in &parts[..parts.len() - 1] {
-        let entry = table
-            .entry(p.to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        table = entry.as_table_mut().ok_or_else(|| ConfigError::Invalid {
-            key: key.into(),
-            message: format!("`{p}` is not a section"),
-        })?;
-    }
-    table.insert(parts[parts.len() - 1].to_string(), value);
-    Ok(())
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, load_document};
+use crate::config::{ConfigError, check, load_document, load_validated, require};
 use crate::model::features::{Activation, Architecture};
 pub use crate::train::settings::{BaselineConfig, IrganInit, Method, SearchIrganConfig};
 
@@ -157,89 +157,60 @@ impl Default for ScorerConfig {
 impl SearchConfig {
     /// Reads `path`, applies `key=value` overrides in order, and validates.
     pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, ConfigError> {
-        let cfg: SearchConfig = load_document(toml::Table::new(), path, overrides.iter().cloned())?;
-        cfg.validate()?;
-        Ok(cfg)
+        load_validated(path, overrides, Self::validate)
     }
 
     /// Checks ranges; the error names the offending key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |key: &str, message: String| {
-            Err(ConfigError::Invalid {
-                key: key.into(),
-                message,
-            })
-        };
-        if self.task != Task::Search {
-            return bad(
-                "task",
-                "must be \"search\" in a search configuration".into(),
-            );
-        }
-        if self.data.train.as_os_str().is_empty() {
-            return bad("data.train", "a training file is required".into());
-        }
-        if !(0.0..1.0).contains(&self.data.validation_fraction) {
-            return bad("data.validation_fraction", "must be in [0, 1)".into());
-        }
-        if self.data.n_features == Some(0) {
-            return bad("data.n_features", "must be >= 1".into());
-        }
+        require(
+            self.task == Task::Search,
+            "task",
+            "must be \"search\" in a search configuration",
+        )?;
+        let d = &self.data;
+        require(
+            !d.train.as_os_str().is_empty(),
+            "data.train",
+            "a training file is required",
+        )?;
+        check::fraction("data.validation_fraction", d.validation_fraction)?;
+        check::at_least_one("data.n_features", d.n_features.unwrap_or(1))?;
         let e = &self.eval;
-        if e.ks.is_empty() || e.ks.contains(&0) {
-            return bad("eval.ks", "needs at least one cut-off, each >= 1".into());
-        }
-        if e.every_epochs == 0 {
-            return bad("eval.every_epochs", "must be >= 1".into());
-        }
-        let mut names: Vec<String> =
-            e.ks.iter()
-                .flat_map(|k| [format!("NDCG@{k}"), format!("P@{k}")])
-                .collect();
-        names.extend(["MAP".into(), "MRR".into()]);
-        if !names.contains(&e.select_metric) {
-            return bad(
-                "eval.select_metric",
-                format!("unknown metric; choose one of {}", names.join(", ")),
-            );
-        }
-        if self.scorer.kind == ScorerKind::Mlp && self.scorer.hidden == 0 {
-            return bad("scorer.hidden", "must be >= 1".into());
+        check::cutoffs("eval.ks", &e.ks)?;
+        check::at_least_one("eval.every_epochs", e.every_epochs)?;
+        check::metric(
+            "eval.select_metric",
+            &e.select_metric,
+            &["NDCG", "P"],
+            &e.ks,
+        )?;
+        if self.scorer.kind == ScorerKind::Mlp {
+            check::at_least_one("scorer.hidden", self.scorer.hidden)?;
         }
         let b = &self.baseline;
-        if !(b.lr.is_finite() && b.lr > 0.0 && b.l2.is_finite() && b.l2 >= 0.0) {
-            return bad("baseline", "lr must be > 0 and l2 >= 0".into());
-        }
-        if b.batch_queries == 0 || b.pairs_per_doc == 0 {
-            return bad(
-                "baseline",
-                "batch_queries and pairs_per_doc must be >= 1".into(),
-            );
-        }
-        if !(b.dynamic_temperature.is_finite() && b.dynamic_temperature > 0.0) {
-            return bad("baseline.dynamic_temperature", "must be > 0".into());
-        }
+        require(
+            b.lr.is_finite() && b.lr > 0.0 && b.l2.is_finite() && b.l2 >= 0.0,
+            "baseline",
+            "lr must be > 0 and l2 >= 0",
+        )?;
+        require(
+            b.batch_queries > 0 && b.pairs_per_doc > 0,
+            "baseline",
+            "batch_queries and pairs_per_doc must be >= 1",
+        )?;
+        check::positive("baseline.dynamic_temperature", b.dynamic_temperature)?;
         let g = &self.irgan;
-        if !(g.temperature.is_finite() && g.temperature > 0.0) {
-            return bad("irgan.temperature", "must be > 0".into());
-        }
-        if !(g.samples_per_positive.is_finite() && g.samples_per_positive > 0.0) {
-            return bad("irgan.samples_per_positive", "must be > 0".into());
-        }
-        if !(0.0..1.0).contains(&g.mixture) {
-            return bad("irgan.mixture", "must be in [0, 1)".into());
-        }
-        if !(g.generated_weight.is_finite() && g.generated_weight >= 0.0) {
-            return bad("irgan.generated_weight", "must be >= 0".into());
-        }
+        check::positive("irgan.temperature", g.temperature)?;
+        check::positive("irgan.samples_per_positive", g.samples_per_positive)?;
+        check::fraction("irgan.mixture", g.mixture)?;
+        check::non_negative("irgan.generated_weight", g.generated_weight)?;
         let lr_ok = |x: f32| x.is_finite() && x > 0.0;
-        if !(lr_ok(g.g_lr) && lr_ok(g.d_lr) && g.l2.is_finite() && g.l2 >= 0.0) {
-            return bad("irgan", "g_lr and d_lr must be > 0 and l2 >= 0".into());
-        }
-        if g.batch_queries == 0 {
-            return bad("irgan.batch_queries", "must be >= 1".into());
-        }
-        Ok(())
+        require(
+            lr_ok(g.g_lr) && lr_ok(g.d_lr) && g.l2.is_finite() && g.l2 >= 0.0,
+            "irgan",
+            "g_lr and d_lr must be > 0 and l2 >= 0",
+        )?;
+        check::at_least_one("irgan.batch_queries", g.batch_queries)
     }
 }
 

@@ -6,10 +6,11 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ndarray::Array2;
 
+use crate::data::error::DataError;
 use crate::rng;
 
 /// Largest relevance label accepted (keeps the gain 2^label - 1 exact in f64).
@@ -18,31 +19,8 @@ pub const MAX_LABEL: u8 = 31;
 /// Largest feature index accepted (guards against a typo allocating gigabytes).
 pub const MAX_FEATURES: usize = 1 << 16;
 
-/// Why a ranking file could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum LtrError {
-    /// The file could not be opened or read.
-    #[error("cannot read {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// A line is malformed.
-    #[error("{path}:{line}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line number.
-        line: usize,
-        /// What is wrong.
-        message: String,
-    },
-    /// The file holds no document.
-    #[error("{0}: no documents")]
-    Empty(PathBuf),
-}
+/// Why a ranking file could not be read: the data layer's one error type.
+pub type LtrError = DataError;
 
 /// One query: its candidate documents' feature rows and relevance labels.
 #[derive(Debug, Clone, PartialEq)]
@@ -147,7 +125,7 @@ struct Doc {
 /// Reads a LETOR/SVMlight file. `n_features` fixes the dimension (an index above it is an
 /// error); `None` takes the highest index in the file.
 pub fn read_letor(path: &Path, n_features: Option<usize>) -> Result<LtrData, LtrError> {
-    let file = std::fs::File::open(path).map_err(|source| LtrError::Io {
+    let file = std::fs::File::open(path).map_err(|source| DataError::Io {
         path: path.to_owned(),
         source,
     })?;
@@ -166,11 +144,11 @@ pub fn parse_letor(
     let mut docs: Vec<Doc> = Vec::new();
     let mut width = n_features.unwrap_or(0);
     for (n, line) in reader.lines().enumerate() {
-        let line = line.map_err(|source| LtrError::Io {
+        let line = line.map_err(|source| DataError::Io {
             path: path.to_owned(),
             source,
         })?;
-        let err = |message: String| LtrError::Parse {
+        let err = |message: String| DataError::Parse {
             path: path.to_owned(),
             line: n + 1,
             message,
@@ -230,7 +208,9 @@ pub fn parse_letor(
         });
     }
     if docs.is_empty() {
-        return Err(LtrError::Empty(path.to_owned()));
+        return Err(DataError::Empty {
+            path: path.to_owned(),
+        });
     }
     Ok(assemble(qids, docs, width))
 }
@@ -347,7 +327,10 @@ mod tests {
         }
         let e = parse("1 qid:1 5:1\n", Some(4)).unwrap_err().to_string();
         assert!(e.contains("exceeds the dimension 4"), "{e}");
-        assert!(matches!(parse("\n# only\n", None), Err(LtrError::Empty(_))));
+        assert!(matches!(
+            parse("\n# only\n", None),
+            Err(DataError::Empty { .. })
+        ));
     }
 
     #[test]

@@ -5,4 +5,4 @@ pub mod metrics;
 pub mod protocol;
 
 pub use metrics::Metrics;
-pub use protocol::{Protocol, evaluate};
+pub use protocol::{Protocol, evaluate, evaluate_model};

@@ -6,7 +6,9 @@ use std::str::FromStr;
 use rayon::prelude::*;
 
 use crate::data::Interactions;
+use crate::data::train_data::TrainData;
 use crate::eval::metrics::{Metrics, MetricsAccumulator, UserMetrics, relevant_ranks};
+use crate::model::MfModel;
 
 /// Which items are removed from a user's candidates before ranking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -41,6 +43,22 @@ impl Protocol {
         match self {
             Protocol::Irgan => train_positives,
             Protocol::Standard => train_all,
+        }
+    }
+
+    /// Candidates excluded when validating on `data.validation` under this protocol.
+    pub fn validation_exclude(self, data: &TrainData) -> Interactions {
+        match self {
+            Protocol::Irgan => data.fit.clone(),
+            Protocol::Standard => data.train.seen.difference(&data.validation),
+        }
+    }
+
+    /// Candidates excluded when testing on `data.test` under this protocol.
+    pub fn test_exclude(self, data: &TrainData) -> Interactions {
+        match self {
+            Protocol::Irgan => data.train.positives.clone(),
+            Protocol::Standard => data.train.seen.clone(),
         }
     }
 }
@@ -119,6 +137,23 @@ where
         acc.add(m);
     }
     acc.finish()
+}
+
+/// Metrics of a matrix-factorisation `model` ranking `relevant` with `exclude` removed from the
+/// candidates (see [`evaluate`]).
+pub fn evaluate_model(
+    model: &MfModel,
+    exclude: &Interactions,
+    relevant: &Interactions,
+    ks: &[usize],
+) -> Metrics {
+    evaluate(
+        |u, out| model.scores_into(u, out),
+        model.n_items(),
+        exclude,
+        relevant,
+        ks,
+    )
 }
 
 #[cfg(test)]

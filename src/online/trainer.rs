@@ -19,16 +19,18 @@ use tokio::sync::oneshot;
 
 use crate::config::Role;
 use crate::data::loader::InteractionSets;
+use crate::data::train_data::TrainData;
 use crate::data::{IdMap, Interactions};
+use crate::eval::evaluate_model;
 use crate::model::MfModel;
 use crate::online::live::{Live, ModelStore};
 use crate::online::metrics::Metrics;
 use crate::online::settings::ServiceConfig;
-use crate::pipeline::recommend::{TrainData, evaluate_model, init_model};
 use crate::rng;
 use crate::store::Snapshot;
 use crate::store::feedback_log::{FeedbackLog, LoggedEvent};
 use crate::store::snapshot_dir::SnapshotDir;
+use crate::train::init::{InitError, init_model};
 use crate::train::irgan::{DStats, GStats, Game};
 
 /// What the trainer reports about itself (`GET /v1/model`'s game state).
@@ -497,7 +499,7 @@ impl Trainer {
         };
         let cfg = &self.cfg.training;
         let mut cache = Vec::new();
-        let err = |e: crate::pipeline::recommend::TrainError| TrainerError::Internal(e.to_string());
+        let err = |e: InitError| TrainerError::Internal(e.to_string());
         let g = init_model(&cfg.generator, cfg, &data, Role::Generator, &mut cache).map_err(err)?;
         let d = init_model(
             &cfg.discriminator,

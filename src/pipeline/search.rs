@@ -1,9 +1,7 @@
-//! `irgan train` for `task = "search"`: load LETOR files, train the configured method, select
-//! on validation queries, report test once, and write `out/` (`snapshot/`, `log.jsonl`,
-//! `report.json`, `curve.svg`).
+//! The search task of `irgan train` (`task = "search"`): load LETOR files, train the configured
+//! method, select on validation queries, report test once, and write `out/` (`snapshot/`,
+//! `log.jsonl`, `report.json`, `curve.svg`).
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -11,41 +9,20 @@ use serde_json::{Value, json};
 
 use crate::config::Role;
 use crate::config::search::{Method, SearchConfig};
-use crate::data::letor::{LtrData, LtrError, read_letor};
-use crate::eval::letor::{Metrics, evaluate};
+use crate::data::letor::{LtrData, read_letor};
+use crate::eval::letor::evaluate;
 use crate::model::features::{FlatOptimizer, Scorer};
-use crate::pipeline::recommend::bar_for;
+use crate::pipeline::PipelineError;
+use crate::pipeline::progress::bar_for;
+use crate::pipeline::run_dir::RunDir;
+use crate::pipeline::select::{Best, PairMetrics, is_due};
 use crate::report::plot::{Chart, Series, stack_svg};
 use crate::rng;
-use crate::store::atomic::write_atomic;
+use crate::store::Snapshot;
 use crate::store::search_snapshot::SearchSnapshot;
-use crate::store::snapshot::SnapshotError;
 use crate::train::ltr::{Game, baseline_epoch};
 
-/// Why a search run failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SearchError {
-    /// A ranking file could not be read.
-    #[error(transparent)]
-    Data(#[from] LtrError),
-    /// The snapshot could not be written.
-    #[error(transparent)]
-    Snapshot(#[from] SnapshotError),
-    /// An output file could not be written.
-    #[error("cannot write {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The data cannot be trained on.
-    #[error("{0}")]
-    Unusable(String),
-    /// Training produced non-finite parameters.
-    #[error("{0} diverged (non-finite parameters); lower its learning rate")]
-    Diverged(String),
-}
+pub use crate::pipeline::SearchError;
 
 /// Training, validation and (optional) test queries with one feature width.
 #[derive(Debug, Clone)]
@@ -59,11 +36,11 @@ pub struct Splits {
 }
 
 /// Reads the configured files; without a validation file, splits off validation queries.
-pub fn load_splits(cfg: &SearchConfig) -> Result<Splits, SearchError> {
+pub fn load_splits(cfg: &SearchConfig) -> Result<Splits, PipelineError> {
     let d = &cfg.data;
     let mut train = read_letor(&d.train, d.n_features)?;
     let width = d.n_features.unwrap_or(train.n_features);
-    let read = |p: &PathBuf| -> Result<LtrData, SearchError> {
+    let read = |p: &PathBuf| -> Result<LtrData, PipelineError> {
         let mut data = read_letor(p, Some(width))?;
         data.widen(width);
         Ok(data)
@@ -79,12 +56,12 @@ pub fn load_splits(cfg: &SearchConfig) -> Result<Splits, SearchError> {
     };
     let test = d.test.as_ref().map(read).transpose()?;
     if !train.queries.iter().any(|q| q.has_relevant()) {
-        return Err(SearchError::Unusable(
+        return Err(PipelineError::Unusable(
             "no training query has a relevant document".into(),
         ));
     }
     if !validation.queries.iter().any(|q| q.has_relevant()) {
-        return Err(SearchError::Unusable(
+        return Err(PipelineError::Unusable(
             "no validation query has a relevant document (add a validation file or raise \
              data.validation_fraction)"
                 .into(),
@@ -111,18 +88,13 @@ pub struct SearchRunResult {
 struct Checkpoint {
     phase: &'static str,
     epoch: usize,
-    generator: Metrics,
-    discriminator: Metrics,
+    validation: PairMetrics,
     stats: Value,
 }
 
 impl Checkpoint {
     fn score(&self, role: Role, metric: &str) -> f64 {
-        let m = match role {
-            Role::Generator => &self.generator,
-            Role::Discriminator => &self.discriminator,
-        };
-        m.get(metric).copied().unwrap_or(f64::NEG_INFINITY)
+        self.validation.score(role, metric)
     }
 
     fn to_json(&self) -> Value {
@@ -130,38 +102,37 @@ impl Checkpoint {
             "phase": self.phase,
             "epoch": self.epoch,
             "stats": self.stats,
-            "validation": {"generator": self.generator, "discriminator": self.discriminator},
+            "validation": self.validation.to_json(),
         })
     }
 }
 
-/// Accumulates log lines, the curve and the selection of one training phase.
+/// The run's log lines and validation curve, across phases.
 struct Tracker<'a> {
     cfg: &'a SearchConfig,
-    log: BufWriter<File>,
-    log_path: PathBuf,
+    run: RunDir,
     checkpoints: Vec<Checkpoint>,
 }
 
 impl Tracker<'_> {
-    fn record(&mut self, cp: Checkpoint) -> Result<(), SearchError> {
-        writeln!(self.log, "{}", cp.to_json()).map_err(|source| SearchError::Io {
-            path: self.log_path.clone(),
-            source,
-        })?;
+    fn record(&mut self, cp: Checkpoint) -> Result<(), PipelineError> {
+        self.run.log(&cp.to_json())?;
         self.checkpoints.push(cp);
         Ok(())
     }
 
-    fn validate(&self, data: &LtrData, g: &Scorer, d: &Scorer) -> (Metrics, Metrics) {
+    fn validate(&self, data: &LtrData, g: &Scorer, d: &Scorer) -> PairMetrics {
         let ks = &self.cfg.eval.ks;
-        let gm = evaluate(data, ks, |q| g.score(q.features.view()));
-        let dm = if std::ptr::eq(g, d) || g == d {
-            gm.clone()
+        let generator = evaluate(data, ks, |q| g.score(q.features.view()));
+        let discriminator = if std::ptr::eq(g, d) || g == d {
+            generator.clone()
         } else {
             evaluate(data, ks, |q| d.score(q.features.view()))
         };
-        (gm, dm)
+        PairMetrics {
+            generator,
+            discriminator,
+        }
     }
 }
 
@@ -179,7 +150,7 @@ fn train_supervised(
     tracker: &mut Tracker,
     phase: &'static str,
     progress: bool,
-) -> Result<Supervised, SearchError> {
+) -> Result<Supervised, PipelineError> {
     let cfg = tracker.cfg;
     let b = &cfg.baseline;
     let metric = cfg.eval.select_metric.as_str();
@@ -190,13 +161,15 @@ fn train_supervised(
         &mut rng::stream(cfg.seed, 0x5ea_1417, 0),
     );
     let mut opt = FlatOptimizer::new(true, b.lr, b.l2, scorer.params.len());
-    let (v, _) = tracker.validate(&splits.validation, &scorer, &scorer);
-    let mut best = (v[metric], 0usize, scorer.clone());
+    let v = tracker.validate(&splits.validation, &scorer, &scorer);
+    let mut best = Best::new(
+        v.score(Role::Discriminator, metric),
+        (0usize, scorer.clone()),
+    );
     tracker.record(Checkpoint {
         phase,
         epoch: 0,
-        generator: v.clone(),
-        discriminator: v,
+        validation: v,
         stats: json!({}),
     })?;
     let bar = bar_for(progress, b.epochs as u64);
@@ -212,137 +185,158 @@ fn train_supervised(
             epoch as u64,
         );
         if !scorer.is_finite() {
-            return Err(SearchError::Diverged(method.as_str().into()));
+            return Err(PipelineError::Diverged(method.as_str().into()));
         }
         bar.inc(1);
-        if epoch % cfg.eval.every_epochs != 0 && epoch != b.epochs {
+        if !is_due(epoch, cfg.eval.every_epochs, b.epochs) {
             continue;
         }
-        let (v, _) = tracker.validate(&splits.validation, &scorer, &scorer);
-        bar.set_message(format!("val {metric} {:.4}", v[metric]));
-        if v[metric] > best.0 {
-            best = (v[metric], epoch, scorer.clone());
-        }
+        let v = tracker.validate(&splits.validation, &scorer, &scorer);
+        let score = v.score(Role::Discriminator, metric);
+        bar.set_message(format!("val {metric} {score:.4}"));
+        best.offer(score, || (epoch, scorer.clone()));
         tracker.record(Checkpoint {
             phase,
             epoch,
-            generator: v.clone(),
-            discriminator: v,
+            validation: v,
             stats: json!({"loss": loss}),
         })?;
     }
     bar.finish_and_clear();
-    Ok(Supervised {
-        scorer: best.2,
-        epoch: best.1,
+    let (epoch, scorer) = best.into_value();
+    Ok(Supervised { scorer, epoch })
+}
+
+/// Initial and selected pair of a run, the selected epoch and the pretraining summary.
+struct Trained {
+    g0: Scorer,
+    d0: Scorer,
+    g: Scorer,
+    d: Scorer,
+    epoch: usize,
+    pretrain: Value,
+}
+
+/// IRGAN: pretrain (or start at random), play the game, validate every `eval.every_epochs`
+/// outer epochs and keep the best pair by `irgan.select_model`.
+fn train_irgan(
+    splits: &Splits,
+    tracker: &mut Tracker,
+    progress: bool,
+) -> Result<Trained, PipelineError> {
+    let cfg = tracker.cfg;
+    let ir = &cfg.irgan;
+    let metric = cfg.eval.select_metric.as_str();
+    let (g0, d0, pretrain) = match ir.init.method() {
+        Some(m) => {
+            let sup = train_supervised(m, splits, tracker, "pretrain", progress)?;
+            let summary = json!({"method": m.as_str(), "epoch": sup.epoch});
+            (sup.scorer.clone(), sup.scorer, summary)
+        }
+        None => {
+            let f = splits.train.n_features;
+            let arch = cfg.scorer.architecture();
+            let g = Scorer::new(arch, f, &mut rng::stream(cfg.seed, 0x5ea_1417, 1));
+            let d = Scorer::new(arch, f, &mut rng::stream(cfg.seed, 0x5ea_1417, 2));
+            (g, d, json!({"method": "random"}))
+        }
+    };
+    let pairwise = cfg.method == Method::IrganPairwise;
+    let mut game = Game::new(g0.clone(), d0.clone(), ir, pairwise, cfg.seed);
+    let select = ir.select_model;
+    let initial = Checkpoint {
+        phase: "irgan",
+        epoch: 0,
+        validation: tracker.validate(&splits.validation, &g0, &d0),
+        stats: json!({}),
+    };
+    let mut best = Best::new(
+        initial.score(select, metric),
+        (0usize, g0.clone(), d0.clone()),
+    );
+    tracker.record(initial)?;
+    let bar = bar_for(progress, ir.epochs as u64);
+    for epoch in 1..=ir.epochs {
+        let mut d_stats = Default::default();
+        for _ in 0..ir.d_epochs {
+            d_stats = game.d_epoch(&splits.train);
+        }
+        let mut g_stats = Default::default();
+        for _ in 0..ir.g_epochs {
+            g_stats = game.g_epoch(&splits.train);
+        }
+        if !game.generator.is_finite() || !game.discriminator.is_finite() {
+            return Err(PipelineError::Diverged(cfg.method.as_str().into()));
+        }
+        bar.inc(1);
+        if !is_due(epoch, cfg.eval.every_epochs, ir.epochs) {
+            continue;
+        }
+        let cp = Checkpoint {
+            phase: "irgan",
+            epoch,
+            validation: tracker.validate(&splits.validation, &game.generator, &game.discriminator),
+            stats: json!({"discriminator": d_stats, "generator": g_stats}),
+        };
+        bar.set_message(cp.validation.message(metric));
+        best.offer(cp.score(select, metric), || {
+            (epoch, game.generator.clone(), game.discriminator.clone())
+        });
+        tracker.record(cp)?;
+    }
+    bar.finish_and_clear();
+    let (epoch, g, d) = best.into_value();
+    Ok(Trained {
+        g0,
+        d0,
+        g,
+        d,
+        epoch,
+        pretrain,
     })
 }
 
 /// Runs the configured method and writes `out/`.
-pub fn run(cfg: &SearchConfig, out: &Path, progress: bool) -> Result<SearchRunResult, SearchError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| SearchError::Io { path, source }
-    };
-    std::fs::create_dir_all(out).map_err(io(out))?;
+pub fn run(
+    cfg: &SearchConfig,
+    out: &Path,
+    progress: bool,
+) -> Result<SearchRunResult, PipelineError> {
+    let mut run = RunDir::create(out)?;
     let started = Instant::now();
     let splits = load_splits(cfg)?;
     let load_s = started.elapsed().as_secs_f64();
-    let log_path = out.join("log.jsonl");
+    run.open_log()?;
     let mut tracker = Tracker {
         cfg,
-        log: BufWriter::new(File::create(&log_path).map_err(io(&log_path))?),
-        log_path: log_path.clone(),
+        run,
         checkpoints: Vec::new(),
     };
     let metric = cfg.eval.select_metric.as_str();
     let t = Instant::now();
-
-    // (initial G, initial D, selected G, selected D, selected epoch, pretraining summary)
-    let (g0, d0, g, d, epoch, pretrain) = if cfg.method.is_irgan() {
-        let ir = &cfg.irgan;
-        let (g0, d0, pretrain) = match ir.init.method() {
-            Some(m) => {
-                let sup = train_supervised(m, &splits, &mut tracker, "pretrain", progress)?;
-                let summary = json!({"method": m.as_str(), "epoch": sup.epoch});
-                (sup.scorer.clone(), sup.scorer, summary)
-            }
-            None => {
-                let f = splits.train.n_features;
-                let arch = cfg.scorer.architecture();
-                let g = Scorer::new(arch, f, &mut rng::stream(cfg.seed, 0x5ea_1417, 1));
-                let d = Scorer::new(arch, f, &mut rng::stream(cfg.seed, 0x5ea_1417, 2));
-                (g, d, json!({"method": "random"}))
-            }
-        };
-        let pairwise = cfg.method == Method::IrganPairwise;
-        let mut game = Game::new(g0.clone(), d0.clone(), ir, pairwise, cfg.seed);
-        let (gv, dv) = tracker.validate(&splits.validation, &g0, &d0);
-        let select = ir.select_model;
-        let initial = Checkpoint {
-            phase: "irgan",
-            epoch: 0,
-            generator: gv,
-            discriminator: dv,
-            stats: json!({}),
-        };
-        let mut best = (
-            initial.score(select, metric),
-            0usize,
-            g0.clone(),
-            d0.clone(),
-        );
-        tracker.record(initial)?;
-        let bar = bar_for(progress, ir.epochs as u64);
-        for epoch in 1..=ir.epochs {
-            let mut d_stats = Default::default();
-            for _ in 0..ir.d_epochs {
-                d_stats = game.d_epoch(&splits.train);
-            }
-            let mut g_stats = Default::default();
-            for _ in 0..ir.g_epochs {
-                g_stats = game.g_epoch(&splits.train);
-            }
-            if !game.generator.is_finite() || !game.discriminator.is_finite() {
-                return Err(SearchError::Diverged(cfg.method.as_str().into()));
-            }
-            bar.inc(1);
-            if epoch % cfg.eval.every_epochs != 0 && epoch != ir.epochs {
-                continue;
-            }
-            let (gv, dv) =
-                tracker.validate(&splits.validation, &game.generator, &game.discriminator);
-            let cp = Checkpoint {
-                phase: "irgan",
-                epoch,
-                generator: gv,
-                discriminator: dv,
-                stats: json!({"discriminator": d_stats, "generator": g_stats}),
-            };
-            bar.set_message(format!(
-                "val {metric}: G {:.4} D {:.4}",
-                cp.score(Role::Generator, metric),
-                cp.score(Role::Discriminator, metric)
-            ));
-            if cp.score(select, metric) > best.0 {
-                best = (
-                    cp.score(select, metric),
-                    epoch,
-                    game.generator.clone(),
-                    game.discriminator.clone(),
-                );
-            }
-            tracker.record(cp)?;
-        }
-        bar.finish_and_clear();
-        (g0, d0, best.2, best.3, best.1, pretrain)
+    let trained = if cfg.method.is_irgan() {
+        train_irgan(&splits, &mut tracker, progress)?
     } else {
         let sup = train_supervised(cfg.method, &splits, &mut tracker, "baseline", progress)?;
         let s = sup.scorer;
-        (s.clone(), s.clone(), s.clone(), s, sup.epoch, Value::Null)
+        Trained {
+            g0: s.clone(),
+            d0: s.clone(),
+            g: s.clone(),
+            d: s,
+            epoch: sup.epoch,
+            pretrain: Value::Null,
+        }
     };
     let train_s = t.elapsed().as_secs_f64();
-    tracker.log.flush().map_err(io(&log_path))?;
+    let Trained {
+        g0,
+        d0,
+        g,
+        d,
+        epoch,
+        pretrain,
+    } = trained;
 
     let ranker = if cfg.method.is_irgan() {
         cfg.irgan.select_model
@@ -389,7 +383,7 @@ pub fn run(cfg: &SearchConfig, out: &Path, progress: bool) -> Result<SearchRunRe
 
     let snapshot = SearchSnapshot {
         version: 1,
-        created_unix_ms: crate::store::Snapshot::now_unix_ms(),
+        created_unix_ms: Snapshot::now_unix_ms(),
         generator: g,
         temperature: cfg.irgan.temperature as f32,
         discriminator: d,
@@ -399,15 +393,10 @@ pub fn run(cfg: &SearchConfig, out: &Path, progress: bool) -> Result<SearchRunRe
             "validation": report["validation"]["selected"],
         }),
     };
-    snapshot.write(&out.join("snapshot"))?;
-    let mut bytes = serde_json::to_vec_pretty(&report).map_err(|e| SearchError::Io {
-        path: out.join("report.json"),
-        source: e.into(),
-    })?;
-    bytes.push(b'\n');
-    write_atomic(&out.join("report.json"), &bytes).map_err(io(&out.join("report.json")))?;
+    let mut run = tracker.run;
+    snapshot.write(&run.snapshot_dir())?;
     let svg = curve_svg(&tracker.checkpoints, metric, epoch);
-    write_atomic(&out.join("curve.svg"), svg.as_bytes()).map_err(io(&out.join("curve.svg")))?;
+    run.write_report(&report, &svg)?;
     Ok(SearchRunResult { snapshot, report })
 }
 

@@ -1,7 +1,8 @@
-//! Training: pretraining (BPR, DNS, iALS), the adversarial game, and the full pipeline.
+//! Training: starting points and pretraining (BPR, DNS, iALS), and the adversarial games.
 
 pub mod als;
 pub mod bpr;
+pub mod init;
 pub mod irgan;
 pub mod ltr;
 pub mod objective;

@@ -1,0 +1,61 @@
+//! Range checks shared by the configuration types; each error names the offending key.
+
+use crate::config::ConfigError;
+
+/// The result of one check.
+pub(crate) type Check = Result<(), ConfigError>;
+
+/// Fails with `message` for `key` unless `ok`.
+pub(crate) fn require(ok: bool, key: &str, message: &str) -> Check {
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid {
+            key: key.into(),
+            message: message.into(),
+        })
+    }
+}
+
+/// A fraction in `[0, 1)`.
+pub(crate) fn fraction(key: &str, x: f64) -> Check {
+    require((0.0..1.0).contains(&x), key, "must be in [0, 1)")
+}
+
+/// A finite value `> 0`.
+pub(crate) fn positive(key: &str, x: f64) -> Check {
+    require(x.is_finite() && x > 0.0, key, "must be > 0")
+}
+
+/// A finite value `>= 0`.
+pub(crate) fn non_negative(key: &str, x: f64) -> Check {
+    require(x.is_finite() && x >= 0.0, key, "must be >= 0")
+}
+
+/// A count `>= 1`.
+pub(crate) fn at_least_one(key: &str, n: usize) -> Check {
+    require(n >= 1, key, "must be >= 1")
+}
+
+/// Cut-offs of ranking metrics: at least one, each `>= 1`.
+pub(crate) fn cutoffs(key: &str, ks: &[usize]) -> Check {
+    require(
+        !ks.is_empty() && !ks.contains(&0),
+        key,
+        "needs at least one cut-off, each >= 1",
+    )
+}
+
+/// The selection metric: one of `families@k` for the configured cut-offs, `MAP` or `MRR`.
+pub(crate) fn metric(key: &str, name: &str, families: &[&str], ks: &[usize]) -> Check {
+    let mut names: Vec<String> = ks
+        .iter()
+        .flat_map(|k| families.iter().map(move |m| format!("{m}@{k}")))
+        .collect();
+    names.extend(["MAP".to_string(), "MRR".to_string()]);
+    require(
+        names.iter().any(|n| n == name),
+        key,
+        &format!("unknown metric; choose one of {}", names.join(", ")),
+    )
+}
