@@ -26,7 +26,7 @@ pub struct ImpressionLogError {
 }
 
 /// One shown document.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ShownDocument {
     /// Caller's document id.
     pub id: String,
@@ -49,7 +49,7 @@ impl ShownDocument {
 }
 
 /// One impression: a query and the documents shown for it, in display order.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Impression {
     /// Idempotency key (optional).
     #[serde(default, skip_serializing_if = "Option::is_none")]
