@@ -1,9 +1,11 @@
 //! The live model, snapshots on disk, and training control.
 
+use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::api::{AppState, Error};
-use crate::online::trainer::{Published, TrainerStatus};
+use crate::online::trainer;
 
 /// The live snapshot and the state of the game.
 #[derive(Debug, Clone)]
@@ -30,6 +32,88 @@ pub struct ModelInfo {
     pub trained_through_seq: Value,
     /// The trainer now.
     pub game: TrainerStatus,
+}
+
+/// What one D-epoch measured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, ToSchema)]
+pub struct DStats {
+    /// Mean logistic loss over positives and negatives.
+    pub loss: f64,
+    /// Fraction of observed positives D scores above 0.5.
+    pub accuracy_real: f64,
+    /// Fraction of G's samples D scores below 0.5.
+    pub accuracy_generated: f64,
+}
+
+/// What one G-epoch measured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, ToSchema)]
+pub struct GStats {
+    /// Mean policy-gradient loss −Σ w·log p over users.
+    pub loss: f64,
+    /// Mean D reward of G's samples (before the baseline).
+    pub mean_reward: f64,
+    /// Mean entropy (nats) of G's policy over users.
+    pub entropy: f64,
+}
+
+/// What the trainer reports about itself (`GET /v1/model`'s game state).
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct TrainerStatus {
+    /// Training is paused.
+    pub paused: bool,
+    /// Trainer steps since start.
+    pub steps: u64,
+    /// Last log position folded into the training data.
+    pub applied_seq: u64,
+    /// Users known to the trainer.
+    pub users: usize,
+    /// Items known to the trainer.
+    pub items: usize,
+    /// Positive pairs trained on.
+    pub positives: usize,
+    /// Positive pairs held out to validate candidates.
+    pub holdout: usize,
+    /// D's statistics after the last step.
+    pub d: DStats,
+    /// G's statistics in the last step.
+    pub g: GStats,
+    /// Why the last candidate was refused, if it was.
+    pub last_refusal: Option<String>,
+}
+
+impl From<trainer::TrainerStatus> for TrainerStatus {
+    fn from(s: trainer::TrainerStatus) -> Self {
+        Self {
+            paused: s.paused,
+            steps: s.steps,
+            applied_seq: s.applied_seq,
+            users: s.users,
+            items: s.items,
+            positives: s.positives,
+            holdout: s.holdout,
+            d: DStats {
+                loss: s.d.loss,
+                accuracy_real: s.d.accuracy_real,
+                accuracy_generated: s.d.accuracy_generated,
+            },
+            g: GStats {
+                loss: s.g.loss,
+                mean_reward: s.g.mean_reward,
+                entropy: s.g.entropy,
+            },
+            last_refusal: s.last_refusal,
+        }
+    }
+}
+
+/// The result of a publish attempt that succeeded.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Published {
+    /// The new live version.
+    pub version: u64,
+    /// The candidate's validation metrics on the hold-out (metric name → value).
+    #[schema(value_type = BTreeMap<String, f64>)]
+    pub validation: Value,
 }
 
 /// One snapshot directory on disk.
@@ -71,7 +155,7 @@ pub fn model_info(state: &AppState) -> ModelInfo {
         training: live.meta("training").clone(),
         validation: live.meta("validation").clone(),
         trained_through_seq: live.meta("trained_through_seq").clone(),
-        game: state.trainer.status(),
+        game: state.trainer.status().into(),
     }
 }
 
@@ -107,12 +191,23 @@ pub fn list_snapshots(state: &AppState) -> (u64, Vec<SnapshotSummary>) {
 /// Validates the trainer's current candidate and publishes it now (`publish_refused` if the
 /// gate refuses it, with the reason).
 pub async fn publish(state: &AppState) -> Result<Published, Error> {
-    Ok(state.trainer.publish().await?)
+    let p = state.trainer.publish().await?;
+    Ok(Published {
+        version: p.version,
+        validation: p.validation,
+    })
 }
 
 /// Makes snapshot `version` on disk live (`snapshot_not_found` if there is none).
 pub async fn activate(state: &AppState, version: u64) -> Result<u64, Error> {
     Ok(state.trainer.activate(version).await?)
+}
+
+/// The live version and whether the service is ready for traffic: a snapshot is live, or
+/// `server.ready_without_model` is set.
+pub fn readiness(state: &AppState) -> (bool, u64) {
+    let v = state.models.current().version();
+    (v > 0 || state.config.server.ready_without_model, v)
 }
 
 /// Pauses background training.

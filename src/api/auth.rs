@@ -39,7 +39,7 @@ mod tests {
             (None, Some("Basic k")),
             (None, Some("Bearer kk")),
         ] {
-            assert_eq!(check("k", x, a).unwrap_err().code, "unauthorized");
+            assert_eq!(check("k", x, a).unwrap_err().code.as_str(), "unauthorized");
         }
     }
 }

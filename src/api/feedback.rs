@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use crate::api::error::Rejected;
-use crate::api::{AppState, Error};
+use crate::api::{AppState, Error, ErrorCode};
 use crate::store::feedback_log::FeedbackEvent;
 
 /// Largest |value| of an event (keeps summed weights finite).
@@ -102,7 +102,7 @@ pub async fn ingest(
     let max = state.config.feedback.max_events_per_request;
     if batch.len() > max {
         return Err(Error::invalid(
-            "too_many_events",
+            ErrorCode::TooManyEvents,
             format!("at most {max} events per request"),
         ));
     }
@@ -113,7 +113,7 @@ pub async fn ingest(
             Ok(e) => events.push(e),
             Err(message) => rejected.push(Rejected {
                 index,
-                code: "invalid_event",
+                code: ErrorCode::InvalidEvent,
                 message,
             }),
         }
@@ -122,7 +122,7 @@ pub async fn ingest(
     m.feedback_rejected.inc_by(rejected.len() as u64);
     if events.is_empty() {
         let mut e = Error::invalid(
-            "invalid_event",
+            ErrorCode::InvalidEvent,
             "no valid event in the request; nothing was stored",
         );
         e.rejected = rejected;

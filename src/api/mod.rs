@@ -11,8 +11,11 @@ pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod feedback;
+pub mod model;
 pub mod queries;
+pub mod search;
 pub mod state;
 
-pub use error::{Error, ErrorKind};
+pub use error::{Error, ErrorCode, ErrorKind};
+pub use model::ModelChoice;
 pub use state::AppState;

@@ -1,21 +1,27 @@
 //! Read operations: recommendations, rank, similar items.
 
-use crate::api::{AppState, Error};
-use crate::online::live::Live;
-use crate::online::query::{self, ModelChoice, QueryModel, Scored};
+use serde::Serialize;
+use utoipa::ToSchema;
 
-/// One ranked item (external id).
-#[derive(Debug, Clone, PartialEq)]
+use crate::api::{AppState, Error, ErrorCode, ModelChoice};
+use crate::online::live::Live;
+use crate::online::query::{self, QueryModel, Scored};
+
+/// One ranked item in a response (external id).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(as = ItemOut)]
 pub struct RankedItem {
     /// External item id.
     pub item: String,
-    /// The score the list is ordered by.
+    /// Score of the model that ranked: G's log-probability, D's probability or the blend; the
+    /// popularity for `popularity`; ln `propensity` for `explore`; a cosine for similar items.
     pub score: f64,
-    /// G's log-probability (a cosine in [`similar`]).
+    /// G's log-probability (G's cosine for similar items).
     pub generator: f64,
-    /// D's probability (a cosine in [`similar`]).
+    /// D's probability (D's cosine for similar items).
     pub discriminator: f64,
     /// Probability that exploration drew this item first (only with `explore`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub propensity: Option<f64>,
 }
 
@@ -62,20 +68,22 @@ pub struct RankRequest {
     pub model: ModelChoice,
 }
 
-/// Ordered candidates.
-#[derive(Debug, Clone, PartialEq)]
+/// Ordered candidates (the response of `POST /v1/rank`).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(as = RankOut)]
 pub struct Ranked {
-    /// External user id of the request.
+    /// The request's user, or null.
+    #[schema(required = true)]
     pub user: Option<String>,
     /// The model that ranked.
     pub model: ModelChoice,
     /// Snapshot version every score came from.
     pub version: u64,
-    /// No known user was given.
+    /// No user, or one the model does not know: the zero user's scores.
     pub cold_start: bool,
     /// The known candidates, best first, each once.
     pub items: Vec<RankedItem>,
-    /// Candidates the snapshot does not know, in request order.
+    /// Candidate ids that are not in the catalogue, in request order.
     pub unknown_items: Vec<String>,
 }
 
@@ -90,23 +98,25 @@ pub struct SimilarRequest {
     pub model: ModelChoice,
 }
 
-/// An item's neighbours.
-#[derive(Debug, Clone, PartialEq)]
+/// An item's neighbours (the response of `GET /v1/items/{item}/similar`). In each item,
+/// `score` is the chosen cosine and `generator` / `discriminator` are the cosines in G's and
+/// D's factor space.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(as = SimilarOut)]
 pub struct Similar {
-    /// External item id of the request.
+    /// The query item.
     pub item: String,
-    /// Whose factors.
+    /// The model whose factors were compared.
     pub model: ModelChoice,
-    /// Snapshot version the factors came from.
+    /// Snapshot version.
     pub version: u64,
-    /// The most similar items, best first.
+    /// The neighbours, most similar first.
     pub items: Vec<RankedItem>,
 }
 
 /// Parses a model name (`generator`, `discriminator`, `blend`; ASCII case ignored).
 pub fn parse_model(name: &str) -> Result<ModelChoice, Error> {
-    name.parse::<ModelChoice>()
-        .map_err(|e| Error::parameter(format!("model: {e}")))
+    ModelChoice::parse(name)
 }
 
 /// `k`, or the default, checked against `server.max_k`.
@@ -162,7 +172,7 @@ pub fn recommend(state: &AppState, req: RecommendRequest) -> Result<Recommendati
         Some(u) if req.exclude_seen => live.seen.items(u as usize),
         _ => &[],
     };
-    let model = req.model;
+    let model = query::ModelChoice::from(req.model);
     let (scored, label) = if req.explore > 0.0 {
         let seed = req.seed.unwrap_or_else(crate::store::Snapshot::now_unix_ms);
         let u = index.unwrap_or(u32::MAX); // unknown users explore G's prior
@@ -171,7 +181,7 @@ pub fn recommend(state: &AppState, req: RecommendRequest) -> Result<Recommendati
             "explore",
         )
     } else if let Some(u) = index {
-        let cached = (model == ModelChoice::Generator && req.exclude_seen)
+        let cached = (model == query::ModelChoice::Generator && req.exclude_seen)
             .then(|| live.precomputed_top(u, k))
             .flatten();
         match cached {
@@ -194,10 +204,16 @@ pub fn recommend(state: &AppState, req: RecommendRequest) -> Result<Recommendati
 /// separately.
 pub fn rank(state: &AppState, req: RankRequest) -> Result<Ranked, Error> {
     if req.items.is_empty() {
-        return Err(Error::invalid("invalid_body", "items must not be empty"));
+        return Err(Error::invalid(
+            ErrorCode::InvalidBody,
+            "items must not be empty",
+        ));
     }
     if req.items.len() > state.config.server.max_k.max(10_000) {
-        return Err(Error::invalid("invalid_body", "too many candidate items"));
+        return Err(Error::invalid(
+            ErrorCode::InvalidBody,
+            "too many candidate items",
+        ));
     }
     let live = state.models.current();
     let m = query_model(state, &live);
@@ -218,7 +234,7 @@ pub fn rank(state: &AppState, req: RankRequest) -> Result<Ranked, Error> {
         .as_deref()
         .and_then(|u| live.snapshot.users.get(u))
         .filter(|&u| m.knows_user(u));
-    let scored = query::rank(&m, user, &candidates, req.model);
+    let scored = query::rank(&m, user, &candidates, req.model.into());
     Ok(Ranked {
         user: req.user,
         model: req.model,
@@ -235,12 +251,12 @@ pub fn similar(state: &AppState, req: SimilarRequest) -> Result<Similar, Error> 
     let live = state.models.current();
     let Some(i) = live.snapshot.items.get(&req.item) else {
         return Err(Error::not_found(
-            "unknown_item",
+            ErrorCode::UnknownItem,
             format!("item {:?} is not in the catalogue", req.item),
         ));
     };
     let m = query_model(state, &live);
-    let scored = query::similar(&m, i, k, req.model);
+    let scored = query::similar(&m, i, k, req.model.into());
     Ok(Similar {
         item: req.item,
         model: req.model,

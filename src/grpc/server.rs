@@ -10,11 +10,22 @@ use crate::api::AppState;
 use crate::grpc::pb;
 use crate::grpc::service::GrpcApi;
 
+/// Why the gRPC server could not be built or stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum GrpcError {
+    /// The reflection service could not read the embedded descriptors.
+    #[error("gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The transport failed while serving.
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
 /// The gRPC routes: `irgan.v1.RankingService`, `irgan.v1.AdminService` and server reflection
 /// (v1 and v1alpha, so `grpcurl` works without the proto file). Messages larger than
 /// `server.body_limit_bytes` are refused by tonic with `OUT_OF_RANGE` (before any handler
 /// runs, so without an `irgan-error-code` and not counted).
-pub fn routes(state: AppState) -> anyhow::Result<tonic::service::Routes> {
+pub fn routes(state: AppState) -> Result<tonic::service::Routes, GrpcError> {
     let limit = state.config.server.body_limit_bytes;
     let api = GrpcApi::new(state);
     let ranking = pb::ranking_service_server::RankingServiceServer::new(api.clone())
@@ -39,7 +50,7 @@ pub async fn serve(
     state: AppState,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
+) -> Result<(), GrpcError> {
     let routes = routes(state)?;
     tonic::transport::Server::builder()
         .add_routes(routes)

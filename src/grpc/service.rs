@@ -14,9 +14,8 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::api::feedback::EventIn;
 use crate::api::queries::RankedItem;
-use crate::api::{self, AppState, ErrorKind};
+use crate::api::{self, AppState, ErrorKind, ModelChoice};
 use crate::grpc::pb;
-use crate::online::query::ModelChoice;
 
 /// Metadata key of the stable error code of a failed call (e.g. `invalid_parameter`).
 pub const ERROR_CODE_KEY: &str = "irgan-error-code";
@@ -96,12 +95,12 @@ pub fn status(e: api::Error) -> Status {
         ErrorKind::Timeout => Code::DeadlineExceeded,
         ErrorKind::Internal => Code::Internal,
     };
-    let mut details = ErrorDetails::with_error_info(e.code, ERROR_DOMAIN, HashMap::new());
+    let mut details = ErrorDetails::with_error_info(e.code.as_str(), ERROR_DOMAIN, HashMap::new());
     for r in &e.rejected {
         details.add_bad_request_violation(format!("events[{}]", r.index), r.message.clone());
     }
     let mut metadata = MetadataMap::new();
-    metadata.insert(ERROR_CODE_KEY, MetadataValue::from_static(e.code));
+    metadata.insert(ERROR_CODE_KEY, MetadataValue::from_static(e.code.as_str()));
     Status::with_error_details_and_metadata(code, e.message, details, metadata)
 }
 

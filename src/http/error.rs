@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::api::{self, ErrorKind};
+use crate::api::{self, ErrorCode, ErrorKind};
 
 /// An API error.
 #[derive(Debug, Clone)]
@@ -15,7 +15,7 @@ pub struct ApiError {
     /// HTTP status.
     pub status: StatusCode,
     /// Stable code, e.g. `invalid_parameter`.
-    pub code: &'static str,
+    pub code: ErrorCode,
     /// Human-readable message (never internal details).
     pub message: String,
 }
@@ -26,28 +26,30 @@ pub struct ApiError {
 #[schema(examples(json!({"code": "invalid_parameter", "message": "k must be between 1 and 1000"})))]
 pub struct ErrorBody {
     /// Stable machine-readable code, e.g. `invalid_parameter`.
-    pub code: &'static str,
+    #[schema(value_type = String)]
+    pub code: ErrorCode,
     /// Human-readable message (never internal details).
     pub message: String,
 }
 
 impl ApiError {
-    /// A 400 with `code`.
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    /// An error with `status` and `code`.
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            status: StatusCode::BAD_REQUEST,
+            status,
             code,
             message: message.into(),
         }
     }
 
+    /// A 400 with `code`.
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
     /// A 404 with `code`.
-    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::NOT_FOUND,
-            code,
-            message: message.into(),
-        }
+    pub fn not_found(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, message)
     }
 
     /// A 500; the cause is logged once and not sent to the client.

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::api::ErrorCode;
 use crate::api::feedback::{self as api, EventIn};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::json::read_body;
@@ -28,17 +29,30 @@ pub struct FeedbackOut {
     pub last_seq: u64,
 }
 
+/// A 400 of `POST /v1/feedback`: an [`ErrorBody`], plus `rejected` when no event was valid.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FeedbackError {
+    /// Stable code.
+    #[schema(value_type = String)]
+    pub code: ErrorCode,
+    /// Human-readable message.
+    pub message: String,
+    /// With `invalid_event`: every event's problem, by position.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<Vec<Rejected>>,
+}
+
 /// Splits the body into JSON values: an array, one object, or newline-delimited objects.
 fn split_body(bytes: &[u8]) -> Result<Vec<Result<Value, String>>, ApiError> {
     let text = std::str::from_utf8(bytes)
-        .map_err(|_| ApiError::bad_request("invalid_body", "the body is not UTF-8"))?;
+        .map_err(|_| ApiError::bad_request(ErrorCode::InvalidBody, "the body is not UTF-8"))?;
     let trimmed = text.trim_start();
     if trimmed.is_empty() {
-        return Err(ApiError::bad_request("invalid_body", "empty body"));
+        return Err(ApiError::bad_request(ErrorCode::InvalidBody, "empty body"));
     }
     if trimmed.starts_with('[') {
         let values: Vec<Value> = serde_json::from_str(trimmed).map_err(|e| {
-            ApiError::bad_request("invalid_body", format!("invalid JSON array: {e}"))
+            ApiError::bad_request(ErrorCode::InvalidBody, format!("invalid JSON array: {e}"))
         })?;
         return Ok(values.into_iter().map(Ok).collect());
     }
@@ -128,7 +142,7 @@ fn to_event(v: &Value) -> Result<EventIn, String> {
         (status = 400, description = "Codes: `invalid_body` (empty, not UTF-8, or a malformed \
             JSON array), `too_many_events` (more than `feedback.max_events_per_request`), \
             `invalid_event` (no valid event in the request; nothing was stored; the body lists \
-            every event's problem in `rejected`).", body = crate::http::openapi::FeedbackError),
+            every event's problem in `rejected`).", body = FeedbackError),
         (status = 413, description = "Codes: `body_too_large` (over `server.body_limit_bytes`).", body = ErrorBody),
         (status = 500, description = "Codes: `internal` (the log could not be written; nothing \
             was acknowledged).", body = ErrorBody),
@@ -149,12 +163,12 @@ pub async fn post(State(state): State<AppState>, req: Request) -> Result<Respons
             last_seq: r.last_seq,
         })
         .into_response()),
-        Err(e) if e.code == "invalid_event" => {
-            let body = serde_json::json!({
-                "code": e.code,
-                "message": e.message,
-                "rejected": e.rejected,
-            });
+        Err(e) if e.code == ErrorCode::InvalidEvent => {
+            let body = FeedbackError {
+                code: e.code,
+                message: e.message,
+                rejected: Some(e.rejected),
+            };
             Ok((StatusCode::BAD_REQUEST, Json(body)).into_response())
         }
         Err(e) => Err(e.into()),

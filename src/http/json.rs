@@ -4,6 +4,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use serde::de::DeserializeOwned;
 
+use crate::api::ErrorCode;
 use crate::http::error::ApiError;
 
 /// Like `axum::Json`, but a malformed body is a `400 {"code": "invalid_body", ...}` naming
@@ -16,9 +17,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = read_body(req, state).await?;
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|e| ApiError::bad_request("invalid_body", format!("invalid JSON body: {e}")))
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
+            ApiError::bad_request(ErrorCode::InvalidBody, format!("invalid JSON body: {e}"))
+        })
     }
 }
 
@@ -29,9 +30,9 @@ pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes,
         ApiError {
             status,
             code: if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                "body_too_large"
+                ErrorCode::BodyTooLarge
             } else {
-                "invalid_body"
+                ErrorCode::InvalidBody
             },
             message: e.body_text(),
         }

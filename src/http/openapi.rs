@@ -8,7 +8,8 @@
 //!    params, request body, every response status with its body and the stable error codes it
 //!    can carry (`Codes: \`code\`, …` in the description), and
 //!    `security(("bearer" = []), ("api_key" = []))` if the route is behind the API key. Derive
-//!    `utoipa::ToSchema` on the body types (or describe a `json!` body with a type here).
+//!    `utoipa::ToSchema` on the body types and return them from the handler (never a `json!`
+//!    body: the document and the answer are then one definition).
 //! 3. Add the handler to `paths(...)` of [`ApiDoc`] below: **one line**.
 //!
 //! What every route shares is added by [`Common`], not by the annotations: `408 timeout` and
@@ -24,8 +25,7 @@ use std::sync::OnceLock;
 
 use axum::http::header;
 use axum::response::IntoResponse;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde::Deserialize;
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Ref, Type};
@@ -34,11 +34,8 @@ use utoipa::openapi::tag::TagBuilder;
 use utoipa::openapi::{ContentBuilder, Header, RefOr};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
+use crate::api::ModelChoice;
 use crate::http::error::ErrorBody;
-use crate::http::feedback::Rejected;
-use crate::http::queries::ItemOut;
-use crate::online::query::ModelChoice;
-use crate::online::trainer::TrainerStatus;
 
 /// The document's derive: every documented handler is listed in `paths(...)`.
 #[derive(OpenApi)]
@@ -299,151 +296,6 @@ pub struct SimilarQuery {
     /// ignored.
     #[param(required = false, default = "generator")]
     pub model: ModelChoice,
-}
-
-// ---- Bodies that the handlers build with `json!` ----
-
-/// Response of `POST /v1/rank`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RankOut {
-    /// The request's user, or null.
-    #[schema(required = true)]
-    pub user: Option<String>,
-    /// The model that ranked.
-    pub model: ModelChoice,
-    /// Snapshot version every score came from.
-    pub version: u64,
-    /// No user, or one the model does not know: the zero user's scores.
-    pub cold_start: bool,
-    /// The known candidates, best first, each once.
-    pub items: Vec<ItemOut>,
-    /// Candidate ids that are not in the catalogue, in request order.
-    pub unknown_items: Vec<String>,
-}
-
-/// Response of `GET /v1/items/{item}/similar`. In each item, `score` is the chosen cosine and
-/// `generator` / `discriminator` are the cosines in G's and D's factor space.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SimilarOut {
-    /// The query item.
-    pub item: String,
-    /// The model whose factors were compared.
-    pub model: ModelChoice,
-    /// Snapshot version.
-    pub version: u64,
-    /// The neighbours, most similar first.
-    pub items: Vec<ItemOut>,
-}
-
-/// Factor dimensions of the live pair.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Dims {
-    /// G's latent dimension.
-    pub generator: usize,
-    /// D's latent dimension.
-    pub discriminator: usize,
-}
-
-/// Response of `GET /v1/model`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ModelOut {
-    /// Live snapshot version (0 = none yet).
-    pub version: u64,
-    /// When the snapshot was created (ms since the Unix epoch).
-    pub created_unix_ms: u64,
-    /// When it went live (ms since the Unix epoch).
-    pub published_unix_ms: u64,
-    /// Users in the snapshot.
-    pub users: usize,
-    /// Items in the snapshot.
-    pub items: usize,
-    /// Latent dimensions.
-    pub dims: Dims,
-    /// The snapshot's training counters (e.g. `steps`, `d_epochs`, `g_epochs`), or null.
-    #[schema(value_type = Value, required = true)]
-    pub training: Value,
-    /// The snapshot's validation metrics when it was published, or null.
-    #[schema(value_type = Value, required = true)]
-    pub validation: Value,
-    /// Last feedback log position the snapshot was trained on, or null.
-    #[schema(value_type = Value, required = true)]
-    pub trained_through_seq: Value,
-    /// The background trainer's state.
-    pub game: TrainerStatus,
-}
-
-/// One snapshot on disk. An unreadable manifest gives only `version`, `live` and
-/// `complete: false`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SnapshotSummary {
-    /// Version.
-    pub version: u64,
-    /// This is the live snapshot.
-    pub live: bool,
-    /// Creation time (ms since the Unix epoch).
-    pub created_unix_ms: Option<u64>,
-    /// Users.
-    pub users: Option<usize>,
-    /// Items.
-    pub items: Option<usize>,
-    /// Validation metrics recorded in the manifest, or null.
-    #[schema(value_type = Value, required = false)]
-    pub validation: Option<Value>,
-    /// `false` when the manifest could not be read (only then present).
-    pub complete: Option<bool>,
-}
-
-/// Response of `GET /v1/snapshots`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SnapshotList {
-    /// The live version.
-    pub live: u64,
-    /// Versions on disk, newest first.
-    pub snapshots: Vec<SnapshotSummary>,
-}
-
-/// Response of `POST /v1/snapshots/{version}/activate`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Activated {
-    /// The version now live.
-    pub version: u64,
-    /// Always true.
-    pub live: bool,
-}
-
-/// Response of `POST /v1/training/pause` and `/resume`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TrainingState {
-    /// Training is (being) paused.
-    pub paused: bool,
-}
-
-/// Response of `GET /healthz`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Health {
-    /// Always `ok`.
-    #[schema(examples("ok"))]
-    pub status: String,
-}
-
-/// Response of `GET /readyz`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Ready {
-    /// A snapshot is live.
-    pub ready: bool,
-    /// The live version (0 = none).
-    pub version: u64,
-}
-
-/// A 400 of `POST /v1/feedback`: an [`ErrorBody`], plus `rejected` when no event was valid.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct FeedbackError {
-    /// Stable code.
-    pub code: String,
-    /// Human-readable message.
-    pub message: String,
-    /// With `invalid_event`: every event's problem, by position.
-    pub rejected: Option<Vec<Rejected>>,
 }
 
 // ---- The feedback request (the handler validates raw JSON values; this describes them) ----

@@ -8,28 +8,11 @@ use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::api::queries::{self as api, RankedItem};
+use crate::api::queries::{self as api, Ranked, RankedItem, Similar};
+use crate::api::{ErrorCode, ModelChoice};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::json::JsonBody;
 use crate::http::state::AppState;
-use crate::online::query::ModelChoice;
-
-/// One ranked item in a response (external id).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ItemOut {
-    /// External item id.
-    pub item: String,
-    /// Score of the model that ranked: G's log-probability, D's probability or the blend; the
-    /// popularity for `popularity`; ln `propensity` for `explore`; a cosine for similar items.
-    pub score: f64,
-    /// G's log-probability (G's cosine for similar items).
-    pub generator: f64,
-    /// D's probability (D's cosine for similar items).
-    pub discriminator: f64,
-    /// Probability that exploration drew this item first (only with `explore`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub propensity: Option<f64>,
-}
 
 /// Response of the ranking routes.
 #[derive(Debug, Serialize, ToSchema)]
@@ -45,36 +28,20 @@ pub struct RankingOut {
     /// The user is unknown to the model: popularity / prior results.
     pub cold_start: bool,
     /// Ranked items, best first.
-    pub items: Vec<ItemOut>,
-}
-
-impl From<RankedItem> for ItemOut {
-    fn from(r: RankedItem) -> Self {
-        Self {
-            item: r.item,
-            score: r.score,
-            generator: r.generator,
-            discriminator: r.discriminator,
-            propensity: r.propensity,
-        }
-    }
-}
-
-fn items_out(items: Vec<RankedItem>) -> Vec<ItemOut> {
-    items.into_iter().map(ItemOut::from).collect()
+    pub items: Vec<RankedItem>,
 }
 
 /// The path parameter, or the API error for an undecodable one.
 pub fn path_param(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     p.map(|Path(v)| v)
-        .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidPath, e.body_text()))
 }
 
 fn params(
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<HashMap<String, String>, ApiError> {
     q.map(|Query(m)| m)
-        .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidQuery, e.body_text()))
 }
 
 fn parse<T: std::str::FromStr>(
@@ -86,8 +53,9 @@ where
 {
     p.get(key)
         .map(|v| {
-            v.parse::<T>()
-                .map_err(|e| ApiError::bad_request("invalid_parameter", format!("{key}: {e}")))
+            v.parse::<T>().map_err(|e| {
+                ApiError::bad_request(ErrorCode::InvalidParameter, format!("{key}: {e}"))
+            })
         })
         .transpose()
 }
@@ -142,7 +110,7 @@ pub async fn recommendations(
         model: r.model.to_string(),
         version: r.version,
         cold_start: r.cold_start,
-        items: items_out(r.items),
+        items: r.items,
     }))
 }
 
@@ -174,7 +142,7 @@ pub struct RankIn {
         example = json!({"user": "u3", "items": ["i3", "i8", "i1", "i42"], "model": "blend"}),
     ),
     responses(
-        (status = 200, description = "The candidates, best first.", body = crate::http::openapi::RankOut),
+        (status = 200, description = "The candidates, best first.", body = Ranked),
         (status = 400, description = "Codes: `invalid_body` (not JSON, an unknown field, a wrong \
             type, no `items`, an empty `items` list, or more than max(`server.max_k`, 10000) items).", body = ErrorBody),
         (status = 413, description = "Codes: `body_too_large` (over `server.body_limit_bytes`).", body = ErrorBody),
@@ -183,7 +151,7 @@ pub struct RankIn {
 pub async fn rank(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<RankIn>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Ranked>, ApiError> {
     let r = api::rank(
         &state,
         api::RankRequest {
@@ -192,14 +160,7 @@ pub async fn rank(
             model: body.model,
         },
     )?;
-    Ok(Json(serde_json::json!({
-        "user": r.user,
-        "model": r.model,
-        "version": r.version,
-        "cold_start": r.cold_start,
-        "items": items_out(r.items),
-        "unknown_items": r.unknown_items,
-    })))
+    Ok(Json(r))
 }
 
 /// `GET /v1/items/{item}/similar?k=&model=`
@@ -215,7 +176,7 @@ pub async fn rank(
         crate::http::openapi::SimilarQuery,
     ),
     responses(
-        (status = 200, description = "The neighbours, most similar first.", body = crate::http::openapi::SimilarOut),
+        (status = 200, description = "The neighbours, most similar first.", body = Similar),
         (status = 400, description = "Codes: `invalid_path`, `invalid_query`, `invalid_parameter` \
             (as for recommendations).", body = ErrorBody),
         (status = 404, description = "Codes: `unknown_item` (the item is not in the live catalogue).", body = ErrorBody),
@@ -225,7 +186,7 @@ pub async fn similar(
     State(state): State<AppState>,
     item: Result<Path<String>, PathRejection>,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Similar>, ApiError> {
     let item = path_param(item)?;
     let p = params(q)?;
     let req = api::SimilarRequest {
@@ -234,10 +195,5 @@ pub async fn similar(
         model: model_of(&p)?,
     };
     let r = api::similar(&state, req)?;
-    Ok(Json(serde_json::json!({
-        "item": r.item,
-        "model": r.model,
-        "version": r.version,
-        "items": items_out(r.items),
-    })))
+    Ok(Json(r))
 }

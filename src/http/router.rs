@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower::ServiceBuilder;
 
-use crate::api;
+use crate::api::{self, ErrorCode};
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::http::{admin, feedback, openapi, queries, search};
@@ -67,15 +67,15 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::not_found("not_found", "no such route")
+    ApiError::not_found(ErrorCode::NotFound, "no such route")
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError {
-        status: StatusCode::METHOD_NOT_ALLOWED,
-        code: "method_not_allowed",
-        message: "method not allowed on this route".into(),
-    }
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::MethodNotAllowed,
+        "method not allowed on this route",
+    )
 }
 
 async fn overloaded(err: tower::BoxError) -> ApiError {

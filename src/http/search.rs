@@ -1,4 +1,4 @@
-//! The search routes: thin adapters over [`crate::online::search::SearchService`].
+//! The search routes: thin adapters over [`crate::api::search`].
 //!
 //! - `POST /v1/search/rank`: order candidate documents (id + feature vector) by G, D or a blend.
 //! - `POST /v1/search/feedback`: one impression or an array of them (a shown list with clicks
@@ -6,44 +6,17 @@
 //! - `POST /v1/search/snapshots`: gate and publish the search trainer's candidate now.
 //! - `GET /v1/search/model`: the live search pair and the trainer's status.
 
-use std::sync::Arc;
-
 use axum::Json;
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
 use serde_json::Value;
 
+use crate::api::ErrorCode;
+use crate::api::search::{
+    self as api, Impression, IngestResponse, RankRequest, RankResponse, SearchInfo,
+};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::json::{JsonBody, read_body};
 use crate::http::state::AppState;
-use crate::online::search::{
-    IngestResponse, RankRequest, RankResponse, SearchApiError, SearchInfo, SearchService,
-};
-use crate::store::impression_log::Impression;
-
-impl From<SearchApiError> for ApiError {
-    fn from(e: SearchApiError) -> Self {
-        let status = if e.unavailable {
-            StatusCode::SERVICE_UNAVAILABLE
-        } else {
-            StatusCode::BAD_REQUEST
-        };
-        Self {
-            status,
-            code: e.code,
-            message: e.message,
-        }
-    }
-}
-
-fn service(state: &AppState) -> Result<Arc<SearchService>, ApiError> {
-    state.search.clone().ok_or_else(|| {
-        ApiError::not_found(
-            "search_disabled",
-            "the search task is off on this service (search.enabled = false)",
-        )
-    })
-}
 
 /// A feature vector for the documentation's examples (the default `search.n_features`).
 pub fn example_features(shift: f64) -> Vec<f64> {
@@ -80,15 +53,15 @@ pub async fn rank(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<RankRequest>,
 ) -> Result<Json<RankResponse>, ApiError> {
-    let search = service(&state)?;
+    let search = api::service(&state)?;
     // Scoring a list is O(documents · parameters): small enough for the async worker at the
     // documented max_documents, but keep it off the reactor for large lists.
     let response = if req.documents.len() > 64 {
-        tokio::task::spawn_blocking(move || search.rank(&req))
+        tokio::task::spawn_blocking(move || api::rank(&search, req))
             .await
             .map_err(ApiError::internal)?
     } else {
-        search.rank(&req)
+        api::rank(&search, req)
     }?;
     Ok(Json(response))
 }
@@ -102,7 +75,7 @@ pub async fn rank(
     summary = "Log search impressions",
     description = "Appends impressions (a query, the documents shown with their feature vectors,         and per document a relevance `label` or a `clicked` flag) to the durable impression log;         the answer comes after they are committed. The body is one impression object or an         array of them. Impressions are idempotent on `id`. Invalid impressions are listed in         `rejected` while the valid ones are stored; if none is valid, nothing is stored and the         answer is a 400 naming the first problem. The search trainer learns from impressions         with at least one relevant document.",
     request_body(
-        content = Vec<crate::store::impression_log::Impression>,
+        content = Vec<Impression>,
         content_type = "application/json",
         example = json!([{"id": "imp-1", "query": "q1", "documents": [
             {"id": "d1", "features": example_features(0.1), "label": 2},
@@ -122,16 +95,17 @@ pub async fn feedback(
     State(state): State<AppState>,
     req: Request,
 ) -> Result<Json<IngestResponse>, ApiError> {
-    let search = service(&state)?;
+    let search = api::service(&state)?;
     let bytes = read_body(req, &state).await?;
-    let value: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request("invalid_body", format!("invalid JSON body: {e}")))?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::bad_request(ErrorCode::InvalidBody, format!("invalid JSON body: {e}"))
+    })?;
     let items = match value {
         Value::Array(items) => items,
         one @ Value::Object(_) => vec![one],
         _ => {
             return Err(ApiError::bad_request(
-                "invalid_body",
+                ErrorCode::InvalidBody,
                 "expected an impression object or an array of them",
             ));
         }
@@ -141,11 +115,14 @@ pub async fn feedback(
         .enumerate()
         .map(|(i, v)| {
             serde_json::from_value::<Impression>(v).map_err(|e| {
-                ApiError::bad_request("invalid_impression", format!("impressions[{i}]: {e}"))
+                ApiError::bad_request(
+                    ErrorCode::InvalidImpression,
+                    format!("impressions[{i}]: {e}"),
+                )
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let out = tokio::task::spawn_blocking(move || search.ingest(impressions))
+    let out = tokio::task::spawn_blocking(move || api::ingest(&search, impressions))
         .await
         .map_err(ApiError::internal)??;
     Ok(Json(out))
@@ -174,15 +151,9 @@ pub struct SearchPublished {
     security(("bearer" = []), ("api_key" = [])),
 )]
 pub async fn publish(State(state): State<AppState>) -> Result<Json<SearchPublished>, ApiError> {
-    let search = service(&state)?;
-    match search.publish().await {
-        Ok(version) => Ok(Json(SearchPublished { version })),
-        Err(reason) => Err(ApiError {
-            status: StatusCode::CONFLICT,
-            code: "publish_refused",
-            message: reason,
-        }),
-    }
+    let search = api::service(&state)?;
+    let version = api::publish(&search).await?;
+    Ok(Json(SearchPublished { version }))
 }
 
 /// `GET /v1/search/model`.
@@ -198,5 +169,6 @@ pub async fn publish(State(state): State<AppState>) -> Result<Json<SearchPublish
     ),
 )]
 pub async fn model(State(state): State<AppState>) -> Result<Json<SearchInfo>, ApiError> {
-    Ok(Json(service(&state)?.info()))
+    let search = api::service(&state)?;
+    Ok(Json(api::info(&search)))
 }

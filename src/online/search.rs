@@ -140,31 +140,66 @@ impl SearchServiceConfig {
     }
 }
 
-/// A caller's mistake or an unavailable model; `code` is stable.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{message}")]
-pub struct SearchApiError {
-    /// Stable machine-readable code.
-    pub code: &'static str,
-    /// What is wrong.
-    pub message: String,
-    /// True when the service (not the caller) is the cause: no model yet, storage failure.
-    pub unavailable: bool,
+/// What is wrong with a search request, or why the service cannot serve it (the API layer
+/// maps each to its stable error code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchFailure {
+    /// An empty, over-long or control-character query id.
+    InvalidQuery,
+    /// An invalid impression id.
+    InvalidId,
+    /// A list without documents.
+    EmptyDocuments,
+    /// More documents than `search.max_documents`.
+    TooManyDocuments,
+    /// An invalid document id.
+    InvalidDocumentId,
+    /// A document id twice in one list.
+    DuplicateDocument,
+    /// A feature vector of the wrong length.
+    FeatureLength,
+    /// A feature that is not a finite 32-bit number.
+    NonFiniteFeature,
+    /// A relevance label above the maximum.
+    InvalidLabel,
+    /// `k = 0`.
+    InvalidK,
+    /// A feedback request without impressions.
+    EmptyBatch,
+    /// Nothing published yet.
+    NoSearchModel,
+    /// The impression log could not be written.
+    StorageError,
 }
 
-impl SearchApiError {
-    fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+impl SearchFailure {
+    /// True when the service (not the caller) is the cause: no model yet, storage failure.
+    pub fn unavailable(self) -> bool {
+        matches!(self, Self::NoSearchModel | Self::StorageError)
+    }
+}
+
+/// A caller's mistake or an unavailable model.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct SearchError {
+    /// What class of failure.
+    pub code: SearchFailure,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl SearchError {
+    fn invalid(code: SearchFailure, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
-            unavailable: false,
         }
     }
 }
 
 /// A candidate document to rank.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct CandidateDocument {
     /// Caller's document id.
     pub id: String,
@@ -172,26 +207,21 @@ pub struct CandidateDocument {
     pub features: Vec<f64>,
 }
 
-/// `POST /v1/search/rank`.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+/// What [`SearchService::rank`] is asked.
+#[derive(Debug, Clone)]
 pub struct RankRequest {
     /// The query id (logged with feedback; not used for scoring).
     pub query: String,
     /// The candidates.
     pub documents: Vec<CandidateDocument>,
     /// `generator`, `discriminator` or `blend` (default: the snapshot's ranker).
-    #[serde(default)]
-    #[schema(required = false)]
     pub model: Option<ModelChoice>,
     /// Return only the first `k` (default: all).
-    #[serde(default)]
-    #[schema(required = false, minimum = 1)]
     pub k: Option<usize>,
 }
 
 /// One ranked document.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RankedDocument {
     /// Caller's document id.
     pub id: String,
@@ -206,7 +236,7 @@ pub struct RankedDocument {
 }
 
 /// The ranked list.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RankResponse {
     /// The query id, echoed.
     pub query: String,
@@ -219,18 +249,18 @@ pub struct RankResponse {
 }
 
 /// One rejected impression of a feedback batch.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RejectedImpression {
     /// Position in the request (0-based).
     pub index: usize,
-    /// Stable code.
-    pub code: &'static str,
+    /// What class of failure.
+    pub code: SearchFailure,
     /// What is wrong.
     pub message: String,
 }
 
 /// Outcome of a feedback batch.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct IngestResponse {
     /// Impressions now durable.
     pub accepted: usize,
@@ -243,7 +273,7 @@ pub struct IngestResponse {
 }
 
 /// What the search trainer is doing.
-#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default)]
 pub struct SearchTrainerStatus {
     /// Impressions the trainer has read.
     pub impressions_seen: u64,
@@ -260,12 +290,11 @@ pub struct SearchTrainerStatus {
     /// Why the last candidate was refused, if it was.
     pub last_refusal: Option<String>,
     /// Hold-out metrics of the live pair at its publication.
-    #[schema(value_type = Option<Object>)]
     pub live_holdout: Option<Value>,
 }
 
 /// The live search pair.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone)]
 pub struct LiveSearchModel {
     /// Snapshot version.
     pub version: u64,
@@ -276,20 +305,17 @@ pub struct LiveSearchModel {
     /// Feature vector length.
     pub n_features: usize,
     /// G's architecture, e.g. `{"kind": "mlp", "hidden": 46, "activation": "tanh"}`.
-    #[schema(value_type = Object)]
     pub generator: Value,
     /// D's architecture.
-    #[schema(value_type = Object)]
     pub discriminator: Value,
     /// G's softmax temperature.
     pub temperature: f32,
     /// Method, ranker and hold-out metrics at publication.
-    #[schema(value_type = Object)]
     pub metadata: Value,
 }
 
 /// `GET /v1/search/model`.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone)]
 pub struct SearchInfo {
     /// The training method (`irgan_pointwise` or `irgan_pairwise`).
     pub method: String,
@@ -408,16 +434,16 @@ impl SearchService {
     fn check_documents<'a>(
         &self,
         docs: impl ExactSizeIterator<Item = (&'a str, &'a [f64])>,
-    ) -> Result<(), SearchApiError> {
+    ) -> Result<(), SearchError> {
         if docs.len() == 0 {
-            return Err(SearchApiError::invalid(
-                "empty_documents",
+            return Err(SearchError::invalid(
+                SearchFailure::EmptyDocuments,
                 "`documents` must not be empty",
             ));
         }
         if docs.len() > self.cfg.max_documents {
-            return Err(SearchApiError::invalid(
-                "too_many_documents",
+            return Err(SearchError::invalid(
+                SearchFailure::TooManyDocuments,
                 format!(
                     "{} documents; at most {} per list",
                     docs.len(),
@@ -428,17 +454,20 @@ impl SearchService {
         let mut seen = std::collections::HashSet::new();
         for (n, (id, features)) in docs.enumerate() {
             check_id(id).map_err(|m| {
-                SearchApiError::invalid("invalid_document_id", format!("documents[{n}].id {m}"))
+                SearchError::invalid(
+                    SearchFailure::InvalidDocumentId,
+                    format!("documents[{n}].id {m}"),
+                )
             })?;
             if !seen.insert(id) {
-                return Err(SearchApiError::invalid(
-                    "duplicate_document",
+                return Err(SearchError::invalid(
+                    SearchFailure::DuplicateDocument,
                     format!("documents[{n}]: id {id:?} appears twice"),
                 ));
             }
             if features.len() != self.cfg.n_features {
-                return Err(SearchApiError::invalid(
-                    "feature_length",
+                return Err(SearchError::invalid(
+                    SearchFailure::FeatureLength,
                     format!(
                         "documents[{n}] ({id:?}) has {} features; this service expects {}",
                         features.len(),
@@ -447,8 +476,8 @@ impl SearchService {
                 ));
             }
             if let Some(f) = features.iter().position(|v| !fits_f32(*v)) {
-                return Err(SearchApiError::invalid(
-                    "non_finite_feature",
+                return Err(SearchError::invalid(
+                    SearchFailure::NonFiniteFeature,
                     format!("documents[{n}] ({id:?}) feature {f} is not a finite 32-bit number"),
                 ));
             }
@@ -457,24 +486,27 @@ impl SearchService {
     }
 
     /// Orders the candidates by the chosen model (default: the snapshot's ranker).
-    pub fn rank(&self, req: &RankRequest) -> Result<RankResponse, SearchApiError> {
-        check_id(&req.query)
-            .map_err(|m| SearchApiError::invalid("invalid_query", format!("`query` {m}")))?;
+    pub fn rank(&self, req: &RankRequest) -> Result<RankResponse, SearchError> {
+        check_id(&req.query).map_err(|m| {
+            SearchError::invalid(SearchFailure::InvalidQuery, format!("`query` {m}"))
+        })?;
         self.check_documents(
             req.documents
                 .iter()
                 .map(|d| (d.id.as_str(), d.features.as_slice())),
         )?;
         if req.k == Some(0) {
-            return Err(SearchApiError::invalid("invalid_k", "`k` must be >= 1"));
+            return Err(SearchError::invalid(
+                SearchFailure::InvalidK,
+                "`k` must be >= 1",
+            ));
         }
         let Some(snap) = self.current() else {
-            return Err(SearchApiError {
-                code: "no_search_model",
+            return Err(SearchError {
+                code: SearchFailure::NoSearchModel,
                 message: "no search model has been published yet: post judged impressions to \
                           /v1/search/feedback or start with search.initial_snapshot"
                     .into(),
-                unavailable: true,
             });
         };
         let model = req.model.unwrap_or(default_model(&snap));
@@ -518,7 +550,7 @@ impl SearchService {
     }
 
     /// Validates impressions, appends the valid ones durably and wakes the trainer.
-    pub fn ingest(&self, impressions: Vec<Impression>) -> Result<IngestResponse, SearchApiError> {
+    pub fn ingest(&self, impressions: Vec<Impression>) -> Result<IngestResponse, SearchError> {
         let mut rejected = Vec::new();
         let mut valid = Vec::new();
         for (index, imp) in impressions.into_iter().enumerate() {
@@ -533,20 +565,16 @@ impl SearchService {
         }
         if valid.is_empty() {
             let first = rejected.first().map_or(
-                SearchApiError::invalid("empty_batch", "no impressions in the request"),
+                SearchError::invalid(SearchFailure::EmptyBatch, "no impressions in the request"),
                 |r| {
-                    SearchApiError::invalid(
-                        r.code,
-                        format!("impressions[{}]: {}", r.index, r.message),
-                    )
+                    SearchError::invalid(r.code, format!("impressions[{}]: {}", r.index, r.message))
                 },
             );
             return Err(first);
         }
-        let appended = self.log.append(&valid).map_err(|e| SearchApiError {
-            code: "storage_error",
+        let appended = self.log.append(&valid).map_err(|e| SearchError {
+            code: SearchFailure::StorageError,
             message: e.to_string(),
-            unavailable: true,
         })?;
         let duplicates = appended.iter().filter(|a| a.duplicate).count();
         let accepted = appended.len() - duplicates;
@@ -559,11 +587,13 @@ impl SearchService {
         })
     }
 
-    fn check_impression(&self, imp: &Impression) -> Result<(), SearchApiError> {
-        check_id(&imp.query)
-            .map_err(|m| SearchApiError::invalid("invalid_query", format!("`query` {m}")))?;
+    fn check_impression(&self, imp: &Impression) -> Result<(), SearchError> {
+        check_id(&imp.query).map_err(|m| {
+            SearchError::invalid(SearchFailure::InvalidQuery, format!("`query` {m}"))
+        })?;
         if let Some(id) = &imp.id {
-            check_id(id).map_err(|m| SearchApiError::invalid("invalid_id", format!("`id` {m}")))?;
+            check_id(id)
+                .map_err(|m| SearchError::invalid(SearchFailure::InvalidId, format!("`id` {m}")))?;
         }
         self.check_documents(
             imp.documents
@@ -576,8 +606,8 @@ impl SearchService {
             .enumerate()
             .find(|(_, d)| d.label.is_some_and(|l| l > MAX_LABEL))
         {
-            return Err(SearchApiError::invalid(
-                "invalid_label",
+            return Err(SearchError::invalid(
+                SearchFailure::InvalidLabel,
                 format!(
                     "documents[{n}] ({:?}) label must be in 0..={MAX_LABEL}",
                     d.id

@@ -34,7 +34,7 @@ use crate::train::init::{InitError, init_model};
 use crate::train::irgan::{DStats, GStats, Game};
 
 /// What the trainer reports about itself (`GET /v1/model`'s game state).
-#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct TrainerStatus {
     /// Training is paused.
     pub paused: bool,
@@ -59,12 +59,11 @@ pub struct TrainerStatus {
 }
 
 /// The result of a publish attempt that succeeded.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Published {
     /// The new live version.
     pub version: u64,
     /// The candidate's validation metrics on the hold-out (metric name → value).
-    #[schema(value_type = BTreeMap<String, f64>)]
     pub validation: serde_json::Value,
 }
 

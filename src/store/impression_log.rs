@@ -44,7 +44,7 @@ pub enum ImpressionLogError {
 }
 
 /// One shown document.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ShownDocument {
     /// Caller's document id.
     pub id: String,
@@ -67,7 +67,7 @@ impl ShownDocument {
 }
 
 /// One impression: a query and the documents shown for it, in display order.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Impression {
     /// Idempotency key (optional).
     #[serde(default, skip_serializing_if = "Option::is_none")]

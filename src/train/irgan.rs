@@ -56,7 +56,7 @@ impl MfOptimizer {
 }
 
 /// What one D-epoch measured.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct DStats {
     /// Mean logistic loss over positives and negatives.
     pub loss: f64,
@@ -67,7 +67,7 @@ pub struct DStats {
 }
 
 /// What one G-epoch measured.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct GStats {
     /// Mean policy-gradient loss −Σ w·log p over users.
     pub loss: f64,
