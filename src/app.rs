@@ -8,17 +8,56 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::SyntheticConfig;
-use crate::data::IdMap;
-use crate::data::loader::{self, LoadOptions, Record};
-use crate::data::synth;
+use crate::data::loader::{self, DataError, LoadOptions, Record};
+use crate::data::{IdMap, synth};
 use crate::http::router::router;
 use crate::http::state::AppState;
 use crate::online::metrics::Metrics;
-use crate::online::search::SearchService;
+use crate::online::search::{SearchService, SearchStartError};
 use crate::online::settings::ServiceConfig;
-use crate::online::trainer::Trainer;
-use crate::store::feedback_log::{FeedbackEvent, FeedbackLog, LogOptions};
+use crate::online::trainer::{Trainer, TrainerError};
+use crate::store::feedback_log::{FeedbackEvent, FeedbackLog, LogError, LogOptions};
+use crate::store::impression_log::ImpressionLogError;
+use crate::store::snapshot::SnapshotError;
 use crate::store::snapshot_dir::SnapshotDir;
+
+/// Why the service could not start, serve, stop or import.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The data directory could not be created, or a server socket failed.
+    #[error("i/o")]
+    Io(#[from] std::io::Error),
+    /// The feedback log failed.
+    #[error("feedback log")]
+    Log(#[from] LogError),
+    /// The snapshot directory could not be opened.
+    #[error("snapshots")]
+    Snapshots(#[from] SnapshotError),
+    /// The metrics registry could not be built.
+    #[error("metrics")]
+    Metrics(#[from] prometheus::Error),
+    /// The recommendation trainer could not start.
+    #[error("recommendation trainer")]
+    Trainer(#[from] TrainerError),
+    /// The search task could not start.
+    #[error("search task")]
+    Search(#[from] SearchStartError),
+    /// The search impression log failed.
+    #[error("search impression log")]
+    Impressions(#[from] ImpressionLogError),
+    /// An import file could not be read.
+    #[error("import")]
+    Data(#[from] DataError),
+    /// Two generated ids collide.
+    #[error("duplicate id {0}")]
+    DuplicateId(String),
+    /// The gRPC server failed.
+    #[error("gRPC server")]
+    Grpc(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A blocking shutdown step panicked or was cancelled.
+    #[error("shutdown task")]
+    Join(#[from] tokio::task::JoinError),
+}
 
 /// Feedback type used for imported interactions (weight 1 per unit of `value`).
 pub const IMPORT_TYPE: &str = "import";
@@ -26,7 +65,7 @@ pub const IMPORT_TYPE: &str = "import";
 /// Opens the data directory, loads the newest valid snapshot, replays the feedback log,
 /// trains a first pair if needed, and starts the trainer thread. Blocking (pretraining can
 /// take seconds): call it before serving or from `spawn_blocking`.
-pub fn open(cfg: ServiceConfig) -> anyhow::Result<AppState> {
+pub fn open(cfg: ServiceConfig) -> Result<AppState, AppError> {
     std::fs::create_dir_all(&cfg.storage.data_dir)?;
     let log = FeedbackLog::open(&cfg.log_path(), LogOptions::default())?;
     let snapshots = SnapshotDir::open(&cfg.snapshot_path())?;
@@ -65,7 +104,7 @@ pub async fn run(
     listener: TcpListener,
     grpc: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+) -> Result<(), AppError> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_tx = Arc::new(stop_tx);
     let signal = {
@@ -82,7 +121,7 @@ pub async fn run(
         let r = axum::serve(listener, router(state.clone()))
             .with_graceful_shutdown(stopping(stop_rx.clone()))
             .await
-            .map_err(anyhow::Error::from);
+            .map_err(AppError::from);
         // Whatever ended one server ends the other.
         let _ = stop_tx.send(true);
         r
@@ -91,8 +130,9 @@ pub async fn run(
         let Some(listener) = grpc else {
             return Ok(());
         };
-        let r =
-            crate::grpc::server::serve(state.clone(), listener, stopping(stop_rx.clone())).await;
+        let r = crate::grpc::server::serve(state.clone(), listener, stopping(stop_rx.clone()))
+            .await
+            .map_err(|e| AppError::Grpc(e.into()));
         let _ = stop_tx.send(true);
         r
     };
@@ -105,7 +145,7 @@ pub async fn run(
 }
 
 /// The shutdown sequence after the server has drained.
-pub async fn stop(state: &AppState) -> anyhow::Result<()> {
+pub async fn stop(state: &AppState) -> Result<(), AppError> {
     if let Some(search) = &state.search {
         let v = search.shutdown().await;
         tracing::info!(version = v, "search trainer stopped");
@@ -167,7 +207,7 @@ fn import_events(
 
 /// Appends the interactions of `path` (the training file format) to the log; returns how
 /// many were new.
-pub fn import_file(log: &FeedbackLog, path: &Path, opts: &LoadOptions) -> anyhow::Result<usize> {
+pub fn import_file(log: &FeedbackLog, path: &Path, opts: &LoadOptions) -> Result<usize, AppError> {
     let (mut users, mut items) = (IdMap::new(), IdMap::new());
     let records = loader::read_records(path, opts, &mut users, &mut items)?;
     let source = format!("import:{}", path.display());
@@ -178,7 +218,7 @@ pub fn import_file(log: &FeedbackLog, path: &Path, opts: &LoadOptions) -> anyhow
 }
 
 /// Appends a synthetic latent-cluster catalogue (ids `u0…`, `i0…`) to the log.
-pub fn import_demo(log: &FeedbackLog, cfg: &SyntheticConfig, seed: u64) -> anyhow::Result<usize> {
+pub fn import_demo(log: &FeedbackLog, cfg: &SyntheticConfig, seed: u64) -> Result<usize, AppError> {
     let (train, _) = synth::generate(
         &SyntheticConfig {
             test_fraction: 0.0,
@@ -187,13 +227,13 @@ pub fn import_demo(log: &FeedbackLog, cfg: &SyntheticConfig, seed: u64) -> anyho
         seed,
     );
     let users = IdMap::from_names((0..cfg.users).map(|u| format!("u{u}")).collect())
-        .map_err(|d| anyhow::anyhow!("duplicate id {d}"))?;
+        .map_err(AppError::DuplicateId)?;
     let items = IdMap::from_names((0..cfg.items).map(|i| format!("i{i}")).collect())
-        .map_err(|d| anyhow::anyhow!("duplicate id {d}"))?;
+        .map_err(AppError::DuplicateId)?;
     append_all(log, import_events(&train, &users, &items, 4.0, "demo"))
 }
 
-fn append_all(log: &FeedbackLog, events: Vec<FeedbackEvent>) -> anyhow::Result<usize> {
+fn append_all(log: &FeedbackLog, events: Vec<FeedbackEvent>) -> Result<usize, AppError> {
     let mut new = 0;
     for chunk in events.chunks(10_000) {
         new += log
@@ -208,7 +248,11 @@ fn append_all(log: &FeedbackLog, events: Vec<FeedbackEvent>) -> anyhow::Result<u
 /// Appends a synthetic search data set (queries `q0…`, documents `q0-d0…`, graded labels from a
 /// hidden linear relevance; see [`crate::data::letor_synth`]) to `data_dir/search.sqlite3`, once
 /// (ids `demo-search:q0…` make a second import a no-op). Returns the new impressions.
-pub fn import_search_demo(data_dir: &Path, n_features: usize, seed: u64) -> anyhow::Result<usize> {
+pub fn import_search_demo(
+    data_dir: &Path,
+    n_features: usize,
+    seed: u64,
+) -> Result<usize, AppError> {
     use crate::store::impression_log::{Impression, ImpressionLog, ShownDocument};
     let data = crate::data::letor_synth::synthetic_ltr(200, 20, n_features, seed);
     let impressions: Vec<Impression> = data

@@ -489,7 +489,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
             version = state.models.current().version(),
             "serving"
         );
-        app::run(state, listener, grpc, app::shutdown_signal()).await
+        Ok(app::run(state, listener, grpc, app::shutdown_signal()).await?)
     })
 }
 

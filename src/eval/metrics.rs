@@ -6,79 +6,20 @@
 
 use std::collections::BTreeMap;
 
+use crate::model::topk::{for_each_candidate, rank_key};
+
+/// The best `k` candidates (one partial selection for every user: see [`crate::model::topk`]).
+pub use crate::model::topk::top_k;
+
 /// Metric name → value, e.g. `"P@5"`, `"NDCG@5"`, `"MAP"`, `"users"`.
 pub type Metrics = BTreeMap<String, f64>;
-
-/// Sort key of `(score, item)`: ascending key order is the ranking order (best first).
-///
-/// The high 32 bits order the scores descending (NaN mapped last), the low 32 bits are the item
-/// index, so keys are distinct and ties fall to the lower index.
-#[inline]
-fn rank_key(score: f32, item: u32) -> u64 {
-    let desc = if score.is_nan() {
-        u32::MAX
-    } else {
-        // `+ 0.0` turns -0.0 into +0.0 so both zeros tie.
-        let bits = (score + 0.0).to_bits();
-        // Monotone map of floats onto u32 (ascending), then flipped to descending.
-        let asc = if bits & 0x8000_0000 != 0 {
-            !bits
-        } else {
-            bits | 0x8000_0000
-        };
-        !asc
-    };
-    (u64::from(desc) << 32) | u64::from(item)
-}
-
-/// The item index stored in a [`rank_key`].
-#[inline]
-fn key_item(key: u64) -> u32 {
-    // Truncation keeps exactly the low 32 bits: the item index.
-    key as u32
-}
-
-/// Calls `f(item)` for every item `< n` that is not in the sorted `excluded` list.
-#[inline]
-fn for_each_candidate(n: usize, excluded: &[u32], mut f: impl FnMut(u32)) {
-    let mut e = 0;
-    for i in 0..n {
-        let item = i as u32;
-        while e < excluded.len() && excluded[e] < item {
-            e += 1;
-        }
-        if e < excluded.len() && excluded[e] == item {
-            continue;
-        }
-        f(item);
-    }
-}
 
 /// Writes into `out` every item of `0..scores.len()` not in `excluded` (sorted ascending), ranked
 /// by score descending; ties go to the lower item index and NaN scores come last.
 pub fn rank_candidates(scores: &[f32], excluded: &[u32], out: &mut Vec<u32>) {
     out.clear();
-    for_each_candidate(scores.len(), excluded, |i| out.push(i));
+    for_each_candidate(scores.len(), excluded, |i| out.push(i as u32));
     out.sort_unstable_by_key(|&i| rank_key(scores[i as usize], i));
-}
-
-/// The best `k` items not in `excluded` (sorted ascending), best first, in the same order as
-/// [`rank_candidates`] (which it equals the first `k` entries of). Uses partial selection, so it
-/// costs O(n + k log k).
-pub fn top_k(scores: &[f32], excluded: &[u32], k: usize) -> Vec<u32> {
-    if k == 0 {
-        return Vec::new();
-    }
-    let mut keys = Vec::with_capacity(scores.len());
-    for_each_candidate(scores.len(), excluded, |i| {
-        keys.push(rank_key(scores[i as usize], i));
-    });
-    if k < keys.len() {
-        keys.select_nth_unstable_by(k - 1, u64::cmp);
-        keys.truncate(k);
-    }
-    keys.sort_unstable();
-    keys.into_iter().map(key_item).collect()
 }
 
 /// Writes into `ranks` the 1-based positions (ascending) that the relevant items take in the full
@@ -104,7 +45,7 @@ pub fn relevant_ranks(scores: &[f32], excluded: &[u32], relevant: &[u32], ranks:
     // 1-based rank is the number of candidates with p <= j (itself included).
     let mut counts = vec![0usize; rel.len() + 1];
     for_each_candidate(n, excluded, |i| {
-        let key = rank_key(scores[i as usize], i);
+        let key = rank_key(scores[i], i as u32);
         counts[rel.partition_point(|&r| r < key)] += 1;
     });
     let mut acc = 0;

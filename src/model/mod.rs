@@ -1,7 +1,14 @@
-//! Pure, synchronous model maths: the MF scorer, G's softmax policy and D's sigmoid critic.
+//! Pure, synchronous model maths: the MF scorer, G's softmax policy and D's sigmoid critic, and
+//! the ranking maths shared by evaluation, training and the service (top-k, blend, exploration,
+//! similarity).
 
+pub mod blend;
+pub mod catalogue;
+pub mod explore;
 pub mod features;
 pub mod mf;
 pub mod policy;
+pub mod similarity;
+pub mod topk;
 
 pub use mf::MfModel;

@@ -1,12 +1,17 @@
-//! The online service: live snapshots, the background trainer, settings.
+//! The online service: live snapshots, the two online tasks' trainers (recommendation and
+//! search, one trainer loop), and their settings.
 //!
-//! Only this module, [`crate::api`] and its adapters ([`crate::http`], [`crate::grpc`]) know
-//! about the async runtime; the trainer runs on its own thread and talks to handlers through a
-//! bounded channel.
+//! Only this module, [`crate::api`] and its adapters know about the async runtime; each trainer
+//! runs on its own thread and talks to handlers through a bounded channel.
 
+pub mod feedback_data;
 pub mod live;
 pub mod metrics;
 pub mod query;
 pub mod search;
+pub mod search_checks;
+pub mod search_settings;
+pub mod search_trainer;
 pub mod settings;
 pub mod trainer;
+pub mod trainer_loop;

@@ -1,21 +1,16 @@
-//! The background trainer: folds durable feedback into the training data, plays the game, and
-//! publishes gated snapshots.
+//! The recommendation trainer: plays the game on the feedback folded so far, gates candidates
+//! on the hold-out and publishes snapshots; driven on its own thread by
+//! [`crate::online::trainer_loop`].
 //!
-//! It owns all mutable training state on its own thread (CPU work never runs on an async
-//! worker). Handlers reach it through a bounded command channel; new feedback is not sent to
-//! it but read back from the durable log by sequence number, so a busy trainer can never lose
-//! an acknowledged event.
+//! New feedback is not sent to it but read back from the durable log by sequence number (see
+//! [`crate::online::feedback_data`]), so a busy trainer can never lose an acknowledged event.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::json;
-use tokio::sync::oneshot;
 
 use crate::config::Role;
 use crate::data::loader::InteractionSets;
@@ -23,12 +18,15 @@ use crate::data::train_data::TrainData;
 use crate::data::{IdMap, Interactions};
 use crate::eval::evaluate_model;
 use crate::model::MfModel;
+use crate::online::feedback_data::FeedbackData;
 use crate::online::live::{Live, ModelStore};
 use crate::online::metrics::Metrics;
 use crate::online::settings::ServiceConfig;
+use crate::online::trainer_loop::{self, Clock, LoopError, LoopHandle, OnlineTask};
 use crate::rng;
 use crate::store::Snapshot;
-use crate::store::feedback_log::{FeedbackLog, LoggedEvent};
+use crate::store::feedback_log::{FeedbackLog, LogError};
+use crate::store::snapshot::SnapshotError;
 use crate::store::snapshot_dir::SnapshotDir;
 use crate::train::init::{InitError, init_model};
 use crate::train::irgan::{DStats, GStats, Game};
@@ -68,7 +66,7 @@ pub struct Published {
 }
 
 /// Why a command could not be carried out.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum TrainerError {
     /// The command queue is full (back-pressure).
     #[error("the trainer is busy; retry shortly")]
@@ -83,23 +81,50 @@ pub enum TrainerError {
     #[error("{0}")]
     NotFound(String),
     /// Something failed inside the trainer.
-    #[error("{0}")]
-    Internal(String),
+    #[error(transparent)]
+    Internal(#[from] TrainerFailure),
 }
 
-enum Command {
-    Publish(oneshot::Sender<Result<Published, TrainerError>>),
-    Activate(u64, oneshot::Sender<Result<u64, TrainerError>>),
-    Pause,
-    Resume,
-    Shutdown(oneshot::Sender<Result<u64, TrainerError>>),
+/// A failure inside the trainer, with its cause.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainerFailure {
+    /// Reading the feedback log failed.
+    #[error("cannot read the feedback log")]
+    Log(#[from] LogError),
+    /// Writing a snapshot failed.
+    #[error("cannot write the snapshot")]
+    Snapshot(#[from] SnapshotError),
+    /// Pretraining a new pair failed.
+    #[error("cannot pretrain the models")]
+    Pretrain(#[from] InitError),
+    /// The trainer thread could not be started.
+    #[error("cannot start the trainer thread")]
+    Thread(#[from] std::io::Error),
+    /// The trainer loop refused the command.
+    #[error("trainer loop")]
+    Loop(#[source] LoopError),
+}
+
+impl From<LoopError> for TrainerError {
+    fn from(e: LoopError) -> Self {
+        match e {
+            LoopError::Busy => Self::Busy,
+            LoopError::Stopped => Self::Stopped,
+            LoopError::Unsupported => Self::Internal(TrainerFailure::Loop(e)),
+        }
+    }
+}
+
+impl From<LogError> for TrainerError {
+    fn from(e: LogError) -> Self {
+        Self::Internal(e.into())
+    }
 }
 
 /// The handlers' side of the trainer.
 #[derive(Clone)]
 pub struct TrainerHandle {
-    tx: SyncSender<Command>,
-    status: Arc<Mutex<TrainerStatus>>,
+    inner: LoopHandle<Trainer>,
     latest_seq: Arc<AtomicU64>,
 }
 
@@ -111,93 +136,54 @@ impl TrainerHandle {
 
     /// The trainer's latest status.
     pub fn status(&self) -> TrainerStatus {
-        self.status.lock().clone()
-    }
-
-    fn send(&self, c: Command) -> Result<(), TrainerError> {
-        self.tx.try_send(c).map_err(|e| match e {
-            TrySendError::Full(_) => TrainerError::Busy,
-            TrySendError::Disconnected(_) => TrainerError::Stopped,
-        })
+        self.inner.status()
     }
 
     /// Validates the current candidate and publishes it if it passes the gate.
     pub async fn publish(&self) -> Result<Published, TrainerError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::Publish(tx))?;
-        rx.await.map_err(|_| TrainerError::Stopped)?
+        self.inner.publish().await
     }
 
     /// Makes an earlier snapshot live again (roll back); training continues from it.
     pub async fn activate(&self, version: u64) -> Result<u64, TrainerError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::Activate(version, tx))?;
-        rx.await.map_err(|_| TrainerError::Stopped)?
+        self.inner.activate(version).await
     }
 
     /// Pauses training (queries and feedback continue).
     pub fn pause(&self) -> Result<(), TrainerError> {
-        self.send(Command::Pause)
+        Ok(self.inner.pause()?)
     }
 
     /// Resumes training.
     pub fn resume(&self) -> Result<(), TrainerError> {
-        self.send(Command::Resume)
+        Ok(self.inner.resume()?)
     }
 
     /// Folds the remaining feedback, writes a final snapshot if the candidate passes the gate,
     /// and stops the thread. Returns the live version.
     pub async fn shutdown(&self) -> Result<u64, TrainerError> {
-        let (tx, rx) = oneshot::channel();
-        // Shutdown must get through even when the queue is full.
-        self.tx
-            .send(Command::Shutdown(tx))
-            .map_err(|_| TrainerError::Stopped)?;
-        rx.await.map_err(|_| TrainerError::Stopped)?
+        Ok(self.inner.shutdown().await?.unwrap_or(0))
     }
-}
-
-/// Whether a pair of external ids is held out for validation: a fixed hash, so the same pair
-/// is held out across restarts.
-fn held_out(user: &str, item: &str, fraction: f64) -> bool {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in user.bytes().chain([0xff]).chain(item.bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    ((h >> 11) as f64 / (1u64 << 53) as f64) < fraction
 }
 
 /// All mutable training state, owned by the trainer thread.
 pub struct Trainer {
     cfg: ServiceConfig,
-    log: FeedbackLog,
+    data: FeedbackData,
     snapshots: SnapshotDir,
     store: Arc<ModelStore>,
     metrics: Arc<Metrics>,
-    status: Arc<Mutex<TrainerStatus>>,
-    latest_seq: Arc<AtomicU64>,
-    users: IdMap,
-    items: IdMap,
-    /// Summed event weight per (user, item), and whether the pair is held out.
-    weights: HashMap<(u32, u32), (f64, bool)>,
-    train: Interactions,
-    holdout: Interactions,
-    seen: Interactions,
-    dirty: bool,
-    applied_seq: u64,
-    /// Acknowledgement times of events folded since the last publish (for the lag metric).
-    unpublished_acks: Vec<u64>,
     game: Option<Game>,
     pretrained_size: (usize, usize),
-    paused: bool,
-    steps: u64,
-    steps_since_publish: u64,
-    last_publish: Instant,
     next_version: u64,
     d: DStats,
     g: GStats,
     last_refusal: Option<String>,
+}
+
+/// A model with no users or items (what is served before the first snapshot).
+fn empty_model(dim: usize) -> MfModel {
+    MfModel::random(0, 0, dim, 0.0, &mut rng::stream(0, 0, 0))
 }
 
 impl Trainer {
@@ -222,21 +208,9 @@ impl Trainer {
         let empty = Snapshot {
             version: 0,
             created_unix_ms: Snapshot::now_unix_ms(),
-            generator: MfModel::random(
-                0,
-                0,
-                cfg.training.generator.dim,
-                0.0,
-                &mut rng::stream(0, 0, 0),
-            ),
+            generator: empty_model(cfg.training.generator.dim),
             generator_temperature: cfg.training.generator.temperature as f32,
-            discriminator: MfModel::random(
-                0,
-                0,
-                cfg.training.discriminator.dim,
-                0.0,
-                &mut rng::stream(0, 0, 0),
-            ),
+            discriminator: empty_model(cfg.training.discriminator.dim),
             users: IdMap::new(),
             items: IdMap::new(),
             metadata: json!({ "source": "empty" }),
@@ -248,215 +222,69 @@ impl Trainer {
             0.5,
         )));
         let mut t = Self {
+            data: FeedbackData::new(cfg.feedback.clone(), log, users, items),
             cfg,
-            log,
             snapshots,
             store: store.clone(),
             metrics,
-            status: Arc::default(),
-            latest_seq: Arc::default(),
-            users,
-            items,
-            weights: HashMap::new(),
-            train: Interactions::default(),
-            holdout: Interactions::default(),
-            seen: Interactions::default(),
-            dirty: true,
-            applied_seq: 0,
-            unpublished_acks: Vec::new(),
             game: None,
             pretrained_size: (0, 0),
-            paused: false,
-            steps: 0,
-            steps_since_publish: 0,
-            last_publish: Instant::now(),
             next_version,
             d: DStats::default(),
             g: GStats::default(),
             last_refusal: None,
         };
-        t.fold_new_events()?;
-        t.rebuild_sets();
+        t.data.fold_new_events()?;
+        t.data.rebuild_sets();
         match loaded {
             Some(s) => {
                 let (g, d) = (s.generator.clone(), s.discriminator.clone());
-                t.pretrained_size = (t.users.len(), t.items.len());
+                t.pretrained_size = (t.data.users.len(), t.data.items.len());
                 t.set_game(g, d);
                 t.metrics.snapshot_version.set(s.version as i64);
                 t.go_live(s);
                 // The replayed events are already in the loaded snapshot's catalogue or not:
                 // either way they count from now for the lag metric only if newer.
-                t.unpublished_acks.clear();
+                t.data.unpublished_acks.clear();
             }
-            None if t.train.nnz() > 0 => {
+            None if t.data.train.nnz() > 0 => {
                 t.pretrain()?;
-                t.publish()?;
+                t.gate_and_publish(&mut Clock::default())?;
             }
             None => {}
         }
-        t.publish_status();
+        t.count_catalogue();
         Ok((t, store))
     }
 
     /// Spawns the trainer thread; the handle is the only way to talk to it.
     pub fn spawn(self) -> Result<TrainerHandle, TrainerError> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(64);
-        let handle = TrainerHandle {
-            tx,
-            status: self.status.clone(),
-            latest_seq: self.latest_seq.clone(),
-        };
-        std::thread::Builder::new()
-            .name("irgan-trainer".into())
-            .spawn(move || self.run(rx))
-            .map_err(|e| TrainerError::Internal(format!("cannot start the trainer thread: {e}")))?;
-        Ok(handle)
+        let latest_seq = self.data.latest_seq();
+        let (inner, _thread) = trainer_loop::spawn(self).map_err(TrainerFailure::from)?;
+        Ok(TrainerHandle { inner, latest_seq })
     }
 
-    fn run(mut self, rx: Receiver<Command>) {
-        loop {
-            let idle = self.paused || !self.cfg.trainer.enabled || self.game.is_none();
-            let cmd = if idle {
-                match rx.recv_timeout(Duration::from_millis(50)) {
-                    Ok(c) => Some(c),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => return,
-                }
-            } else {
-                rx.try_recv().ok()
-            };
-            if let Some(c) = cmd {
-                if self.handle(c) {
-                    return;
-                }
-                continue;
-            }
-            if let Err(e) = self.fold_new_events() {
-                tracing::error!(error = %e, "cannot read the feedback log");
-            }
-            if self.dirty {
-                self.rebuild_sets();
-                if let Err(e) = self.sync_catalogue() {
-                    tracing::error!(error = %e, "cannot prepare the models");
-                }
-            }
-            if !(self.paused || !self.cfg.trainer.enabled || self.game.is_none()) {
-                self.step();
-                let due = self.steps_since_publish >= self.cfg.trainer.publish_every_steps
-                    || self.last_publish.elapsed().as_secs_f64()
-                        >= self.cfg.trainer.publish_every_seconds;
-                if due && let Err(e) = self.publish() {
-                    tracing::info!(reason = %e, "kept the live snapshot");
-                }
-            }
-            self.publish_status();
+    /// Folds new feedback and, when it changed, rebuilds the sets and resizes the models.
+    fn refresh(&mut self) -> Result<(), TrainerError> {
+        self.data.fold_new_events()?;
+        if self.data.is_dirty() {
+            self.data.rebuild_sets();
+            self.count_catalogue();
+            self.sync_catalogue()?;
         }
+        Ok(())
     }
 
-    /// Carries out a command; true means stop.
-    fn handle(&mut self, c: Command) -> bool {
-        match c {
-            Command::Pause => self.paused = true,
-            Command::Resume => self.paused = false,
-            Command::Publish(reply) => {
-                let r = self.fold_new_events().and_then(|()| {
-                    self.rebuild_sets();
-                    self.sync_catalogue()?;
-                    self.publish()
-                });
-                let _ = reply.send(r);
-            }
-            Command::Activate(version, reply) => {
-                let _ = reply.send(self.activate(version));
-            }
-            Command::Shutdown(reply) => {
-                let _ = self.fold_new_events();
-                self.rebuild_sets();
-                let _ = self.sync_catalogue();
-                let pending = self.steps_since_publish > 0 || !self.unpublished_acks.is_empty();
-                if pending && let Err(e) = self.publish() {
-                    tracing::warn!(reason = %e, "final candidate refused; keeping the live snapshot");
-                }
-                let _ = reply.send(Ok(self.store.current().version()));
-                return true;
-            }
-        }
-        self.publish_status();
-        false
-    }
-
-    /// Reads events newer than `applied_seq` from the log and folds them into the weights.
-    fn fold_new_events(&mut self) -> Result<(), TrainerError> {
-        if self.latest_seq.load(Ordering::Acquire) <= self.applied_seq && self.applied_seq > 0 {
-            return Ok(());
-        }
-        loop {
-            let batch = self
-                .log
-                .read_after(self.applied_seq, 50_000)
-                .map_err(|e| TrainerError::Internal(e.to_string()))?;
-            if batch.is_empty() {
-                return Ok(());
-            }
-            for e in &batch {
-                self.fold(e);
-            }
-            self.applied_seq = batch.last().map_or(self.applied_seq, |e| e.seq);
-            self.latest_seq
-                .fetch_max(self.applied_seq, Ordering::Release);
-        }
-    }
-
-    fn fold(&mut self, e: &LoggedEvent) {
-        let weight = self
-            .cfg
-            .feedback
-            .types
-            .get(&e.event.kind)
-            .copied()
-            .unwrap_or(0.0);
-        let u = self.users.get_or_insert(&e.event.user);
-        let i = self.items.get_or_insert(&e.event.item);
-        let fraction = self.cfg.feedback.holdout_fraction;
-        let entry = self
-            .weights
-            .entry((u, i))
-            .or_insert_with(|| (0.0, held_out(&e.event.user, &e.event.item, fraction)));
-        // A value scales its type's weight (e.g. a rating); the HTTP layer has checked it is finite.
-        entry.0 += weight * e.event.value.unwrap_or(1.0);
-        self.unpublished_acks.push(e.acked_unix_ms);
-        self.dirty = true;
-    }
-
-    /// Rebuilds the train, hold-out and seen sets from the weights.
-    fn rebuild_sets(&mut self) {
-        if !self.dirty {
-            return;
-        }
-        let threshold = self.cfg.feedback.positive_threshold;
-        let (mut train, mut holdout, mut seen) = (Vec::new(), Vec::new(), Vec::new());
-        for (&(u, i), &(w, held)) in &self.weights {
-            seen.push((u, i));
-            if w >= threshold {
-                if held {
-                    holdout.push((u, i))
-                } else {
-                    train.push((u, i))
-                }
-            }
-        }
-        let (nu, ni) = (self.users.len(), self.items.len());
-        self.train = Interactions::from_pairs(nu, ni, &train);
-        self.holdout = Interactions::from_pairs(nu, ni, &holdout);
-        self.seen = Interactions::from_pairs(nu, ni, &seen);
-        self.dirty = false;
+    fn count_catalogue(&self) {
+        self.metrics.users.set(self.data.users.len() as i64);
+        self.metrics.items.set(self.data.items.len() as i64);
     }
 
     /// Makes the models cover the catalogue: pretrain the first pair, re-pretrain after large
     /// growth, otherwise grow the existing pair.
     fn sync_catalogue(&mut self) -> Result<(), TrainerError> {
-        let (nu, ni) = (self.users.len(), self.items.len());
-        if self.train.nnz() == 0 {
+        let (nu, ni) = (self.data.users.len(), self.data.items.len());
+        if self.data.train.nnz() == 0 {
             return Ok(());
         }
         let (pu, pi) = self.pretrained_size;
@@ -475,8 +303,8 @@ impl Trainer {
                 // New users get their iALS solution against the current item factors, so
                 // their first snapshot already reflects their feedback.
                 let als = &self.cfg.training.pretrain.als;
-                crate::train::als::fold_in(&mut g, &self.train, old_users..nu, als);
-                crate::train::als::fold_in(&mut d, &self.train, old_users..nu, als);
+                crate::train::als::fold_in(&mut g, &self.data.train, old_users..nu, als);
+                crate::train::als::fold_in(&mut d, &self.data.train, old_users..nu, als);
                 self.set_game(g, d);
                 Ok(())
             }
@@ -486,20 +314,20 @@ impl Trainer {
 
     fn pretrain(&mut self) -> Result<(), TrainerError> {
         let data = TrainData {
-            users: self.users.clone(),
-            items: self.items.clone(),
+            users: self.data.users.clone(),
+            items: self.data.items.clone(),
             train: InteractionSets {
-                positives: self.train.clone(),
-                seen: self.seen.clone(),
+                positives: self.data.train.clone(),
+                seen: self.data.seen.clone(),
             },
-            fit: self.train.clone(),
-            validation: self.holdout.clone(),
+            fit: self.data.train.clone(),
+            validation: self.data.holdout.clone(),
             test: None,
         };
         let cfg = &self.cfg.training;
         let mut cache = Vec::new();
-        let err = |e: InitError| TrainerError::Internal(e.to_string());
-        let g = init_model(&cfg.generator, cfg, &data, Role::Generator, &mut cache).map_err(err)?;
+        let g = init_model(&cfg.generator, cfg, &data, Role::Generator, &mut cache)
+            .map_err(TrainerFailure::from)?;
         let d = init_model(
             &cfg.discriminator,
             cfg,
@@ -507,12 +335,12 @@ impl Trainer {
             Role::Discriminator,
             &mut cache,
         )
-        .map_err(err)?;
-        self.pretrained_size = (self.users.len(), self.items.len());
+        .map_err(TrainerFailure::from)?;
+        self.pretrained_size = (self.data.users.len(), self.data.items.len());
         self.set_game(g, d);
         tracing::info!(
-            users = self.users.len(),
-            items = self.items.len(),
+            users = self.data.users.len(),
+            items = self.data.items.len(),
             "pretrained a new pair"
         );
         Ok(())
@@ -522,91 +350,90 @@ impl Trainer {
         self.game = Some(Game::new(g, d, self.cfg.training.game()));
     }
 
-    fn step(&mut self) {
-        let Some(game) = self.game.as_mut() else {
-            return;
-        };
-        game.d_phase(&self.train, self.cfg.trainer.d_epochs_per_step);
-        self.d = game.d_stats();
-        self.g = game.g_epoch(&self.train);
-        self.steps += 1;
-        self.steps_since_publish += 1;
-        let m = &self.metrics;
-        m.trainer_steps.inc();
-        m.d_loss.set(self.d.loss);
-        m.d_accuracy_real.set(self.d.accuracy_real);
-        m.d_accuracy_generated.set(self.d.accuracy_generated);
-        m.g_loss.set(self.g.loss);
-        m.g_entropy.set(self.g.entropy);
-        m.mean_reward.set(self.g.mean_reward);
-    }
-
     /// Validation metrics of a model on the hold-out (empty if there is no hold-out).
     fn validate(&self, model: &MfModel) -> crate::eval::Metrics {
         let ks = [5, 10];
-        evaluate_model(model, &self.train, &self.holdout, &ks)
+        evaluate_model(model, &self.data.train, &self.data.holdout, &ks)
     }
 
-    /// Gates the candidate and, if it passes, writes and swaps it in.
-    fn publish(&mut self) -> Result<Published, TrainerError> {
-        let refuse = |t: &mut Self, reason: &str, detail: String| {
-            t.metrics
-                .publish_refusals
-                .with_label_values(&[reason])
-                .inc();
-            t.last_refusal = Some(detail.clone());
-            t.steps_since_publish = 0;
-            t.last_publish = Instant::now();
-            Err(TrainerError::Refused(detail))
-        };
-        let Some(game) = &self.game else {
-            return Err(TrainerError::Refused("no training data yet".into()));
-        };
-        let (g, d) = (game.generator.clone(), game.discriminator.clone());
+    /// Counts a refused candidate and starts a new publish period.
+    fn refuse(&mut self, clock: &mut Clock, reason: &str, detail: String) -> TrainerError {
+        self.metrics
+            .publish_refusals
+            .with_label_values(&[reason])
+            .inc();
+        self.last_refusal = Some(detail.clone());
+        clock.reset();
+        TrainerError::Refused(detail)
+    }
+
+    /// Why the candidate pair may not go live, if it may not.
+    fn gate(&self, g: &MfModel, d: &MfModel, trained: bool) -> Result<(), (&'static str, String)> {
         if !(g.is_finite() && d.is_finite()) {
-            return refuse(self, "not_finite", "non-finite parameters".into());
+            return Err(("not_finite", "non-finite parameters".into()));
         }
-        let trained = self.steps_since_publish > 0;
         let t = &self.cfg.trainer;
         if trained && self.g.entropy < t.min_entropy {
             let msg = format!(
                 "G collapsed: entropy {:.3} < {}",
                 self.g.entropy, t.min_entropy
             );
-            return refuse(self, "collapsed", msg);
+            return Err(("collapsed", msg));
         }
         if trained && self.d.accuracy_real < t.min_d_accuracy {
             let msg = format!(
                 "D accuracy {:.3} < {}",
                 self.d.accuracy_real, t.min_d_accuracy
             );
-            return refuse(self, "d_accuracy", msg);
+            return Err(("d_accuracy", msg));
+        }
+        Ok(())
+    }
+
+    /// Whether the candidate's hold-out metric is not worse than the live G's by more than the
+    /// tolerance (always true without a hold-out or a live snapshot).
+    fn compare_with_live(&self, candidate: &crate::eval::Metrics) -> Result<(), String> {
+        let live = self.store.current();
+        if self.data.holdout.nnz() == 0 || live.version() == 0 {
+            return Ok(());
+        }
+        let metric = &self.cfg.trainer.gate_metric;
+        let mut old = live.snapshot.generator.clone();
+        old.grow(
+            self.data.users.len(),
+            self.data.items.len(),
+            0.0,
+            &mut rng::stream(0, 0, 0),
+        );
+        let before = self.validate(&old);
+        let (c, b) = (
+            candidate.get(metric).copied().unwrap_or(0.0),
+            before.get(metric).copied().unwrap_or(0.0),
+        );
+        if c < b - self.cfg.trainer.tolerance {
+            return Err(format!(
+                "{metric} {c:.4} is below the live {b:.4} by more than {}",
+                self.cfg.trainer.tolerance
+            ));
+        }
+        Ok(())
+    }
+
+    /// Gates the candidate and, if it passes, writes and swaps it in.
+    fn gate_and_publish(&mut self, clock: &mut Clock) -> Result<Published, TrainerError> {
+        let Some(game) = &self.game else {
+            return Err(TrainerError::Refused("no training data yet".into()));
+        };
+        let (g, d) = (game.generator.clone(), game.discriminator.clone());
+        let epochs = json!({ "d_epochs": game.d_epochs(), "g_epochs": game.g_epochs() });
+        if let Err((reason, detail)) = self.gate(&g, &d, clock.steps_since_publish() > 0) {
+            return Err(self.refuse(clock, reason, detail));
         }
         let candidate = self.validate(&g);
-        let live = self.store.current();
-        let metric = self.cfg.trainer.gate_metric.clone();
-        if self.holdout.nnz() > 0 && live.version() > 0 {
-            let mut old = live.snapshot.generator.clone();
-            old.grow(
-                self.users.len(),
-                self.items.len(),
-                0.0,
-                &mut rng::stream(0, 0, 0),
-            );
-            let before = self.validate(&old);
-            let (c, b) = (
-                candidate.get(&metric).copied().unwrap_or(0.0),
-                before.get(&metric).copied().unwrap_or(0.0),
-            );
-            if c < b - self.cfg.trainer.tolerance {
-                let msg = format!(
-                    "{metric} {c:.4} is below the live {b:.4} by more than {}",
-                    self.cfg.trainer.tolerance
-                );
-                return refuse(self, "worse", msg);
-            }
+        if let Err(detail) = self.compare_with_live(&candidate) {
+            return Err(self.refuse(clock, "worse", detail));
         }
-        let started = Instant::now();
+        let started = std::time::Instant::now();
         let version = self.next_version;
         let validation = json!(candidate);
         let snapshot = Snapshot {
@@ -615,33 +442,32 @@ impl Trainer {
             generator: g,
             generator_temperature: self.cfg.training.generator.temperature as f32,
             discriminator: d,
-            users: self.users.clone(),
-            items: self.items.clone(),
+            users: self.data.users.clone(),
+            items: self.data.items.clone(),
             metadata: json!({
                 "source": "irgan serve",
                 "validation": validation,
-                "training": { "steps": self.steps, "d_epochs": game.d_epochs(), "g_epochs": game.g_epochs() },
+                "training": { "steps": clock.steps(), "d_epochs": epochs["d_epochs"], "g_epochs": epochs["g_epochs"] },
                 "game": { "d": self.d, "g": self.g },
-                "trained_through_seq": self.applied_seq,
+                "trained_through_seq": self.data.applied_seq,
             }),
         };
         self.snapshots
             .write(&snapshot, self.cfg.storage.keep_snapshots)
-            .map_err(|e| TrainerError::Internal(e.to_string()))?;
+            .map_err(TrainerFailure::from)?;
         self.next_version += 1;
         self.go_live(snapshot);
         self.metrics
             .swap_seconds
             .observe(started.elapsed().as_secs_f64());
         let now = Snapshot::now_unix_ms();
-        for &acked in &self.unpublished_acks {
+        for &acked in &self.data.unpublished_acks {
             self.metrics
                 .feedback_to_snapshot_seconds
                 .observe(now.saturating_sub(acked) as f64 / 1e3);
         }
-        self.unpublished_acks.clear();
-        self.steps_since_publish = 0;
-        self.last_publish = Instant::now();
+        self.data.unpublished_acks.clear();
+        clock.reset();
         self.last_refusal = None;
         Ok(Published {
             version,
@@ -654,7 +480,7 @@ impl Trainer {
         let server = &self.cfg.server;
         let live = Live::new(
             snapshot,
-            &self.seen,
+            &self.data.seen,
             server.precompute_k,
             server.blend_weight,
         );
@@ -664,8 +490,66 @@ impl Trainer {
             .set(live.published_unix_ms as f64 / 1e3);
         self.store.publish(Arc::new(live));
     }
+}
 
-    fn activate(&mut self, version: u64) -> Result<u64, TrainerError> {
+impl OnlineTask for Trainer {
+    type Published = Published;
+    type Error = TrainerError;
+    type Status = TrainerStatus;
+
+    const THREAD_NAME: &'static str = "irgan-trainer";
+    const IDLE_WAIT: Duration = Duration::from_millis(50);
+
+    fn absorb_new_data(&mut self) {
+        if let Err(e) = self.data.fold_new_events() {
+            tracing::error!(error = %e, "cannot read the feedback log");
+        }
+        if self.data.is_dirty() {
+            self.data.rebuild_sets();
+            self.count_catalogue();
+            if let Err(e) = self.sync_catalogue() {
+                tracing::error!(error = %e, "cannot prepare the models");
+            }
+        }
+    }
+
+    fn can_step(&self) -> bool {
+        self.cfg.trainer.enabled && self.game.is_some()
+    }
+
+    fn step(&mut self) {
+        let Some(game) = self.game.as_mut() else {
+            return;
+        };
+        game.d_phase(&self.data.train, self.cfg.trainer.d_epochs_per_step);
+        self.d = game.d_stats();
+        self.g = game.g_epoch(&self.data.train);
+        let m = &self.metrics;
+        m.trainer_steps.inc();
+        m.d_loss.set(self.d.loss);
+        m.d_accuracy_real.set(self.d.accuracy_real);
+        m.d_accuracy_generated.set(self.d.accuracy_generated);
+        m.g_loss.set(self.g.loss);
+        m.g_entropy.set(self.g.entropy);
+        m.mean_reward.set(self.g.mean_reward);
+    }
+
+    fn publish_due(&self, clock: &Clock) -> bool {
+        clock.steps_since_publish() >= self.cfg.trainer.publish_every_steps
+            || clock.seconds_since_publish() >= self.cfg.trainer.publish_every_seconds
+    }
+
+    fn publish(&mut self, clock: &mut Clock) -> Result<Published, TrainerError> {
+        self.gate_and_publish(clock)
+            .inspect_err(|e| tracing::info!(reason = %e, "kept the live snapshot"))
+    }
+
+    fn publish_now(&mut self, clock: &mut Clock) -> Result<Published, TrainerError> {
+        self.refresh()?;
+        self.gate_and_publish(clock)
+    }
+
+    fn activate(&mut self, version: u64, clock: &mut Clock) -> Result<u64, TrainerError> {
         let s = self
             .snapshots
             .read(version)
@@ -673,40 +557,38 @@ impl Trainer {
         let (mut g, mut d) = (s.generator.clone(), s.discriminator.clone());
         // Ids learnt after that snapshot keep their indices: the snapshot's map is a prefix.
         let mut r = rng::stream(self.cfg.training.seed, 0xAC7, version);
-        g.grow(
-            self.users.len(),
-            self.items.len(),
-            self.cfg.training.generator.init_scale,
-            &mut r,
-        );
-        d.grow(
-            self.users.len(),
-            self.items.len(),
-            self.cfg.training.discriminator.init_scale,
-            &mut r,
-        );
+        let (nu, ni) = (self.data.users.len(), self.data.items.len());
+        g.grow(nu, ni, self.cfg.training.generator.init_scale, &mut r);
+        d.grow(nu, ni, self.cfg.training.discriminator.init_scale, &mut r);
         self.set_game(g, d);
-        self.steps_since_publish = 0;
-        self.last_publish = Instant::now();
+        clock.reset();
         self.go_live(s);
         Ok(version)
     }
 
-    fn publish_status(&self) {
-        let mut s = self.status.lock();
-        *s = TrainerStatus {
-            paused: self.paused,
-            steps: self.steps,
-            applied_seq: self.applied_seq,
-            users: self.users.len(),
-            items: self.items.len(),
-            positives: self.train.nnz(),
-            holdout: self.holdout.nnz(),
+    fn finish(&mut self, clock: &mut Clock) -> Option<u64> {
+        let _ = self.data.fold_new_events();
+        self.data.rebuild_sets();
+        let _ = self.sync_catalogue();
+        let pending = clock.steps_since_publish() > 0 || !self.data.unpublished_acks.is_empty();
+        if pending && let Err(e) = self.gate_and_publish(clock) {
+            tracing::warn!(reason = %e, "final candidate refused; keeping the live snapshot");
+        }
+        Some(self.store.current().version())
+    }
+
+    fn status(&self, clock: &Clock, paused: bool) -> TrainerStatus {
+        TrainerStatus {
+            paused,
+            steps: clock.steps(),
+            applied_seq: self.data.applied_seq,
+            users: self.data.users.len(),
+            items: self.data.items.len(),
+            positives: self.data.train.nnz(),
+            holdout: self.data.holdout.nnz(),
             d: self.d,
             g: self.g,
             last_refusal: self.last_refusal.clone(),
-        };
-        self.metrics.users.set(self.users.len() as i64);
-        self.metrics.items.set(self.items.len() as i64);
+        }
     }
 }
