@@ -3,5 +3,6 @@
 pub mod features;
 pub mod mf;
 pub mod policy;
+pub mod scorer;
 
 pub use mf::MfModel;
