@@ -9,9 +9,9 @@ use crate::model::features::{FeatureScorer as Scorer, FlatOptimizer};
 use crate::model::policy::{entropy, softplus};
 use crate::model::scorer::Scorer as _;
 use crate::rng::{self, Rng};
+use crate::train::game::Mixture;
 use crate::train::game::pairwise::rewrite_pairs;
 use crate::train::game::{Baseline, Policy, Sample, pairwise, pointwise, reinforce};
-use crate::train::game::Mixture;
 use crate::train::objective::{
     PairLoss, PairSampling, draw, lambdarank, pairwise as pair_loss, pointwise_logistic, policy,
     sample_pairs,

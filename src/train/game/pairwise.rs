@@ -59,7 +59,13 @@ pub fn discriminator_step(
         .iter()
         .filter_map(|&((_, j), k)| k.map(|k| (j, k)))
         .collect();
-    Some(critic::pairs(d_scores, &real, &fake, loss, generated_weight))
+    Some(critic::pairs(
+        d_scores,
+        &real,
+        &fake,
+        loss,
+        generated_weight,
+    ))
 }
 
 /// G's samples: each rewrite ⟨d_k, d_j⟩ is rewarded softplus(f_D(d_k) − f_D(d_j)), D's logit

@@ -223,11 +223,7 @@ pub fn reinforce(
         })
         .collect();
     let scale = total_w * inv_tau * policy.inv_total;
-    let mut grad_scores: Vec<f32> = policy
-        .weights
-        .iter()
-        .map(|&e| (scale * e) as f32)
-        .collect();
+    let mut grad_scores: Vec<f32> = policy.weights.iter().map(|&e| (scale * e) as f32).collect();
     for &(j, w) in &weighted {
         grad_scores[j as usize] -= (w * inv_tau) as f32;
     }
@@ -254,12 +250,7 @@ mod tests {
             proposal: 0.3,
             reward: 2.0,
         };
-        let step = reinforce(
-            Policy::normalised(&p),
-            &[sample],
-            Baseline::Fixed(0.0),
-            0.5,
-        );
+        let step = reinforce(Policy::normalised(&p), &[sample], Baseline::Fixed(0.0), 0.5);
         let want = [2.0 * 0.5 / 0.5, -2.0 * 0.7 / 0.5, 2.0 * 0.2 / 0.5];
         for (g, w) in step.grad_scores.iter().zip(want) {
             assert!((f64::from(*g) - w).abs() < 1e-6, "{:?}", step.grad_scores);
