@@ -163,9 +163,9 @@ mod tests {
             let fd = (weighted(&plus, u, &c) - weighted(&minus, u, &c)) / (2.0 * f64::from(h));
             assert!((fd - f64::from(grad.user[(u, k)])).abs() < 1e-3);
         }
-        for j in 0..5 {
-            assert_eq!(grad.bias[j], c[j]);
-            assert!((grad.item[(j, 0)] - c[j] * m.user[(u, 0)]).abs() < 1e-6);
+        for (j, &cj) in c.iter().enumerate() {
+            assert_eq!(grad.bias[j], cj);
+            assert!((grad.item[(j, 0)] - cj * m.user[(u, 0)]).abs() < 1e-6);
         }
         assert_eq!(m.score_candidate(u, 3), m.forward_context(u)[3]);
     }
