@@ -49,9 +49,9 @@ impl Architecture {
     }
 }
 
-/// A scorer: architecture, input width and flat parameters.
+/// A feature-vector scorer: architecture, input width and flat parameters.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Scorer {
+pub struct FeatureScorer {
     /// The shape.
     pub arch: Architecture,
     /// Input features.
@@ -69,7 +69,10 @@ pub struct Forward {
     hidden: Array2<f32>,
 }
 
-impl Scorer {
+/// The feature scorer's former name (kept so callers outside `model` need not change).
+pub type Scorer = FeatureScorer;
+
+impl FeatureScorer {
     /// A freshly initialised scorer: Glorot-uniform weights, zero biases (a linear scorer starts
     /// with small uniform weights).
     pub fn new(arch: Architecture, n_features: usize, rng: &mut Rng) -> Self {
@@ -117,7 +120,7 @@ impl Scorer {
         self.forward(x).scores
     }
 
-    /// Forward pass keeping what [`Scorer::backward`] needs.
+    /// Forward pass keeping what [`FeatureScorer::backward`] needs.
     pub fn forward(&self, x: ArrayView2<f32>) -> Forward {
         assert_eq!(x.ncols(), self.n_features, "feature width");
         let f = self.n_features;

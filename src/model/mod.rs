@@ -8,6 +8,7 @@ pub mod explore;
 pub mod features;
 pub mod mf;
 pub mod policy;
+pub mod scorer;
 pub mod similarity;
 pub mod topk;
 

@@ -16,44 +16,18 @@ use rayon::prelude::*;
 
 use crate::data::Interactions;
 use crate::model::MfModel;
-use crate::model::policy;
+use crate::model::policy as maths;
+use crate::model::scorer::Scorer;
 use crate::rng;
-use crate::train::optim::RowOptimizer;
+use crate::train::game::{
+    self, Candidates, Exhaustive, Mixture, PolicyBuffers, pointwise, reinforce,
+};
+use crate::train::mf_critic::{DTrainer, Triple, draw_negatives};
+pub use crate::train::optim::MfOptimizer;
 use crate::train::settings::{Baseline, IrganConfig, ModelConfig};
 
-const NEG_STREAM: u64 = 0xD0;
-const D_SHUFFLE_STREAM: u64 = 0xD1;
-const D_ORDER_STREAM: u64 = 0xD2;
 const G_STREAM: u64 = 0x60;
 const G_ORDER_STREAM: u64 = 0x61;
-
-/// Optimiser state for the three tensors of an MF model.
-#[derive(Debug, Clone)]
-pub struct MfOptimizer {
-    user: RowOptimizer,
-    item: RowOptimizer,
-    bias: RowOptimizer,
-    l2: f32,
-}
-
-impl MfOptimizer {
-    /// State sized for `model`, configured by `cfg` (optimiser, lr, l2).
-    pub fn new(model: &MfModel, cfg: &ModelConfig) -> Self {
-        let d = model.dim();
-        Self {
-            user: RowOptimizer::new(cfg.optimizer, cfg.lr, model.n_users(), d),
-            item: RowOptimizer::new(cfg.optimizer, cfg.lr, model.n_items(), d),
-            bias: RowOptimizer::new(cfg.optimizer, cfg.lr, model.n_items(), 1),
-            l2: cfg.l2,
-        }
-    }
-
-    fn next_step(&mut self) {
-        self.user.next_step();
-        self.item.next_step();
-        self.bias.next_step();
-    }
-}
 
 /// What one D-epoch measured.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
@@ -192,11 +166,11 @@ impl Game {
         for &(u, pos, neg) in &self.triples {
             let (u, pos, neg) = (u as usize, pos as usize, neg as usize);
             let s = f64::from(m.score(u, pos));
-            let (p, tail) = policy::logistic(s);
+            let (p, tail) = maths::logistic(s);
             loss += (-s).max(0.0) + tail;
             real_ok += usize::from(p > 0.5);
             let s = f64::from(m.score(u, neg));
-            let (p, tail) = policy::logistic(s);
+            let (p, tail) = maths::logistic(s);
             loss += s.max(0.0) + tail;
             fake_ok += usize::from(p < 0.5);
         }
@@ -220,8 +194,8 @@ impl Game {
         for chunk in users.chunks(self.cfg.g_user_batch) {
             let steps: Vec<UserStep> = chunk
                 .par_iter()
-                .map_init(Scratch::default, |scratch, &u| {
-                    self.user_step(u, positives.items(u), epoch, scratch)
+                .map_init(PolicyBuffers::default, |buf, &u| {
+                    self.user_step(u, positives.items(u), epoch, buf)
                 })
                 .collect();
             for s in &steps {
@@ -246,37 +220,17 @@ impl Game {
 
     /// G's gradient for one user against the current parameters (no mutation).
     ///
-    /// One pass computes the softmax weights, their cumulative sum (for sampling), Σ e_j·Q_j
-    /// (for the user gradient) and the entropy; samples from the mixture
-    /// pn = (1 − λ)·p + λ·Uniform(positives) are drawn by first picking the component.
-    fn user_step(&self, u: usize, pos: &[u32], epoch: u64, scratch: &mut Scratch) -> UserStep {
+    /// The policy over the whole catalogue comes from the fused fast path
+    /// ([`PolicyBuffers::softmax`]); samples from the mixture pn = (1 − λ)·p + λ·Uniform(positives)
+    /// are drawn by first picking the component; the step itself is the shared game's.
+    fn user_step(&self, u: usize, pos: &[u32], epoch: u64, buf: &mut PolicyBuffers) -> UserStep {
         let g = &self.generator;
-        let (n, d) = (g.n_items(), g.dim());
-        let tau = self.g_temperature;
-        let inv_tau = 1.0 / tau;
-        scratch.resize(n);
-        g.scores_into(u, &mut scratch.scores);
-        let max = policy::finite_max(&scratch.scores);
-        if !max.is_finite() {
-            return UserStep::idle(u, g.user_row(u), n);
-        }
-        // Exponentials in a branch-free loop (vectorised); see policy::exp_nonpositive_f32.
-        let inv_tau32 = inv_tau as f32;
-        for (w, &s) in scratch.weights.iter_mut().zip(&scratch.scores) {
-            let e = policy::exp_nonpositive_f32((s - max) * inv_tau32);
-            *w = if s.is_finite() { f64::from(e) } else { 0.0 };
-        }
-        // A tight prefix-sum loop keeps the running total in a register.
-        let mut total = 0.0f64;
-        for (c, &e) in scratch.cumulative.iter_mut().zip(&scratch.weights) {
-            total += e;
-            *c = total;
-        }
-        let ez = weighted_logit_sum(&scratch.weights, &scratch.scores, f64::from(max), inv_tau);
-        let inv_total = 1.0 / total;
-        // H = log Z − E_p[z] with z = (s − max)/τ.
-        let entropy = total.ln() - ez * inv_total;
-        let lambda = self.cfg.mixture;
+        let candidates = Exhaustive(g.n_items());
+        buf.resize(candidates.len());
+        g.scores_into(u, &mut buf.scores);
+        let Some(softmax) = buf.softmax(self.g_temperature) else {
+            return UserStep::idle(u, g.user_row(u), candidates.len());
+        };
         let k = ((self.cfg.g_samples * pos.len() as f64).round() as usize).max(1);
         let mut r = rng::stream(self.seed, G_STREAM.wrapping_add(epoch << 8), u as u64);
         let baseline = if self.cfg.baseline == Baseline::RunningMean {
@@ -284,41 +238,29 @@ impl Game {
         } else {
             0.0
         };
-        let (mut total_w, mut reward_sum, mut loss) = (0.0, 0.0, 0.0);
-        let mut sampled = Vec::with_capacity(k);
-        for _ in 0..k {
-            let j = if rng::unit(&mut r) < lambda {
-                pos[rng::below(&mut r, pos.len())] as usize
-            } else {
-                policy::sample_cumulative(&scratch.cumulative, total, &mut r)
-            };
-            let p = scratch.weights[j] * inv_total;
-            let in_pos = pos.binary_search(&(j as u32)).is_ok();
-            let pn = (1.0 - lambda) * p
-                + if in_pos {
-                    lambda / pos.len() as f64
-                } else {
-                    0.0
-                };
-            let reward = policy::reward(self.discriminator.score(u, j));
-            reward_sum += reward;
-            let w = (reward - baseline) * p / pn / k as f64;
-            total_w += w;
-            loss -= w * p.max(f64::MIN_POSITIVE).ln();
-            sampled.push((j as u32, w));
-        }
-        // dLoss/ds_j = (W·p_j − c_j)/τ, with c_j the weight landing on item j and W the total.
-        let scale = total_w * inv_tau * inv_total;
-        let mut grad_scores: Vec<f32> = scratch
-            .weights
-            .iter()
-            .map(|&e| (scale * e) as f32)
-            .collect();
-        for &(j, w) in &sampled {
-            grad_scores[j as usize] -= (w * inv_tau) as f32;
-        }
-        let mut grad_user = vec![0.0f32; d];
-        g.weighted_item_sum(&grad_scores, &mut grad_user);
+        let mixture = Mixture {
+            lambda: self.cfg.mixture,
+            positives: pos,
+        };
+        let policy = buf.policy(softmax.total);
+        let cumulative = &buf.cumulative;
+        let d = &self.discriminator;
+        let samples = pointwise::generator_samples(
+            k,
+            policy,
+            mixture,
+            &mut r,
+            |r| mixture.draw_by_component(cumulative, softmax.total, r),
+            |j| maths::reward(d.score_candidate(u, j)),
+        );
+        let step = reinforce(
+            policy,
+            &samples,
+            game::Baseline::Fixed(baseline),
+            self.g_temperature,
+        );
+        let mut grad_user = vec![0.0f32; g.dim()];
+        g.weighted_item_sum(&step.grad_scores, &mut grad_user);
         let l2 = self.g_opt.l2;
         for (gu, pu) in grad_user.iter_mut().zip(g.user_row(u)) {
             *gu += l2 * pu;
@@ -327,11 +269,11 @@ impl Game {
             user: u,
             old_user: g.user_row(u).to_vec(),
             grad_user,
-            grad_scores,
-            sampled: sampled.into_iter().map(|(j, _)| j).collect(),
-            loss,
-            mean_reward: reward_sum / k as f64,
-            entropy,
+            grad_scores: step.grad_scores,
+            sampled: step.sampled,
+            loss: step.loss,
+            mean_reward: step.mean_reward,
+            entropy: softmax.entropy,
         }
     }
 
@@ -375,225 +317,6 @@ impl Game {
     }
 }
 
-/// Σ_j e_j·z_j with z_j = (s_j − max)/τ (0 for non-finite scores), with four independent
-/// accumulators so the additions pipeline.
-fn weighted_logit_sum(weights: &[f64], scores: &[f32], max: f64, inv_tau: f64) -> f64 {
-    let term = |e: f64, s: f32| {
-        if s.is_finite() {
-            e * (f64::from(s) - max) * inv_tau
-        } else {
-            0.0
-        }
-    };
-    let mut acc = [0.0f64; 4];
-    let (w4, s4) = (weights.chunks_exact(4), scores.chunks_exact(4));
-    let (w_rest, s_rest) = (w4.remainder(), s4.remainder());
-    for (w, s) in w4.zip(s4) {
-        for k in 0..4 {
-            acc[k] += term(w[k], s[k]);
-        }
-    }
-    let rest: f64 = w_rest.iter().zip(s_rest).map(|(&e, &s)| term(e, s)).sum();
-    acc.iter().sum::<f64>() + rest
-}
-
-/// One training example of D: (user, observed positive, item sampled from G).
-type Triple = (u32, u32, u32);
-
-/// D's triples for draw number `counter`: for each user, |positives| items from G's policy at
-/// `d_temperature` (known positives excluded if configured), paired one-to-one with the
-/// positives, then shuffled. Parallel over users; each user has its own random stream.
-fn draw_negatives(
-    g: &MfModel,
-    positives: &Interactions,
-    cfg: &IrganConfig,
-    seed: u64,
-    counter: u64,
-) -> Vec<Triple> {
-    let (temperature, exclude) = (cfg.d_temperature, cfg.exclude_positives);
-    let per_user: Vec<Vec<Triple>> = positives
-        .active_users()
-        .par_iter()
-        .map_init(
-            || (vec![0.0f32; g.n_items()], vec![0.0f64; g.n_items()]),
-            |(scores, cum), &u| {
-                let pos = positives.items(u);
-                g.scores_into(u, scores);
-                let skip = if exclude { pos } else { &[] };
-                let total = policy::cumulative_softmax(scores, temperature, skip, cum);
-                if !(total > 0.0 && total.is_finite()) {
-                    return Vec::new();
-                }
-                let mut r = rng::stream(seed, NEG_STREAM.wrapping_add(counter << 8), u as u64);
-                pos.iter()
-                    .map(|&i| {
-                        (
-                            u as u32,
-                            i,
-                            policy::sample_cumulative(cum, total, &mut r) as u32,
-                        )
-                    })
-                    .collect()
-            },
-        )
-        .collect();
-    let mut triples: Vec<Triple> = per_user.into_iter().flatten().collect();
-    rng::shuffle(
-        &mut rng::stream(seed, D_SHUFFLE_STREAM, counter),
-        &mut triples,
-    );
-    triples
-}
-
-/// D's side of a D-epoch, borrowing only what D needs (so G can be read concurrently).
-struct DTrainer<'a> {
-    model: &'a mut MfModel,
-    opt: &'a mut MfOptimizer,
-    triples: &'a [Triple],
-    batch: usize,
-    seed: u64,
-}
-
-impl DTrainer<'_> {
-    /// One pass over the triples in batches of `batch` (positive, negative) pairs, visiting the
-    /// batches in a fresh random order (the triples themselves were shuffled when drawn).
-    ///
-    /// Every batch takes one step on the summed gradient of its rows, all computed at the
-    /// parameters before the step (mini-batch semantics, as the reference's TensorFlow code).
-    fn epoch(&mut self, epoch: u64) {
-        let mut order: Vec<u32> = (0..self.triples.len().div_ceil(self.batch) as u32).collect();
-        rng::shuffle(
-            &mut rng::stream(self.seed, D_ORDER_STREAM, epoch),
-            &mut order,
-        );
-        let (triples, size) = (self.triples, self.batch);
-        let batches = order.iter().map(|&b| {
-            let start = b as usize * size;
-            &triples[start..(start + size).min(triples.len())]
-        });
-        let lrs = (
-            self.opt.user.sgd_rate(),
-            self.opt.item.sgd_rate(),
-            self.opt.bias.sgd_rate(),
-        );
-        if let (Some(lr), Some(lr_i), Some(lr_b)) = lrs
-            && lr == lr_i
-            && lr == lr_b
-        {
-            let mut buf = BatchRows::default();
-            for batch in batches {
-                sgd_batch(self.model, batch, lr, self.opt.l2, &mut buf);
-            }
-        } else {
-            let (nu, ni, d) = (self.model.n_users(), self.model.n_items(), self.model.dim());
-            let mut grads = (
-                SparseGrad::new(nu, d),
-                SparseGrad::new(ni, d),
-                SparseGrad::new(ni, 1),
-            );
-            for batch in batches {
-                self.general_batch(batch, &mut grads);
-            }
-        }
-    }
-
-    /// A batch step for any optimiser: gradients summed per parameter row, then applied.
-    fn general_batch(
-        &mut self,
-        batch: &[Triple],
-        grads: &mut (SparseGrad, SparseGrad, SparseGrad),
-    ) {
-        let (users, items, biases) = grads;
-        let l2 = self.opt.l2;
-        let model = &*self.model;
-        for &(u, pos, neg) in batch {
-            for (i, label) in [(pos, 1.0f32), (neg, 0.0)] {
-                let (u, i) = (u as usize, i as usize);
-                // dLoss/ds = σ(s) − label, in f32 like the parameters.
-                let g = sigmoid_f32(model.score(u, i)) - label;
-                users.add(u, g, model.item_row(i), l2, model.user_row(u));
-                items.add(i, g, model.user_row(u), l2, model.item_row(i));
-                biases.add(i, g, &[1.0], 0.0, &[0.0]);
-            }
-        }
-        self.opt.next_step();
-        let m = &mut *self.model;
-        users.apply_and_clear(m.user.as_slice_mut().unwrap_or(&mut []), &mut self.opt.user);
-        items.apply_and_clear(m.item.as_slice_mut().unwrap_or(&mut []), &mut self.opt.item);
-        biases.apply_and_clear(m.bias.as_slice_mut().unwrap_or(&mut []), &mut self.opt.bias);
-    }
-}
-
-/// The rows of one D batch and the parameters they read before the step.
-#[derive(Default)]
-struct BatchRows {
-    /// (user, item, dLoss/ds) per row.
-    rows: Vec<(usize, usize, f32)>,
-    /// Per row: the user's factors then the item's factors, as read before the step.
-    old: Vec<f32>,
-}
-
-/// The SGD batch step without gradient tables: since SGD is linear in the gradient, applying
-/// each row's contribution (computed from the pre-step parameters saved in `buf`) one after
-/// another gives exactly the step on the summed gradient.
-fn sgd_batch(model: &mut MfModel, batch: &[Triple], lr: f32, l2: f32, buf: &mut BatchRows) {
-    let d = model.dim();
-    buf.rows.clear();
-    buf.old.clear();
-    for &(u, pos, neg) in batch {
-        for (i, label) in [(pos, 1.0f32), (neg, 0.0)] {
-            let (u, i) = (u as usize, i as usize);
-            buf.rows
-                .push((u, i, sigmoid_f32(model.score(u, i)) - label));
-            buf.old.extend_from_slice(model.user_row(u));
-            buf.old.extend_from_slice(model.item_row(i));
-        }
-    }
-    let users = model.user.as_slice_mut().unwrap_or(&mut []);
-    for (&(u, _, g), old) in buf.rows.iter().zip(buf.old.chunks_exact(2 * d)) {
-        let (old_u, old_i) = old.split_at(d);
-        for ((p, &pu), &qi) in users[u * d..(u + 1) * d].iter_mut().zip(old_u).zip(old_i) {
-            *p -= lr * (g * qi + l2 * pu);
-        }
-    }
-    let items = model.item.as_slice_mut().unwrap_or(&mut []);
-    for (&(_, i, g), old) in buf.rows.iter().zip(buf.old.chunks_exact(2 * d)) {
-        let (old_u, old_i) = old.split_at(d);
-        for ((q, &pu), &qi) in items[i * d..(i + 1) * d].iter_mut().zip(old_u).zip(old_i) {
-            *q -= lr * (g * pu + l2 * qi);
-        }
-    }
-    for &(_, i, g) in &buf.rows {
-        model.bias[i] -= lr * g;
-    }
-}
-
-/// σ(s) in f32 without overflow.
-fn sigmoid_f32(s: f32) -> f32 {
-    let e = (-s.abs()).exp();
-    if s >= 0.0 {
-        1.0 / (1.0 + e)
-    } else {
-        e / (1.0 + e)
-    }
-}
-
-/// Per-thread buffers of a G step (one entry per item).
-#[derive(Default)]
-struct Scratch {
-    scores: Vec<f32>,
-    weights: Vec<f64>,
-    cumulative: Vec<f64>,
-}
-
-impl Scratch {
-    fn resize(&mut self, n: usize) {
-        self.scores.resize(n, 0.0);
-        self.weights.resize(n, 0.0);
-        self.cumulative.resize(n, 0.0);
-    }
-}
-
 /// One user's contribution to a G step.
 struct UserStep {
     user: usize,
@@ -623,65 +346,11 @@ impl UserStep {
     }
 }
 
-/// Gradient rows of a batch that touches few parameter rows: a slot per touched row, found in
-/// O(1) through a row → slot table that is reset only where it was used.
-struct SparseGrad {
-    width: usize,
-    slot_of: Vec<u32>,
-    keys: Vec<usize>,
-    values: Vec<f32>,
-}
-
-impl SparseGrad {
-    const EMPTY: u32 = u32::MAX;
-
-    fn new(rows: usize, width: usize) -> Self {
-        Self {
-            width,
-            slot_of: vec![Self::EMPTY; rows],
-            keys: Vec::new(),
-            values: Vec::new(),
-        }
-    }
-
-    /// Adds `scale · v + l2 · param` to row `key`.
-    fn add(&mut self, key: usize, scale: f32, v: &[f32], l2: f32, param: &[f32]) {
-        let w = self.width;
-        let mut slot = self.slot_of[key];
-        if slot == Self::EMPTY {
-            slot = self.keys.len() as u32;
-            self.slot_of[key] = slot;
-            self.keys.push(key);
-            self.values.resize(self.values.len() + w, 0.0);
-        }
-        let slot = slot as usize;
-        let row = &mut self.values[slot * w..(slot + 1) * w];
-        for ((r, &x), &p) in row.iter_mut().zip(v).zip(param) {
-            *r += scale * x + l2 * p;
-        }
-    }
-
-    /// Applies every accumulated row to `param` (row-major, `width` columns) and empties itself.
-    fn apply_and_clear(&mut self, param: &mut [f32], opt: &mut RowOptimizer) {
-        let w = self.width;
-        for (slot, &key) in self.keys.iter().enumerate() {
-            opt.apply(
-                key,
-                &mut param[key * w..(key + 1) * w],
-                &self.values[slot * w..(slot + 1) * w],
-            );
-            self.slot_of[key] = Self::EMPTY;
-        }
-        self.keys.clear();
-        self.values.clear();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::model::policy::softplus;
+    use crate::model::policy::{self, softplus};
     use crate::rng;
 
     fn toy() -> (Interactions, MfModel, MfModel, Config) {
@@ -710,7 +379,7 @@ mod tests {
         let mut game = Game::new(g, d, cfg.game());
         game.g_temperature = 0.7;
         let u = 4;
-        let step = game.user_step(u, pos.items(u), 0, &mut Scratch::default());
+        let step = game.user_step(u, pos.items(u), 0, &mut PolicyBuffers::default());
         // Rebuild the weights w_k exactly as user_step did.
         let gm = game.generator.clone();
         let n = gm.n_items();

@@ -5,11 +5,15 @@
 //! streams derived from `(seed, purpose, epoch)`, so a run is reproducible.
 
 use crate::data::letor::{LtrData, Query};
-use crate::model::features::{FlatOptimizer, Scorer};
+use crate::model::features::{FeatureScorer as Scorer, FlatOptimizer};
 use crate::model::policy::{entropy, softplus};
+use crate::model::scorer::Scorer as _;
 use crate::rng::{self, Rng};
+use crate::train::game::Mixture;
+use crate::train::game::pairwise::rewrite_pairs;
+use crate::train::game::{Baseline, Policy, Sample, pairwise, pointwise, reinforce};
 use crate::train::objective::{
-    PairLoss, PairSampling, all_pairs, draw, lambdarank, pairwise, pointwise_logistic, policy,
+    PairLoss, PairSampling, draw, lambdarank, pairwise as pair_loss, pointwise_logistic, policy,
     sample_pairs,
 };
 use crate::train::settings::Role;
@@ -41,11 +45,11 @@ fn batched_pass(
         for &q in chunk {
             let query = &data.queries[q];
             let x = query.features.view();
-            let fwd = scorer.forward(x);
-            let Some((ds, l)) = per_query(scorer, query, &fwd.scores, rng) else {
+            let fwd = scorer.forward_context(x);
+            let Some((ds, l)) = per_query(scorer, query, Scorer::forward_scores(&fwd), rng) else {
                 continue;
             };
-            scorer.backward(x, &fwd, &ds, &mut grad);
+            scorer.backward_context(x, &fwd, &ds, &mut grad);
             loss += l;
             in_batch += 1;
         }
@@ -84,7 +88,7 @@ pub fn baseline_epoch(
         |_, q, scores, rng| {
             let mut pairs_with = |how| {
                 let pairs = sample_pairs(scores, &q.labels, per_doc, how, rng);
-                (!pairs.is_empty()).then(|| pairwise(scores, &pairs, PairLoss::Logistic))
+                (!pairs.is_empty()).then(|| pair_loss(scores, &pairs, PairLoss::Logistic))
             };
             match method {
                 Method::Logistic => Some(pointwise_logistic(scores, &q.labels)),
@@ -225,12 +229,15 @@ impl Game {
     }
 }
 
-fn relevant(q: &Query) -> Vec<usize> {
-    (0..q.len()).filter(|&d| q.labels[d] > 0).collect()
+/// The query's relevant documents (label > 0), in order.
+fn relevant(q: &Query) -> Vec<u32> {
+    (0..q.len() as u32)
+        .filter(|&d| q.labels[d as usize] > 0)
+        .collect()
 }
 
 /// Pointwise D: relevant documents are positives, as many documents drawn from G's policy are
-/// negatives (relevant ones excluded with `exclude_true`); logistic loss on both.
+/// negatives (relevant ones excluded with `exclude_true`).
 fn pointwise_d_step(
     q: &Query,
     p: &[f64],
@@ -239,9 +246,6 @@ fn pointwise_d_step(
     rng: &mut Rng,
 ) -> Option<(Vec<f32>, f64)> {
     let pos = relevant(q);
-    if pos.is_empty() {
-        return None;
-    }
     let weights: Vec<f64> = (0..q.len())
         .map(|d| {
             if cfg.exclude_true && q.labels[d] > 0 {
@@ -251,38 +255,7 @@ fn pointwise_d_step(
             }
         })
         .collect();
-    if weights.iter().all(|&w| w <= 0.0) {
-        return None;
-    }
-    let mut grad = vec![0.0f32; q.len()];
-    let norm = 1.0 / pos.len() as f64;
-    let mut loss = 0.0;
-    for &d in &pos {
-        let s = f64::from(d_scores[d]);
-        loss += softplus(-s) * norm;
-        grad[d] -= (crate::model::policy::sigmoid(-s) * norm) as f32;
-    }
-    for _ in 0..pos.len() {
-        let d = draw(&weights, rng);
-        let s = f64::from(d_scores[d]);
-        loss += softplus(s) * norm;
-        grad[d] += (crate::model::policy::sigmoid(s) * norm) as f32;
-    }
-    Some((grad, loss))
-}
-
-/// Adds the score gradient of −(1/K) Σ_k w_k a_k log p(d_k) to `grad`, where p = softmax(s/τ):
-/// ∂ log p(d)/∂s = (e_d − p) / τ.
-fn add_policy_gradient(grad: &mut [f32], p: &[f64], samples: &[(usize, f64)], temperature: f64) {
-    let k = samples.len() as f64;
-    let mut total = 0.0;
-    for &(d, coef) in samples {
-        grad[d] -= (coef / (k * temperature)) as f32;
-        total += coef;
-    }
-    for (g, &pd) in grad.iter_mut().zip(p) {
-        *g += (total * pd / (k * temperature)) as f32;
-    }
+    pointwise::discriminator_step(d_scores, &pos, &weights, rng)
 }
 
 /// Pointwise G: sample from (1−λ)·p + λ·Uniform(relevant), reward softplus(D's logit)
@@ -299,85 +272,38 @@ fn pointwise_g_step(
     if pos.is_empty() {
         return None;
     }
-    let lambda = cfg.mixture;
-    let mut proposal: Vec<f64> = p.iter().map(|&x| (1.0 - lambda) * x).collect();
-    for &d in &pos {
-        proposal[d] += lambda / pos.len() as f64;
-    }
+    let mixture = Mixture {
+        lambda: cfg.mixture,
+        positives: &pos,
+    };
+    let proposal = mixture.dense(p);
     let k = (cfg.samples_per_positive * pos.len() as f64)
         .ceil()
         .max(1.0) as usize;
-    let samples: Vec<Sample> = (0..k)
-        .map(|_| {
-            let d = draw(&proposal, rng);
-            Sample {
-                doc: d,
-                reward: softplus(f64::from(d_scores[d])),
-                weight: p[d] / proposal[d],
-            }
-        })
-        .collect();
-    Some(reinforce(p, &samples, cfg.temperature))
+    let samples = pointwise::generator_samples(
+        k,
+        Policy::normalised(p),
+        mixture,
+        rng,
+        |rng| draw(&proposal, rng),
+        |d| softplus(f64::from(d_scores[d])),
+    );
+    Some(policy_step(p, &samples, cfg.temperature))
 }
 
-/// One of G's draws: the document, D's reward and its importance weight.
-struct Sample {
-    doc: usize,
-    reward: f64,
-    weight: f64,
+/// The shared REINFORCE step with the samples' mean reward as baseline: the score gradient and
+/// the mean reward.
+fn policy_step(p: &[f64], samples: &[Sample], temperature: f64) -> (Vec<f32>, f64) {
+    let step = reinforce(
+        Policy::normalised(p),
+        samples,
+        Baseline::SampleMean,
+        temperature,
+    );
+    (step.grad_scores, step.mean_reward)
 }
 
-/// REINFORCE with the sample's mean reward as baseline: the score gradient of
-/// −(1/K) Σ_k w_k (r_k − r̄) log p(d_k), and r̄.
-fn reinforce(p: &[f64], samples: &[Sample], temperature: f64) -> (Vec<f32>, f64) {
-    let mean = samples.iter().map(|s| s.reward).sum::<f64>() / samples.len() as f64;
-    let coefs: Vec<(usize, f64)> = samples
-        .iter()
-        .map(|s| (s.doc, s.weight * (s.reward - mean)))
-        .collect();
-    let mut grad = vec![0.0f32; p.len()];
-    add_policy_gradient(&mut grad, p, &coefs, temperature);
-    (grad, mean)
-}
-
-/// For each true pair ⟨d_i, d_j⟩, G's rewrite ⟨d_k, d_j⟩: d_k drawn among the documents G ranks
-/// above d_j with probability ∝ p(d) − p(d_j) (with `exclude_true`, documents truly better
-/// than d_j are left out: ⟨d_k, d_j⟩ would be a true pair). `None` when G has no candidate.
-fn rewrite_pairs(
-    q: &Query,
-    p: &[f64],
-    cfg: &SearchIrganConfig,
-    rng: &mut Rng,
-) -> Vec<((usize, usize), Option<usize>)> {
-    let pairs = all_pairs(&q.labels);
-    let mut weights: Vec<f64> = Vec::with_capacity(q.len());
-    let mut cached_j = usize::MAX;
-    pairs
-        .into_iter()
-        .map(|(i, j)| {
-            if j != cached_j {
-                cached_j = j;
-                weights.clear();
-                weights.extend((0..q.len()).map(|d| {
-                    let excluded = cfg.exclude_true && q.labels[d] > q.labels[j];
-                    if excluded || p[d] <= p[j] {
-                        0.0
-                    } else {
-                        p[d] - p[j]
-                    }
-                }));
-            }
-            let k = weights
-                .iter()
-                .any(|&w| w > 0.0)
-                .then(|| draw(&weights, rng));
-            ((i, j), k)
-        })
-        .collect()
-}
-
-/// Pairwise D: the pair loss on every true pair, plus (weighted) the pair loss that ranks d_j
-/// above G's d_k for every rewritten pair.
+/// Pairwise D: the pair loss on every true pair and on G's rewrites.
 fn pairwise_d_step(
     q: &Query,
     p: &[f64],
@@ -385,28 +311,12 @@ fn pairwise_d_step(
     cfg: &SearchIrganConfig,
     rng: &mut Rng,
 ) -> Option<(Vec<f32>, f64)> {
-    let rewritten = rewrite_pairs(q, p, cfg, rng);
-    if rewritten.is_empty() {
-        return None;
-    }
-    let true_pairs: Vec<(usize, usize)> = rewritten.iter().map(|&(pair, _)| pair).collect();
-    let fake: Vec<(usize, usize)> = rewritten
-        .iter()
-        .filter_map(|&((_, j), k)| k.map(|k| (j, k)))
-        .collect();
-    let (mut grad, mut loss) = pairwise(d_scores, &true_pairs, cfg.pair_loss);
-    if !fake.is_empty() && cfg.generated_weight > 0.0 {
-        let (g2, l2) = pairwise(d_scores, &fake, cfg.pair_loss);
-        let w = cfg.generated_weight as f32;
-        grad.iter_mut().zip(&g2).for_each(|(a, b)| *a += w * b);
-        loss += cfg.generated_weight * l2;
-    }
-    Some((grad, loss))
+    let rewritten = rewrite_pairs(&q.labels, p, cfg.exclude_true, rng);
+    pairwise::discriminator_step(d_scores, &rewritten, cfg.pair_loss, cfg.generated_weight)
 }
 
-/// Pairwise G: reward of a rewrite ⟨d_k, d_j⟩ is softplus(f_D(d_k) − f_D(d_j)), D's logit that
-/// the pair is real (non-saturating); advantage against the query's mean reward; the policy
-/// gradient uses ∇ log p(d_k) as in the paper.
+/// Pairwise G: rewards D's belief in each rewrite, advantage against the query's mean reward;
+/// the policy gradient uses ∇ log p(d_k) as in the paper.
 fn pairwise_g_step(
     q: &Query,
     p: &[f64],
@@ -414,22 +324,9 @@ fn pairwise_g_step(
     cfg: &SearchIrganConfig,
     rng: &mut Rng,
 ) -> Option<(Vec<f32>, f64)> {
-    let drawn: Vec<(usize, usize)> = rewrite_pairs(q, p, cfg, rng)
-        .into_iter()
-        .filter_map(|((_, j), k)| k.map(|k| (k, j)))
-        .collect();
-    if drawn.is_empty() {
-        return None;
-    }
-    let samples: Vec<Sample> = drawn
-        .iter()
-        .map(|&(k, j)| Sample {
-            doc: k,
-            reward: softplus(f64::from(d_scores[k]) - f64::from(d_scores[j])),
-            weight: 1.0,
-        })
-        .collect();
-    Some(reinforce(p, &samples, cfg.temperature))
+    let rewritten = rewrite_pairs(&q.labels, p, cfg.exclude_true, rng);
+    let samples = pairwise::generator_samples(p, d_scores, &rewritten);
+    (!samples.is_empty()).then(|| policy_step(p, &samples, cfg.temperature))
 }
 
 #[cfg(test)]
@@ -440,25 +337,13 @@ mod tests {
     use crate::model::features::Architecture;
 
     #[test]
-    fn policy_gradient_matches_its_definition() {
-        // One sample, coefficient c: grad = −c (e_d − p) / τ.
-        let p = [0.5, 0.3, 0.2];
-        let mut grad = vec![0.0f32; 3];
-        add_policy_gradient(&mut grad, &p, &[(1, 2.0)], 0.5);
-        let want = [2.0 * 0.5 / 0.5, -2.0 * 0.7 / 0.5, 2.0 * 0.2 / 0.5];
-        for (g, w) in grad.iter().zip(want) {
-            assert!((f64::from(*g) - w).abs() < 1e-6, "{grad:?}");
-        }
-    }
-
-    #[test]
     fn rewrites_come_from_documents_g_ranks_above_the_worse_one() {
         let data = synthetic_ltr(1, 12, 5, 3);
         let q = &data.queries[0];
         let p = policy(&(0..q.len()).map(|d| d as f32).collect::<Vec<_>>(), 1.0);
         let cfg = SearchIrganConfig::default();
         let mut rng = rng::stream(1, 1, 1);
-        for ((i, j), k) in rewrite_pairs(q, &p, &cfg, &mut rng) {
+        for ((i, j), k) in rewrite_pairs(&q.labels, &p, cfg.exclude_true, &mut rng) {
             assert!(q.labels[i] > q.labels[j]);
             if let Some(k) = k {
                 assert!(p[k] > p[j] && q.labels[k] <= q.labels[j]);

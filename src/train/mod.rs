@@ -2,9 +2,11 @@
 
 pub mod als;
 pub mod bpr;
+pub mod game;
 pub mod init;
 pub mod irgan;
 pub mod ltr;
+pub mod mf_critic;
 pub mod objective;
 pub mod optim;
 pub mod settings;

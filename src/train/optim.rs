@@ -1,6 +1,8 @@
-//! Optimisers that update one parameter row at a time (SGD and lazy Adam).
+//! Optimisers that update one parameter row at a time (SGD and lazy Adam), and their bundle
+//! for the three tensors of an MF model.
 
-use crate::train::settings::OptimizerKind;
+use crate::model::MfModel;
+use crate::train::settings::{ModelConfig, OptimizerKind};
 
 const BETA1: f32 = 0.9;
 const BETA2: f32 = 0.999;
@@ -76,6 +78,35 @@ fn adam(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], lr: f32, 
         m[i] = BETA1 * m[i] + (1.0 - BETA1) * g;
         v[i] = BETA2 * v[i] + (1.0 - BETA2) * g * g;
         param[i] -= step * m[i] / (v[i].sqrt() + EPS);
+    }
+}
+
+/// Optimiser state for the three tensors of an MF model.
+#[derive(Debug, Clone)]
+pub struct MfOptimizer {
+    pub(crate) user: RowOptimizer,
+    pub(crate) item: RowOptimizer,
+    pub(crate) bias: RowOptimizer,
+    pub(crate) l2: f32,
+}
+
+impl MfOptimizer {
+    /// State sized for `model`, configured by `cfg` (optimiser, lr, l2).
+    pub fn new(model: &MfModel, cfg: &ModelConfig) -> Self {
+        let d = model.dim();
+        Self {
+            user: RowOptimizer::new(cfg.optimizer, cfg.lr, model.n_users(), d),
+            item: RowOptimizer::new(cfg.optimizer, cfg.lr, model.n_items(), d),
+            bias: RowOptimizer::new(cfg.optimizer, cfg.lr, model.n_items(), 1),
+            l2: cfg.l2,
+        }
+    }
+
+    /// Advances every tensor's step counter (once per batch).
+    pub fn next_step(&mut self) {
+        self.user.next_step();
+        self.item.next_step();
+        self.bias.next_step();
     }
 }
 

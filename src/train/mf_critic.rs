@@ -1,0 +1,243 @@
+//! D's fast path for MF players: D's training triples (user, positive, item drawn from G) and
+//! the row-sparse batch steps that train an MF critic on them (fused SGD, or any optimiser
+//! through per-row gradient tables). The losses themselves are the shared game's
+//! ([`crate::train::game::critic`]).
+
+use rayon::prelude::*;
+
+use crate::data::Interactions;
+use crate::model::MfModel;
+use crate::model::policy as maths;
+use crate::rng;
+use crate::train::game::critic;
+use crate::train::optim::{MfOptimizer, RowOptimizer};
+use crate::train::settings::IrganConfig;
+
+const NEG_STREAM: u64 = 0xD0;
+const D_SHUFFLE_STREAM: u64 = 0xD1;
+const D_ORDER_STREAM: u64 = 0xD2;
+
+/// One training example of D: (user, observed positive, item sampled from G).
+pub(crate) type Triple = (u32, u32, u32);
+
+/// D's triples for draw number `counter`: for each user, |positives| items from G's policy at
+/// `d_temperature` (known positives excluded if configured), paired one-to-one with the
+/// positives, then shuffled. Parallel over users; each user has its own random stream.
+pub(crate) fn draw_negatives(
+    g: &MfModel,
+    positives: &Interactions,
+    cfg: &IrganConfig,
+    seed: u64,
+    counter: u64,
+) -> Vec<Triple> {
+    let (temperature, exclude) = (cfg.d_temperature, cfg.exclude_positives);
+    let per_user: Vec<Vec<Triple>> = positives
+        .active_users()
+        .par_iter()
+        .map_init(
+            || (vec![0.0f32; g.n_items()], vec![0.0f64; g.n_items()]),
+            |(scores, cum), &u| {
+                let pos = positives.items(u);
+                g.scores_into(u, scores);
+                let skip = if exclude { pos } else { &[] };
+                let total = maths::cumulative_softmax(scores, temperature, skip, cum);
+                if !(total > 0.0 && total.is_finite()) {
+                    return Vec::new();
+                }
+                let mut r = rng::stream(seed, NEG_STREAM.wrapping_add(counter << 8), u as u64);
+                pos.iter()
+                    .map(|&i| {
+                        (
+                            u as u32,
+                            i,
+                            maths::sample_cumulative(cum, total, &mut r) as u32,
+                        )
+                    })
+                    .collect()
+            },
+        )
+        .collect();
+    let mut triples: Vec<Triple> = per_user.into_iter().flatten().collect();
+    rng::shuffle(
+        &mut rng::stream(seed, D_SHUFFLE_STREAM, counter),
+        &mut triples,
+    );
+    triples
+}
+
+/// D's side of a D-epoch, borrowing only what D needs (so G can be read concurrently).
+pub(crate) struct DTrainer<'a> {
+    pub(crate) model: &'a mut MfModel,
+    pub(crate) opt: &'a mut MfOptimizer,
+    pub(crate) triples: &'a [Triple],
+    pub(crate) batch: usize,
+    pub(crate) seed: u64,
+}
+
+impl DTrainer<'_> {
+    /// One pass over the triples in batches of `batch` (positive, negative) pairs, visiting the
+    /// batches in a fresh random order (the triples themselves were shuffled when drawn).
+    ///
+    /// Every batch takes one step on the summed gradient of its rows, all computed at the
+    /// parameters before the step (mini-batch semantics, as the reference's TensorFlow code).
+    pub(crate) fn epoch(&mut self, epoch: u64) {
+        let mut order: Vec<u32> = (0..self.triples.len().div_ceil(self.batch) as u32).collect();
+        rng::shuffle(
+            &mut rng::stream(self.seed, D_ORDER_STREAM, epoch),
+            &mut order,
+        );
+        let (triples, size) = (self.triples, self.batch);
+        let batches = order.iter().map(|&b| {
+            let start = b as usize * size;
+            &triples[start..(start + size).min(triples.len())]
+        });
+        let lrs = (
+            self.opt.user.sgd_rate(),
+            self.opt.item.sgd_rate(),
+            self.opt.bias.sgd_rate(),
+        );
+        if let (Some(lr), Some(lr_i), Some(lr_b)) = lrs
+            && lr == lr_i
+            && lr == lr_b
+        {
+            let mut buf = BatchRows::default();
+            for batch in batches {
+                sgd_batch(self.model, batch, lr, self.opt.l2, &mut buf);
+            }
+        } else {
+            let (nu, ni, d) = (self.model.n_users(), self.model.n_items(), self.model.dim());
+            let mut grads = (
+                SparseGrad::new(nu, d),
+                SparseGrad::new(ni, d),
+                SparseGrad::new(ni, 1),
+            );
+            for batch in batches {
+                self.general_batch(batch, &mut grads);
+            }
+        }
+    }
+
+    /// A batch step for any optimiser: gradients summed per parameter row, then applied.
+    fn general_batch(
+        &mut self,
+        batch: &[Triple],
+        grads: &mut (SparseGrad, SparseGrad, SparseGrad),
+    ) {
+        let (users, items, biases) = grads;
+        let l2 = self.opt.l2;
+        let model = &*self.model;
+        for &(u, pos, neg) in batch {
+            for (i, label) in [(pos, 1.0f32), (neg, 0.0)] {
+                let (u, i) = (u as usize, i as usize);
+                // dLoss/ds = σ(s) − label, in f32 like the parameters.
+                let g = critic::logistic_slope_f32(model.score(u, i), label);
+                users.add(u, g, model.item_row(i), l2, model.user_row(u));
+                items.add(i, g, model.user_row(u), l2, model.item_row(i));
+                biases.add(i, g, &[1.0], 0.0, &[0.0]);
+            }
+        }
+        self.opt.next_step();
+        let m = &mut *self.model;
+        users.apply_and_clear(m.user.as_slice_mut().unwrap_or(&mut []), &mut self.opt.user);
+        items.apply_and_clear(m.item.as_slice_mut().unwrap_or(&mut []), &mut self.opt.item);
+        biases.apply_and_clear(m.bias.as_slice_mut().unwrap_or(&mut []), &mut self.opt.bias);
+    }
+}
+
+/// The rows of one D batch and the parameters they read before the step.
+#[derive(Default)]
+struct BatchRows {
+    /// (user, item, dLoss/ds) per row.
+    rows: Vec<(usize, usize, f32)>,
+    /// Per row: the user's factors then the item's factors, as read before the step.
+    old: Vec<f32>,
+}
+
+/// The SGD batch step without gradient tables: since SGD is linear in the gradient, applying
+/// each row's contribution (computed from the pre-step parameters saved in `buf`) one after
+/// another gives exactly the step on the summed gradient.
+fn sgd_batch(model: &mut MfModel, batch: &[Triple], lr: f32, l2: f32, buf: &mut BatchRows) {
+    let d = model.dim();
+    buf.rows.clear();
+    buf.old.clear();
+    for &(u, pos, neg) in batch {
+        for (i, label) in [(pos, 1.0f32), (neg, 0.0)] {
+            let (u, i) = (u as usize, i as usize);
+            buf.rows
+                .push((u, i, critic::logistic_slope_f32(model.score(u, i), label)));
+            buf.old.extend_from_slice(model.user_row(u));
+            buf.old.extend_from_slice(model.item_row(i));
+        }
+    }
+    let users = model.user.as_slice_mut().unwrap_or(&mut []);
+    for (&(u, _, g), old) in buf.rows.iter().zip(buf.old.chunks_exact(2 * d)) {
+        let (old_u, old_i) = old.split_at(d);
+        for ((p, &pu), &qi) in users[u * d..(u + 1) * d].iter_mut().zip(old_u).zip(old_i) {
+            *p -= lr * (g * qi + l2 * pu);
+        }
+    }
+    let items = model.item.as_slice_mut().unwrap_or(&mut []);
+    for (&(_, i, g), old) in buf.rows.iter().zip(buf.old.chunks_exact(2 * d)) {
+        let (old_u, old_i) = old.split_at(d);
+        for ((q, &pu), &qi) in items[i * d..(i + 1) * d].iter_mut().zip(old_u).zip(old_i) {
+            *q -= lr * (g * pu + l2 * qi);
+        }
+    }
+    for &(_, i, g) in &buf.rows {
+        model.bias[i] -= lr * g;
+    }
+}
+
+/// Gradient rows of a batch that touches few parameter rows: a slot per touched row, found in
+/// O(1) through a row → slot table that is reset only where it was used.
+struct SparseGrad {
+    width: usize,
+    slot_of: Vec<u32>,
+    keys: Vec<usize>,
+    values: Vec<f32>,
+}
+
+impl SparseGrad {
+    const EMPTY: u32 = u32::MAX;
+
+    fn new(rows: usize, width: usize) -> Self {
+        Self {
+            width,
+            slot_of: vec![Self::EMPTY; rows],
+            keys: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+
+    /// Adds `scale · v + l2 · param` to row `key`.
+    fn add(&mut self, key: usize, scale: f32, v: &[f32], l2: f32, param: &[f32]) {
+        let w = self.width;
+        let mut slot = self.slot_of[key];
+        if slot == Self::EMPTY {
+            slot = self.keys.len() as u32;
+            self.slot_of[key] = slot;
+            self.keys.push(key);
+            self.values.resize(self.values.len() + w, 0.0);
+        }
+        let slot = slot as usize;
+        let row = &mut self.values[slot * w..(slot + 1) * w];
+        for ((r, &x), &p) in row.iter_mut().zip(v).zip(param) {
+            *r += scale * x + l2 * p;
+        }
+    }
+
+    /// Applies every accumulated row to `param` (row-major, `width` columns) and empties itself.
+    fn apply_and_clear(&mut self, param: &mut [f32], opt: &mut RowOptimizer) {
+        let w = self.width;
+        for (slot, &key) in self.keys.iter().enumerate() {
+            opt.apply(
+                key,
+                &mut param[key * w..(key + 1) * w],
+                &self.values[slot * w..(slot + 1) * w],
+            );
+            self.slot_of[key] = Self::EMPTY;
+        }
+        self.keys.clear();
+        self.values.clear();
+    }
+}
