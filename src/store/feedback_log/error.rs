@@ -66,7 +66,7 @@ pub enum LogError {
         /// The journal mode SQLite reported.
         mode: String,
     },
-    /// The writer thread panicked (reported by [`FeedbackLog::close`]).
+    /// The writer thread panicked (reported by [`FeedbackLog::close`](super::FeedbackLog::close)).
     #[error("feedback log writer thread panicked")]
     WriterPanicked,
 }

@@ -64,7 +64,7 @@
 //! # Layout of this module
 //!
 //! Search snapshots ([`crate::store::search_snapshot`]) share everything but their own part:
-//! [`manifest`] (the manifest type and its parsing), `write` (files, then the manifest),
+//! `manifest` (the manifest type and its parsing), `write` (files, then the manifest),
 //! `read` (manifest, then every listed file verified), `tensors` (safetensors I/O) and
 //! `error`; `mf` is the recommendation snapshot's own part (G and D as factor matrices).
 
