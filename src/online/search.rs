@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use parking_lot::{Mutex, RwLock};
-use serde::{Deserialize, Serialize};
+
 use serde_json::{Value, json};
 
 use crate::model::blend;
@@ -125,7 +125,6 @@ impl SearchError {
         }
     }
 }
-
 
 /// A candidate document to rank.
 #[derive(Debug, Clone)]
@@ -382,7 +381,10 @@ impl SearchService {
                 .map(|d| (d.id.as_str(), d.features.as_slice())),
         )?;
         if req.k == Some(0) {
-            return Err(SearchError::invalid(SearchFailure::InvalidK, "`k` must be >= 1"));
+            return Err(SearchError::invalid(
+                SearchFailure::InvalidK,
+                "`k` must be >= 1",
+            ));
         }
         let Some(snap) = self.current() else {
             return Err(SearchError {
@@ -455,10 +457,7 @@ impl SearchService {
             let first = rejected.first().map_or(
                 SearchError::invalid(SearchFailure::EmptyBatch, "no impressions in the request"),
                 |r| {
-                    SearchError::invalid(
-                        r.code,
-                        format!("impressions[{}]: {}", r.index, r.message),
-                    )
+                    SearchError::invalid(r.code, format!("impressions[{}]: {}", r.index, r.message))
                 },
             );
             return Err(first);

@@ -32,7 +32,8 @@ fn check_id(id: &str) -> Result<(), String> {
 
 /// Checks a query id.
 pub fn check_query(query: &str) -> Result<(), SearchError> {
-    check_id(query).map_err(|m| SearchError::invalid(SearchFailure::InvalidQuery, format!("`query` {m}")))
+    check_id(query)
+        .map_err(|m| SearchError::invalid(SearchFailure::InvalidQuery, format!("`query` {m}")))
 }
 
 /// Checks a list of `(id, features)`: not empty, not too long, ids valid and distinct, every
@@ -60,7 +61,10 @@ pub fn check_documents<'a>(
     let mut seen = HashSet::new();
     for (n, (id, features)) in docs.enumerate() {
         check_id(id).map_err(|m| {
-            SearchError::invalid(SearchFailure::InvalidDocumentId, format!("documents[{n}].id {m}"))
+            SearchError::invalid(
+                SearchFailure::InvalidDocumentId,
+                format!("documents[{n}].id {m}"),
+            )
         })?;
         if !seen.insert(id) {
             return Err(SearchError::invalid(
@@ -92,7 +96,8 @@ pub fn check_documents<'a>(
 pub fn check_impression(cfg: &SearchServiceConfig, imp: &Impression) -> Result<(), SearchError> {
     check_query(&imp.query)?;
     if let Some(id) = &imp.id {
-        check_id(id).map_err(|m| SearchError::invalid(SearchFailure::InvalidId, format!("`id` {m}")))?;
+        check_id(id)
+            .map_err(|m| SearchError::invalid(SearchFailure::InvalidId, format!("`id` {m}")))?;
     }
     check_documents(
         cfg,
@@ -135,10 +140,16 @@ mod tests {
         };
         assert_eq!(check(&[("a", &ok)]), None);
         assert_eq!(check(&[]), Some(SearchFailure::EmptyDocuments));
-        assert_eq!(check(&[("a", &ok), ("a", &ok)]), Some(SearchFailure::DuplicateDocument));
+        assert_eq!(
+            check(&[("a", &ok), ("a", &ok)]),
+            Some(SearchFailure::DuplicateDocument)
+        );
         assert_eq!(check(&[("", &ok)]), Some(SearchFailure::InvalidDocumentId));
         assert_eq!(check(&[("a", &[1.0])]), Some(SearchFailure::FeatureLength));
-        assert_eq!(check(&[("a", &[1.0, 1e39])]), Some(SearchFailure::NonFiniteFeature));
+        assert_eq!(
+            check(&[("a", &[1.0, 1e39])]),
+            Some(SearchFailure::NonFiniteFeature)
+        );
         assert!(check_query("q\n").is_err());
     }
 }
