@@ -1,4 +1,5 @@
-//! Pure, synchronous model maths: the MF scorer, G's softmax policy and D's sigmoid critic.
+//! Pure, synchronous model maths: the scorer trait and its MF and feature-vector implementations,
+//! G's softmax policy and D's sigmoid critic.
 
 pub mod features;
 pub mod mf;
