@@ -1,6 +1,6 @@
-//! Pure, synchronous model maths: the MF scorer, G's softmax policy and D's sigmoid critic, and
-//! the ranking maths shared by evaluation, training and the service (top-k, blend, exploration,
-//! similarity).
+//! Pure, synchronous model maths: the scorer trait and its MF and feature-vector implementations,
+//! G's softmax policy and D's sigmoid critic, and the ranking maths shared by evaluation,
+//! training and the service (top-k, blend, exploration, similarity).
 
 pub mod blend;
 pub mod catalogue;

@@ -1,4 +1,5 @@
-//! Training: starting points and pretraining (BPR, DNS, iALS), and the adversarial games.
+//! Training: starting points and pretraining (BPR, DNS, iALS), the adversarial game written once
+//! (`game`) and its wiring for recommendation (`irgan`, `mf_critic`) and search (`ltr`).
 
 pub mod als;
 pub mod bpr;
