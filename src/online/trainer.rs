@@ -264,15 +264,15 @@ impl Trainer {
         Ok(TrainerHandle { inner, latest_seq })
     }
 
-    /// Folds new feedback and, when it changed, rebuilds the sets and resizes the models.
+    /// Folds new feedback, rebuilds the sets if it changed, and makes the models cover them.
     fn refresh(&mut self) -> Result<(), TrainerError> {
         self.data.fold_new_events()?;
         if self.data.is_dirty() {
             self.data.rebuild_sets();
             self.count_catalogue();
-            self.sync_catalogue()?;
         }
-        Ok(())
+        // Even without new feedback: a pretrain that failed earlier is retried here.
+        self.sync_catalogue()
     }
 
     fn count_catalogue(&self) {
@@ -425,7 +425,7 @@ impl Trainer {
             return Err(TrainerError::Refused("no training data yet".into()));
         };
         let (g, d) = (game.generator.clone(), game.discriminator.clone());
-        let epochs = json!({ "d_epochs": game.d_epochs(), "g_epochs": game.g_epochs() });
+        let (d_epochs, g_epochs) = (game.d_epochs(), game.g_epochs());
         if let Err((reason, detail)) = self.gate(&g, &d, clock.steps_since_publish() > 0) {
             return Err(self.refuse(clock, reason, detail));
         }
@@ -447,7 +447,7 @@ impl Trainer {
             metadata: json!({
                 "source": "irgan serve",
                 "validation": validation,
-                "training": { "steps": clock.steps(), "d_epochs": epochs["d_epochs"], "g_epochs": epochs["g_epochs"] },
+                "training": { "steps": clock.steps(), "d_epochs": d_epochs, "g_epochs": g_epochs },
                 "game": { "d": self.d, "g": self.g },
                 "trained_through_seq": self.data.applied_seq,
             }),
