@@ -68,7 +68,7 @@ pub struct RankRequest {
     pub model: ModelChoice,
 }
 
-/// Ordered candidates (the response of `POST /v1/rank`).
+/// Response of `POST /v1/rank`.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[schema(as = RankOut)]
 pub struct Ranked {
@@ -98,9 +98,8 @@ pub struct SimilarRequest {
     pub model: ModelChoice,
 }
 
-/// An item's neighbours (the response of `GET /v1/items/{item}/similar`). In each item,
-/// `score` is the chosen cosine and `generator` / `discriminator` are the cosines in G's and
-/// D's factor space.
+/// Response of `GET /v1/items/{item}/similar`. In each item, `score` is the chosen cosine and
+/// `generator` / `discriminator` are the cosines in G's and D's factor space.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[schema(as = SimilarOut)]
 pub struct Similar {
