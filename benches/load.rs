@@ -25,6 +25,7 @@
 //! Environment: `LOAD_SECONDS` (phase length), `LOAD_CLIENT_THREADS` (load generator runtime
 //! workers, default 1 so the client leaves a core to the server on small machines),
 //! `LOAD_DEADLINE_SECONDS`.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

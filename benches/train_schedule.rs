@@ -4,6 +4,7 @@
 //! Uses MovieLens-100k from ../shared/data when present, otherwise an ML-100k-sized synthetic
 //! set. Run: `cargo bench --bench train_schedule` (add `-- --full` to time the paper's whole
 //! 15 × (100 D + 50 G) schedule once per thread setting).
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::path::Path;
 use std::time::Instant;

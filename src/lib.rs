@@ -15,7 +15,7 @@
 //!
 //! `model`, `train` and `eval` know nothing about I/O beyond plain files; they are plain functions
 //! over ndarray arrays, unit-tested alone.
-#![cfg_attr(test, allow(clippy::unwrap_used))]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod api;
 pub mod app;

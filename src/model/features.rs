@@ -186,6 +186,10 @@ impl FeatureScorer {
                     }),
                 }
                 ArrayViewMut1::from(gb1).scaled_add(1.0, &dz.sum_axis(Axis(0)));
+                #[allow(
+                    clippy::expect_used,
+                    reason = "gw1 is a contiguous slice of exactly h·f"
+                )]
                 let mut gw1 = ArrayViewMut2::from_shape((h, f), gw1).expect("layout");
                 general_mat_mul(1.0, &dz.t(), &x, 1.0, &mut gw1);
             }
@@ -208,6 +212,7 @@ fn mlp_views(
     ArrayView1<'_, f32>,
     f32,
 ) {
+    #[allow(clippy::expect_used, reason = "a contiguous slice of exactly h·f")]
     let w1 = ArrayView2::from_shape((h, f), &p[..h * f]).expect("layout");
     let b1 = ArrayView1::from(&p[h * f..h * f + h]);
     let w2 = ArrayView1::from(&p[h * f + h..h * f + 2 * h]);

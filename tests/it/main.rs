@@ -9,6 +9,7 @@ mod config;
 mod deploy;
 mod dockerfile;
 mod k8s;
+mod layers;
 mod openapi;
 mod pipeline;
 mod reproducibility;
