@@ -112,7 +112,7 @@ struct HealthcheckArgs {
     /// unspecified address such as 0.0.0.0 becomes loopback), else http://127.0.0.1:8080/healthz.
     #[arg(long)]
     url: Option<String>,
-    /// Time limit for connecting, and for each write and read.
+    /// Time limit for connecting, and again for the answer.
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
     timeout_ms: u64,
 }
@@ -585,70 +585,55 @@ fn parse_http_url(url: &str) -> anyhow::Result<(String, String, u16, String)> {
     Ok((authority.to_string(), host.to_string(), port, path))
 }
 
-/// `irgan healthcheck`: one HTTP/1.1 `GET` over a plain TCP connection; success iff the
-/// status is 200.
+/// `irgan healthcheck`: one HTTP/1.1 `GET` with hyper's client on a small current-thread
+/// runtime; success iff the status is 200.
 fn healthcheck(a: HealthcheckArgs) -> anyhow::Result<()> {
-    use std::io::{Read, Write};
-    use std::net::{TcpStream, ToSocketAddrs};
     use std::time::Duration;
+
+    use http_body_util::Empty;
+    use hyper::body::Bytes;
+    use hyper::header::{ACCEPT, CONNECTION, USER_AGENT};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::TokioExecutor;
 
     let url = match a.url {
         Some(u) => u,
         None => default_health_url(std::env::var("IRGAN_SERVER__BIND").ok().as_deref()),
     };
     let timeout = Duration::from_millis(a.timeout_ms);
-    let (authority, host, port, path) = parse_http_url(&url)?;
-    let addrs: Vec<_> = (host.as_str(), port)
-        .to_socket_addrs()
-        .with_context(|| format!("cannot resolve {host}"))?
-        .collect();
-    let mut last_err = None;
-    let mut stream = None;
-    for addr in &addrs {
-        match TcpStream::connect_timeout(addr, timeout) {
-            Ok(s) => {
-                stream = Some(s);
-                break;
+    let (authority, _, _, path) = parse_http_url(&url)?;
+    let request = hyper::Request::get(format!("http://{authority}{path}"))
+        .header(USER_AGENT, "irgan-healthcheck")
+        .header(ACCEPT, "*/*")
+        .header(CONNECTION, "close")
+        .body(Empty::<Bytes>::new())
+        .with_context(|| format!("bad URL {url:?}"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the healthcheck runtime")?;
+    let response = runtime.block_on(async {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(timeout));
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        // The connector caps connecting at `timeout`, so the answer always gets `timeout` too.
+        match tokio::time::timeout(timeout * 2, client.request(request)).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) if e.is_connect() => {
+                Err(anyhow::Error::new(e).context(format!("cannot connect to {url}")))
             }
-            Err(e) => last_err = Some(e),
+            Ok(Err(e)) => {
+                Err(anyhow::Error::new(e).context(format!("reading the response from {url}")))
+            }
+            Err(_) => Err(anyhow::anyhow!(
+                "reading the response from {url}: no answer within {} ms",
+                a.timeout_ms
+            )),
         }
-    }
-    let Some(mut stream) = stream else {
-        return Err(match last_err {
-            Some(e) => anyhow::Error::new(e).context(format!("cannot connect to {url}")),
-            None => anyhow::anyhow!("cannot connect to {url}: {host} resolves to no address"),
-        });
-    };
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: irgan-healthcheck\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-    );
-    stream
-        .write_all(request.as_bytes())
-        .with_context(|| format!("sending the request to {url}"))?;
-    // Only the status line matters; read until its end (or the connection closes).
-    let mut head = Vec::new();
-    let mut buf = [0u8; 512];
-    while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 8192 {
-        let n = stream
-            .read(&mut buf)
-            .with_context(|| format!("reading the response from {url}"))?;
-        if n == 0 {
-            break;
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    let text = String::from_utf8_lossy(&head);
-    let status_line = text.lines().next().unwrap_or("").trim();
-    let mut parts = status_line.split_whitespace();
-    let (Some(version), Some(code)) = (parts.next(), parts.next()) else {
-        bail!("{url}: no HTTP status line in the response ({status_line:?})");
-    };
-    if !version.starts_with("HTTP/") {
-        bail!("{url}: not an HTTP response ({status_line:?})");
-    }
-    if code != "200" {
+    })?;
+    let status_line = format!("{:?} {}", response.version(), response.status());
+    if response.status() != hyper::StatusCode::OK {
         bail!("{url}: unhealthy: {status_line}");
     }
     Ok(())
