@@ -344,103 +344,133 @@ fn openapi_spec_validator_accepts_the_document() {
     assert!(stdout.contains("OK"), "{stdout}\n{stderr}");
 }
 
-/// Checks `v` against a JSON Schema (the subset the document uses), stricter in one way: an
-/// object schema with `properties` and no `additionalProperties` refuses undocumented fields,
-/// so a field the service sends but the document lacks is caught.
+/// Checks `v` against `schema` (a schema of the document, often a `$ref`) with the `jsonschema`
+/// crate, draft 2020-12 (the dialect of OpenAPI 3.1). The schema is compiled inside a root that
+/// embeds the document's `components`, so `#/components/schemas/...` references resolve there
+/// and nothing is fetched. Stricter than JSON Schema in two ways (see [`strict`]): an object
+/// schema with `properties` and no `additionalProperties` refuses undocumented fields, so a field
+/// the service sends but the document lacks is caught, and a documented integer must not be
+/// written as a float (`1.0`).
 fn check(doc: &Value, schema: &Value, v: &Value, at: &str, errors: &mut Vec<String>) {
-    if let Some(r) = schema["$ref"].as_str() {
-        let target = resolve(doc, r).unwrap_or_else(|| panic!("unresolved {r}"));
-        return check(doc, target, v, at, errors);
-    }
-    let matches = |s: &Value| {
-        let mut e = Vec::new();
-        check(doc, s, v, at, &mut e);
-        e.is_empty()
-    };
-    if let Some(all) = schema["allOf"].as_array() {
-        for s in all {
-            check(doc, s, v, at, errors);
+    let mut root = json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "components": doc["components"],
+        "allOf": [schema],
+    });
+    strict(&mut root);
+    let validator = jsonschema::draft202012::options()
+        .with_keyword(INTEGER_LITERAL, |_, _, _| Ok(Box::new(IntegerLiteral)))
+        .build(&root)
+        .unwrap_or_else(|e| panic!("{at}: the schema does not compile: {e}\n{schema}"));
+    errors.extend(
+        validator
+            .iter_errors(v)
+            .map(|e| format!("{at}{}: {e}", e.instance_path())),
+    );
+}
+
+/// Our keyword for "a number here is written as an integer" (see [`IntegerLiteral`]).
+const INTEGER_LITERAL: &str = "x-integer-literal";
+
+/// JSON Schema counts `1.0` as an integer; serde writes a Rust integer as `1`, so a documented
+/// integer that arrives as `1.0` is a float in disguise and is refused.
+struct IntegerLiteral;
+
+impl<'i> jsonschema::Keyword<'i> for IntegerLiteral {
+    fn validate(&self, v: &'i Value) -> Result<(), jsonschema::ValidationError<'i>> {
+        if self.is_valid(v) {
+            Ok(())
+        } else {
+            Err(jsonschema::ValidationError::custom(format!(
+                "{v} is a float where the document says integer"
+            )))
         }
     }
-    if let Some(any) = schema["anyOf"].as_array()
-        && !any.iter().any(matches)
-    {
-        errors.push(format!("{at}: {v} matches no anyOf branch"));
+
+    fn is_valid(&self, v: &'i Value) -> bool {
+        !v.is_number() || v.is_i64() || v.is_u64()
     }
-    if let Some(one) = schema["oneOf"].as_array() {
-        let n = one.iter().filter(|s| matches(s)).count();
-        if n != 1 {
-            errors.push(format!("{at}: {v} matches {n} oneOf branches, not 1"));
-        }
-    }
-    if let Some(options) = schema["enum"].as_array()
-        && !options.contains(v)
-    {
-        errors.push(format!("{at}: {v} is not one of {options:?}"));
-    }
-    let types: Vec<&str> = match &schema["type"] {
-        Value::String(t) => vec![t.as_str()],
-        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
-        _ => Vec::new(),
-    };
-    let type_ok = |t: &str| match t {
-        "null" => v.is_null(),
-        "boolean" => v.is_boolean(),
-        "integer" => v.is_i64() || v.is_u64(),
-        "number" => v.is_number(),
-        "string" => v.is_string(),
-        "array" => v.is_array(),
-        "object" => v.is_object(),
-        other => panic!("{at}: unknown type {other}"),
-    };
-    if !types.is_empty() && !types.iter().any(|t| type_ok(t)) {
-        errors.push(format!("{at}: {v} is not of type {types:?}"));
+}
+
+/// Tightens every schema under `schema` (and the component schemas of a root), walking only the
+/// keywords that hold schemas (so a property that happens to be called `properties` is not
+/// mistaken for one):
+/// - an object schema that lists `properties` and says nothing about other fields gets
+///   `additionalProperties: false`;
+/// - an `integer` type (without `number` beside it) gets [`INTEGER_LITERAL`].
+fn strict(schema: &mut Value) {
+    let Some(map) = schema.as_object_mut() else {
         return;
+    };
+    let open =
+        !map.contains_key("additionalProperties") && !map.contains_key("unevaluatedProperties");
+    if open && map.get("properties").is_some_and(Value::is_object) {
+        map.insert("additionalProperties".into(), Value::Bool(false));
     }
-    if let Some(x) = v.as_f64() {
-        if let Some(min) = schema["minimum"].as_f64()
-            && x < min
-        {
-            errors.push(format!("{at}: {x} < minimum {min}"));
+    let integer = match map.get("type") {
+        Some(Value::Array(types)) => {
+            types.contains(&json!("integer")) && !types.contains(&json!("number"))
         }
-        if let Some(max) = schema["maximum"].as_f64()
-            && x > max
-        {
-            errors.push(format!("{at}: {x} > maximum {max}"));
-        }
+        Some(t) => t == "integer",
+        None => false,
+    };
+    if integer {
+        map.insert(INTEGER_LITERAL.into(), Value::Bool(true));
     }
-    if let (Some(items), Some(a)) = (schema.get("items"), v.as_array()) {
-        for (i, x) in a.iter().enumerate() {
-            check(doc, items, x, &format!("{at}[{i}]"), errors);
-        }
-    }
-    if let Some(obj) = v.as_object() {
-        let props = schema["properties"].as_object();
-        for name in schema["required"].as_array().into_iter().flatten() {
-            let name = name.as_str().expect("required name");
-            if !obj.contains_key(name) {
-                errors.push(format!("{at}: required field `{name}` missing in {v}"));
+    for (keyword, sub) in map.iter_mut() {
+        match keyword.as_str() {
+            "properties" | "patternProperties" | "$defs" => {
+                sub.as_object_mut()
+                    .into_iter()
+                    .flat_map(|m| m.values_mut())
+                    .for_each(strict);
             }
-        }
-        for (k, x) in obj {
-            let here = format!("{at}.{k}");
-            match (
-                props.and_then(|p| p.get(k)),
-                schema.get("additionalProperties"),
-            ) {
-                (Some(s), _) => check(doc, s, x, &here, errors),
-                (None, Some(Value::Bool(false))) => {
-                    errors.push(format!("{here}: not allowed"));
-                }
-                (None, Some(s @ Value::Object(_))) => check(doc, s, x, &here, errors),
-                (None, Some(_)) => {}
-                (None, None) if props.is_some() => {
-                    errors.push(format!("{here}: undocumented field (value {x})"));
-                }
-                (None, None) => {}
+            "components" => {
+                let schemas = sub.get_mut("schemas").and_then(Value::as_object_mut);
+                schemas
+                    .into_iter()
+                    .flat_map(|m| m.values_mut())
+                    .for_each(strict);
             }
+            "allOf" | "anyOf" | "oneOf" | "prefixItems" => {
+                sub.as_array_mut().into_iter().flatten().for_each(strict);
+            }
+            "items" | "additionalProperties" | "not" | "if" | "then" | "else" | "contains" => {
+                strict(sub);
+            }
+            _ => {}
         }
     }
+}
+
+#[test]
+fn the_schema_check_refuses_undocumented_fields_missing_fields_and_disguised_floats() {
+    let doc = document();
+    let error_body = json!({"$ref": "#/components/schemas/ErrorBody"});
+    let in_a_list = json!({"type": "array", "items": {"anyOf": [error_body, {"type": "null"}]}});
+    let errors = |schema: &Value, v: Value| {
+        let mut errors = Vec::new();
+        check(&doc, schema, &v, "body", &mut errors);
+        errors
+    };
+    let fine = json!({"code": "x", "message": "m"});
+    assert_eq!(errors(&error_body, fine.clone()), Vec::<String>::new());
+    assert_eq!(
+        errors(&in_a_list, json!([fine, null])),
+        Vec::<String>::new()
+    );
+    let extra = json!({"code": "x", "message": "m", "extra": 1});
+    assert_eq!(errors(&error_body, extra.clone()).len(), 1);
+    assert_eq!(errors(&in_a_list, json!([null, extra])).len(), 1);
+    assert_eq!(errors(&error_body, json!({"code": "x"})).len(), 1);
+    assert_eq!(
+        errors(&error_body, json!({"code": 1, "message": "m"})).len(),
+        1
+    );
+    let count = json!({"type": ["integer", "null"], "minimum": 0});
+    assert_eq!(errors(&count, json!(3)), Vec::<String>::new());
+    assert_eq!(errors(&count, json!(null)), Vec::<String>::new());
+    assert_eq!(errors(&count, json!(3.0)).len(), 1);
 }
 
 /// Checks one answer of operation `(method, path)` against the document: a documented status,
