@@ -125,7 +125,8 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
             let mut deps = BTreeSet::new();
             for (_, code) in files {
                 deps.extend(named_modules(code, "crate::"));
-                if name == "main" {
+                // The binary (main.rs and its cli/ modules) names the library by its crate name.
+                if name == "main" || name == "cli" {
                     deps.extend(named_modules(code, "irgan::"));
                 }
             }
