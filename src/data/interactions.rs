@@ -111,9 +111,16 @@ impl Interactions {
         Self::from_pairs(self.n_users(), self.n_items, &pairs)
     }
 
-    /// The same sets seen with a larger item/user space (for catalogues that grew).
+    /// The same sets over `n_users` rows and at least `n_items` items: a catalogue that grew, or
+    /// an older, smaller model's user space (rows of users it does not know are dropped, so
+    /// rolling back to an earlier snapshot cannot index past it).
     pub fn resized(&self, n_users: usize, n_items: usize) -> Self {
-        Self::from_pairs(n_users, n_items.max(self.n_items), &self.pairs())
+        let pairs: Vec<(u32, u32)> = self
+            .pairs()
+            .into_iter()
+            .filter(|&(u, _)| (u as usize) < n_users)
+            .collect();
+        Self::from_pairs(n_users, n_items.max(self.n_items), &pairs)
     }
 
     /// Transposed: for each item, its users.
@@ -134,6 +141,17 @@ impl Interactions {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn resizing_to_fewer_users_drops_their_rows() {
+        let s = Interactions::from_pairs(3, 4, &[(0, 1), (2, 3)]);
+        let smaller = s.resized(2, 4);
+        assert_eq!(smaller.n_users(), 2);
+        assert_eq!(smaller.items(0), &[1]);
+        assert!(smaller.items(1).is_empty());
+        assert_eq!(s.resized(5, 6).items(2), &[3]);
+    }
+
     use super::*;
 
     #[test]
