@@ -108,6 +108,42 @@ async fn rollback_to_an_earlier_snapshot() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_past_a_new_user_keeps_the_trainer_alive() {
+    let svc = Svc::start(FAST).await;
+    let a = svc.post("/v1/snapshots", "").await.expect(201)["version"]
+        .as_u64()
+        .expect("a");
+    // A user the earlier snapshot never saw, published in a later one.
+    let events = r#"[{"id": "n1", "user": "newcomer", "item": "i3", "type": "like"},
+                     {"id": "n2", "user": "newcomer", "item": "i8", "type": "like"}]"#;
+    svc.post("/v1/feedback", events).await.expect(200);
+    let b = svc.post("/v1/snapshots", "").await.expect(201)["version"]
+        .as_u64()
+        .expect("b");
+    assert!(a < b, "{a} < {b}");
+    svc.post(&format!("/v1/snapshots/{a}/activate"), "")
+        .await
+        .expect(200);
+    assert_eq!(svc.version().await, a);
+    let r = svc
+        .get("/v1/users/newcomer/recommendations?k=3")
+        .await
+        .expect(200);
+    assert_eq!(
+        r["cold_start"], true,
+        "v{a} does not know the newcomer: {r}"
+    );
+    // The trainer survived the rollback: its routes answer and it publishes again.
+    svc.post("/v1/training/pause", "").await.expect(200);
+    svc.post("/v1/training/resume", "").await.expect(200);
+    let c = svc.post("/v1/snapshots", "").await.expect(201)["version"]
+        .as_u64()
+        .expect("c");
+    assert!(c > b, "{c} > {b}");
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_and_resume_training() {
     let svc = Svc::start(FAST).await;
     let limit = Duration::from_secs(10);
