@@ -12,8 +12,8 @@ use crate::eval::Protocol;
 
 pub use crate::data::synth::SyntheticConfig;
 pub use crate::train::settings::{
-    AlsConfig, Baseline, BprConfig, Init, IrganConfig, ModelConfig, OptimizerKind, PretrainConfig,
-    Role,
+    AlsConfig, AlsSolver, Baseline, BprConfig, Init, IrganConfig, ModelConfig, OptimizerKind,
+    PretrainConfig, Role,
 };
 
 mod check;
@@ -66,7 +66,7 @@ pub struct Config {
     pub generator: ModelConfig,
     /// The discriminator D.
     pub discriminator: ModelConfig,
-    /// Pretraining algorithms used by `init = "bpr" | "dns" | "als"`.
+    /// Pretraining algorithms used by `init = "bpr" | "dns" | "als" | "softmax"`.
     pub pretrain: PretrainConfig,
     /// The adversarial schedule.
     pub irgan: IrganConfig,
@@ -241,6 +241,11 @@ impl Config {
             "pretrain.als",
             "alpha must be >= 0 and l2 > 0",
         )?;
+        check::at_least_one("pretrain.als.cg_steps", a.cg_steps)?;
+        let sm = &self.pretrain.softmax;
+        check::at_least_one("pretrain.softmax.batch", sm.batch)?;
+        check::positive("pretrain.softmax.temperature", sm.temperature)?;
+        check::positive("pretrain.softmax.lr", sm.lr.into())?;
         let g = &self.irgan;
         require(
             g.negative_refresh > 0 && g.d_batch > 0 && g.g_user_batch > 0,

@@ -124,6 +124,7 @@ impl Default for ServiceConfig {
             iterations: 10,
             alpha: 8.0,
             l2: 20.0,
+            ..Default::default()
         };
         training.irgan.d_temperature = 2.0;
         training.irgan.baseline = crate::config::Baseline::RunningMean;

@@ -13,6 +13,7 @@ use crate::store::SnapshotError;
 use crate::train::init::InitError;
 
 pub mod export;
+mod pretrain;
 pub mod progress;
 pub mod recommend;
 pub mod run_dir;

@@ -14,12 +14,13 @@ use crate::data::{IdMap, Interactions, split, synth};
 use crate::eval::evaluate_model;
 use crate::model::MfModel;
 use crate::pipeline::PipelineError;
+use crate::pipeline::pretrain::PretrainValidation;
 use crate::pipeline::progress::{bar_for, spinner};
 use crate::pipeline::run_dir::{RunDir, round_s};
 use crate::pipeline::select::{Best, PairMetrics, is_due};
 use crate::report::plot::{Chart, Series, stack_svg};
 use crate::store::Snapshot;
-use crate::train::init::init_pair;
+use crate::train::init::{Unobserved, init_pair};
 use crate::train::irgan::{DStats, GStats, Game};
 
 pub use crate::data::train_data::TrainData;
@@ -190,9 +191,18 @@ fn play_and_select(
 ) -> Result<Played, PipelineError> {
     let ks = &cfg.eval.ks;
     let val_exclude = cfg.eval.protocol.validation_exclude(data);
-    let validate = |g: &MfModel, d: &MfModel| PairMetrics {
-        generator: evaluate_model(g, &val_exclude, &data.validation, ks),
-        discriminator: evaluate_model(d, &val_exclude, &data.validation, ks),
+    let validate = |g: &MfModel, d: &MfModel| {
+        let generator = evaluate_model(g, &val_exclude, &data.validation, ks);
+        // Both players often start from one pretraining: evaluate it once.
+        let discriminator = if g == d {
+            generator.clone()
+        } else {
+            evaluate_model(d, &val_exclude, &data.validation, ks)
+        };
+        PairMetrics {
+            generator,
+            discriminator,
+        }
     };
     run.open_log()?;
     let initial = Checkpoint {
@@ -255,12 +265,14 @@ fn play_and_select(
     })
 }
 
-/// Replays pretraining and the game up to `chosen` on all training positives (validation
-/// included), with the same random streams; returns the initial and the final pair.
+/// Replays pretraining (`pretrain_epochs` epochs of an epoch-wise one, when validation chose
+/// them) and the game up to `chosen` on all training positives (validation included), with the
+/// same random streams; returns the initial and the final pair.
 fn refit(
     cfg: &Config,
     data: &TrainData,
     chosen: &Checkpoint,
+    pretrain_epochs: Option<usize>,
     progress: bool,
     timings: &mut Timings,
 ) -> Result<[MfModel; 4], PipelineError> {
@@ -269,7 +281,19 @@ fn refit(
         ..data.clone()
     };
     let t = Instant::now();
-    let (g_init, d_init) = init_pair(&cfg.generator, &cfg.discriminator, cfg, &full)?;
+    let mut pretrain_cfg = cfg.clone();
+    if let Some(epochs) = pretrain_epochs {
+        pretrain_cfg.pretrain.softmax.epochs = epochs;
+    }
+    let bar = spinner(progress, "pretraining on all training data");
+    let (g_init, d_init) = init_pair(
+        &cfg.generator,
+        &cfg.discriminator,
+        &pretrain_cfg,
+        &full,
+        &mut Unobserved,
+    )?;
+    bar.finish_and_clear();
     timings.pretrain += t.elapsed().as_secs_f64();
     let t = Instant::now();
     let ir = &cfg.irgan;
@@ -320,7 +344,10 @@ pub fn run(cfg: &Config, out: &Path, progress: bool) -> Result<RunResult, Pipeli
 
     let t = Instant::now();
     let bar = spinner(progress, "pretraining");
-    let (g0, d0) = init_pair(&cfg.generator, &cfg.discriminator, cfg, &data)?;
+    let mut watch = PretrainValidation::new(cfg, &data, &bar);
+    let (g0, d0) = init_pair(&cfg.generator, &cfg.discriminator, cfg, &data, &mut watch)?;
+    let pretrain_epochs = watch.best.map(|(epoch, _)| epoch);
+    let pretrain_curve = std::mem::take(&mut watch.curve);
     bar.finish_and_clear();
     timings.pretrain = t.elapsed().as_secs_f64();
 
@@ -331,7 +358,14 @@ pub fn run(cfg: &Config, out: &Path, progress: bool) -> Result<RunResult, Pipeli
 
     let refit_all = cfg.eval.refit && data.validation.nnz() > 0;
     let [g_init, d_init, g_best, d_best] = if refit_all {
-        refit(cfg, &data, &played.chosen, progress, &mut timings)?
+        refit(
+            cfg,
+            &data,
+            &played.chosen,
+            pretrain_epochs,
+            progress,
+            &mut timings,
+        )?
     } else {
         [g0, d0, played.g.clone(), played.d.clone()]
     };
@@ -358,6 +392,10 @@ pub fn run(cfg: &Config, out: &Path, progress: bool) -> Result<RunResult, Pipeli
             "test_positives": data.test.as_ref().map(|t| t.positives.nnz()),
         },
         "protocol": cfg.eval.protocol,
+        "pretraining": {
+            "selected_epochs": pretrain_epochs,
+            "curve": pretrain_curve,
+        },
         "selection": {
             "model": cfg.eval.select_model.as_str(),
             "metric": metric,

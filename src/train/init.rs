@@ -8,7 +8,7 @@ use crate::data::train_data::TrainData;
 use crate::model::MfModel;
 use crate::rng;
 use crate::train::settings::{Init, ModelConfig, PretrainConfig, Role};
-use crate::train::{als, bpr};
+use crate::train::{als, bpr, softmax};
 
 /// Why a starting point could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -30,14 +30,57 @@ pub trait InitSettings {
     fn pretraining(&self) -> &PretrainConfig;
 }
 
-/// Builds a model's starting point as configured (random, imported factors, BPR, DNS or iALS),
-/// trained on `data.fit`. `cache` reuses an identical pretraining of the other model.
+/// One finished epoch of an epoch-wise pretraining (sampled softmax), as an observer sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct PretrainEpoch<'a> {
+    /// The model being pretrained.
+    pub role: Role,
+    /// Epochs done (from 1).
+    pub epoch: usize,
+    /// Mean training loss of the epoch.
+    pub loss: f64,
+    /// The model after this epoch.
+    pub model: &'a MfModel,
+}
+
+/// Watches epoch-wise pretraining and may score it on validation data: when it answers a score
+/// (higher is better), the best-scoring epoch's model is kept.
+pub trait PretrainObserver {
+    /// Called after every epoch.
+    fn epoch(&mut self, e: PretrainEpoch<'_>) -> Option<f64>;
+}
+
+/// An observer that watches nothing: pretraining runs its configured epochs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unobserved;
+
+impl PretrainObserver for Unobserved {
+    fn epoch(&mut self, _: PretrainEpoch<'_>) -> Option<f64> {
+        None
+    }
+}
+
+/// Builds a model's starting point as configured (random, imported factors, BPR, DNS, iALS or
+/// sampled softmax), trained on `data.fit`. `cache` reuses an identical pretraining of the
+/// other model.
 pub fn init_model(
     m: &ModelConfig,
     cfg: &impl InitSettings,
     data: &TrainData,
     role: Role,
     cache: &mut Vec<(ModelConfig, MfModel)>,
+) -> Result<MfModel, InitError> {
+    init_model_observed(m, cfg, data, role, cache, &mut Unobserved)
+}
+
+/// [`init_model`] with an observer of epoch-wise pretraining.
+pub fn init_model_observed(
+    m: &ModelConfig,
+    cfg: &impl InitSettings,
+    data: &TrainData,
+    role: Role,
+    cache: &mut Vec<(ModelConfig, MfModel)>,
+    observer: &mut dyn PretrainObserver,
 ) -> Result<MfModel, InitError> {
     let (nu, ni) = (data.users.len(), data.items.len());
     let same = |c: &ModelConfig| c.init == m.init && c.dim == m.dim && c.factors == m.factors;
@@ -76,6 +119,22 @@ pub fn init_model(
             bpr::train(&mut model, &data.fit, &pretrain.bpr, neg, seed);
         }
         Init::Als => als::train(&mut model, &data.fit, &pretrain.als),
+        Init::Softmax => {
+            softmax::train(
+                &mut model,
+                &data.fit,
+                &pretrain.softmax,
+                seed,
+                |epoch, s, m| {
+                    observer.epoch(PretrainEpoch {
+                        role,
+                        epoch,
+                        loss: s.loss,
+                        model: m,
+                    })
+                },
+            );
+        }
     }
     if !model.is_finite() {
         return Err(InitError::Unusable(format!(
@@ -93,10 +152,18 @@ pub fn init_pair(
     discriminator: &ModelConfig,
     cfg: &impl InitSettings,
     data: &TrainData,
+    observer: &mut dyn PretrainObserver,
 ) -> Result<(MfModel, MfModel), InitError> {
     let mut cache = Vec::new();
-    let g = init_model(generator, cfg, data, Role::Generator, &mut cache)?;
-    let d = init_model(discriminator, cfg, data, Role::Discriminator, &mut cache)?;
+    let g = init_model_observed(generator, cfg, data, Role::Generator, &mut cache, observer)?;
+    let d = init_model_observed(
+        discriminator,
+        cfg,
+        data,
+        Role::Discriminator,
+        &mut cache,
+        observer,
+    )?;
     Ok((g, d))
 }
 

@@ -11,3 +11,4 @@ pub mod mf_critic;
 pub mod objective;
 pub mod optim;
 pub mod settings;
+pub mod softmax;

@@ -32,6 +32,9 @@ pub enum Init {
     Dns,
     /// Weighted implicit ALS.
     Als,
+    /// Sampled-softmax maximum likelihood of the positives under the model's own softmax
+    /// (cosine scores over a temperature): a pretrained policy for G.
+    Softmax,
 }
 
 /// Optimiser.
@@ -74,6 +77,43 @@ pub struct PretrainConfig {
     pub bpr: BprConfig,
     /// Implicit ALS.
     pub als: AlsConfig,
+    /// Sampled-softmax pretraining.
+    pub softmax: SoftmaxConfig,
+}
+
+/// Sampled-softmax pretraining (see [`crate::train::softmax`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SoftmaxConfig {
+    /// Passes over the training positives.
+    pub epochs: usize,
+    /// Positives per mini-batch (each is also an in-batch negative of the others).
+    pub batch: usize,
+    /// Items drawn uniformly per batch as shared negatives.
+    pub negatives: usize,
+    /// Temperature τ of the cosine scores (logit = cos / τ).
+    pub temperature: f64,
+    /// Adam learning rate.
+    pub lr: f32,
+    /// Use the batch's other positives as negatives (popularity-corrected).
+    pub in_batch: bool,
+    /// `irgan train` validates every this many epochs (and the last) and keeps the best
+    /// epoch's model (0 = keep the last epoch).
+    pub validate_every: usize,
+}
+
+impl Default for SoftmaxConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 20,
+            batch: 1024,
+            negatives: 1024,
+            temperature: 0.1,
+            lr: 0.005,
+            in_batch: true,
+            validate_every: 5,
+        }
+    }
 }
 
 /// BPR / DNS pretraining.
@@ -100,6 +140,20 @@ pub struct AlsConfig {
     pub alpha: f32,
     /// L2 penalty.
     pub l2: f32,
+    /// How each row's ridge system is solved.
+    pub solver: AlsSolver,
+    /// Conjugate-gradient steps per row and half-sweep (`solver = "cg"`).
+    pub cg_steps: usize,
+}
+
+/// Solver of iALS's per-row systems.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AlsSolver {
+    /// Exact: Cholesky of the row's d × d matrix.
+    Cholesky,
+    /// A few conjugate-gradient steps from the row's previous value (large catalogues).
+    Cg,
 }
 
 /// Advantage baseline for G's policy gradient.
@@ -186,6 +240,8 @@ impl Default for AlsConfig {
             iterations: 15,
             alpha: 10.0,
             l2: 1.0,
+            solver: AlsSolver::Cholesky,
+            cg_steps: 3,
         }
     }
 }
