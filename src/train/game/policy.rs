@@ -102,31 +102,35 @@ impl PolicyBuffers {
         }
         let inv_tau = 1.0 / temperature;
         let shifted = |s: f32| (f64::from(s) - top) * inv_tau;
-        let logit = |s: f32, li: f64| {
+        // Three passes a compiler can vectorise: corrected logits (−∞ where masked), their
+        // exponentials, then the running sums.
+        let mut max = f64::NEG_INFINITY;
+        for (w, (&s, &li)) in self
+            .weights
+            .iter_mut()
+            .zip(self.scores.iter().zip(log_inclusion))
+        {
             let z = shifted(s) - li;
-            if s.is_finite() && z.is_finite() {
+            *w = if s.is_finite() && z.is_finite() {
                 z
             } else {
                 f64::NEG_INFINITY
-            }
-        };
-        let max = self
-            .scores
-            .iter()
-            .zip(log_inclusion)
-            .fold(f64::NEG_INFINITY, |m, (&s, &li)| m.max(logit(s, li)));
+            };
+            max = max.max(*w);
+        }
         if !max.is_finite() {
             return None;
         }
+        for w in self.weights.iter_mut() {
+            *w = maths::exp_nonpositive(*w - max);
+        }
         let (mut total, mut weighted_logit) = (0.0f64, 0.0f64);
-        for ((w, c), (&s, &li)) in self
-            .weights
+        for ((c, &e), &s) in self
+            .cumulative
             .iter_mut()
-            .zip(self.cumulative.iter_mut())
-            .zip(self.scores.iter().zip(log_inclusion))
+            .zip(&self.weights)
+            .zip(&self.scores)
         {
-            let e = maths::exp_nonpositive(logit(s, li) - max);
-            *w = e;
             total += e;
             *c = total;
             if e > 0.0 {

@@ -173,19 +173,7 @@ impl SampledCandidates {
         self.log_inclusion.resize(positives.len(), 0.0);
         self.ids.extend_from_slice(&shared.items);
         self.log_inclusion
-            .extend(
-                shared
-                    .items
-                    .iter()
-                    .zip(&shared.log_inclusion)
-                    .map(|(j, &li)| {
-                        if positives.binary_search(j).is_ok() {
-                            f64::INFINITY
-                        } else {
-                            li
-                        }
-                    }),
-            );
+            .extend(masked(&shared.items, &shared.log_inclusion, positives));
         self.n_positives = positives.len();
     }
 
@@ -219,6 +207,25 @@ impl Candidates for SampledCandidates {
     }
 }
 
+/// `log_inclusion`, with +∞ for the `items` that are in `skip` (both sorted): one merge pass.
+fn masked<'a>(
+    items: &'a [u32],
+    log_inclusion: &'a [f64],
+    skip: &'a [u32],
+) -> impl Iterator<Item = f64> + 'a {
+    let mut k = 0;
+    items.iter().zip(log_inclusion).map(move |(&j, &li)| {
+        while k < skip.len() && skip[k] < j {
+            k += 1;
+        }
+        if k < skip.len() && skip[k] == j {
+            f64::INFINITY
+        } else {
+            li
+        }
+    })
+}
+
 /// Sampling-importance-resampling from softmax(s/τ) over a catalogue: a pool of M proposal
 /// draws weighted by exp(s_j/τ)·c_j/(M·q_j), then draws from the pool ∝ those weights. The draws'
 /// distribution tends to the catalogue's softmax as M grows (its bias is O(1/M)).
@@ -241,13 +248,7 @@ impl Resampler {
     ) -> bool {
         self.log_inclusion.clear();
         self.log_inclusion
-            .extend(pool.items.iter().zip(&pool.log_inclusion).map(|(j, &li)| {
-                if skip.binary_search(j).is_ok() {
-                    f64::INFINITY
-                } else {
-                    li
-                }
-            }));
+            .extend(masked(&pool.items, &pool.log_inclusion, skip));
         self.buf.resize(pool.len());
         self.buf.scores.copy_from_slice(scores);
         self.total = self
