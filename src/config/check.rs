@@ -1,6 +1,7 @@
 //! Range checks shared by the configuration types; each error names the offending key.
 
 use crate::config::ConfigError;
+use crate::train::settings::IrganConfig;
 
 /// The result of one check.
 pub(crate) type Check = Result<(), ConfigError>;
@@ -57,5 +58,30 @@ pub(crate) fn metric(key: &str, name: &str, families: &[&str], ks: &[usize]) -> 
         names.iter().any(|n| n == name),
         key,
         &format!("unknown metric; choose one of {}", names.join(", ")),
+    )
+}
+
+/// The sampled game's keys in `[irgan]` (checked whatever `candidates` is, so a file that
+/// switches to `auto` on a larger catalogue does not fail late).
+pub(crate) fn sampled_game(g: &IrganConfig) -> Check {
+    require(
+        g.sampled_candidates >= 1,
+        "irgan.sampled_candidates",
+        "must be >= 1 (proposal draws per batch of users; try 1024)",
+    )?;
+    require(
+        g.d_resample_pool >= 1,
+        "irgan.d_resample_pool",
+        "must be >= 1 (proposal draws D's negatives are resampled from; try 1024)",
+    )?;
+    require(
+        g.proposal_popularity.is_finite() && g.proposal_popularity >= 0.0,
+        "irgan.proposal_popularity",
+        "must be >= 0 (exponent of item popularity; 0 = every seen item alike, 1 = by count)",
+    )?;
+    require(
+        (0.0..=1.0).contains(&g.proposal_uniform),
+        "irgan.proposal_uniform",
+        "must be in [0, 1] (weight of the uniform distribution in the proposal)",
     )
 }

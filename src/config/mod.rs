@@ -12,7 +12,8 @@ use crate::eval::Protocol;
 
 pub use crate::data::synth::SyntheticConfig;
 pub use crate::train::settings::{
-    AlsConfig, AlsSolver, Baseline, BprConfig, Init, IrganConfig, ModelConfig, OptimizerKind,
+    AlsConfig, AlsSolver, Baseline, BprConfig, CandidateMode, Init, IrganConfig, ModelConfig,
+    OptimizerKind,
     PretrainConfig, Role,
 };
 
@@ -255,7 +256,8 @@ impl Config {
         check::positive("irgan.d_temperature", g.d_temperature)?;
         check::positive("irgan.g_samples", g.g_samples)?;
         check::fraction("irgan.mixture", g.mixture)?;
-        check::fraction("irgan.baseline_decay", g.baseline_decay)
+        check::fraction("irgan.baseline_decay", g.baseline_decay)?;
+        check::sampled_game(g)
     }
 }
 
@@ -311,5 +313,36 @@ mod tests {
         assert!(e.contains("eval.select_metric"), "{e}");
         assert!(Config::load(None, &["novalue".into()]).is_err());
         assert!(Config::load(None, &["seed.x=1".into()]).is_err());
+    }
+
+    #[test]
+    fn sampled_game_keys_parse_and_validate() {
+        let c = Config::load(
+            None,
+            &[
+                "irgan.candidates=sampled".into(),
+                "irgan.sampled_candidates=512".into(),
+                "irgan.proposal_uniform=1.0".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.irgan.candidates, CandidateMode::Sampled);
+        assert_eq!(c.irgan.sampled_candidates, 512);
+        // auto: exhaustive on ML-100k's 1,683 items, sampled on Gowalla's 40,981.
+        let auto = Config::default().irgan.candidates;
+        assert!(!auto.is_sampled(1683) && auto.is_sampled(40_981));
+        for (set, key) in [
+            ("irgan.candidates=all", "candidates"),
+            ("irgan.sampled_candidates=0", "irgan.sampled_candidates"),
+            ("irgan.d_resample_pool=0", "irgan.d_resample_pool"),
+            (
+                "irgan.proposal_popularity=-1.0",
+                "irgan.proposal_popularity",
+            ),
+            ("irgan.proposal_uniform=1.5", "irgan.proposal_uniform"),
+        ] {
+            let e = Config::load(None, &[set.into()]).unwrap_err().to_string();
+            assert!(e.contains(key), "{set}: {e}");
+        }
     }
 }

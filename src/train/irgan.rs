@@ -7,6 +7,9 @@
 //! - G step: REINFORCE with D's reward tanh(f/2), items drawn from the mixture
 //!   (1 − λ)·p_θ + λ·Uniform(positives) with importance weights p_θ/pn; optional running-mean
 //!   baseline.
+//! - On large catalogues (`irgan.candidates`) both run on sampled candidates: G's policy is a
+//!   sampled softmax over the user's positives and proposal draws ([`sampled`]), and D's
+//!   negatives are resampled from proposal draws ([`crate::train::mf_critic`]).
 //!
 //! All randomness comes from streams keyed by (seed, purpose, counter, user), and parallel work
 //! is reduced in a fixed order, so a run is reproducible whatever the thread count.
@@ -25,6 +28,8 @@ use crate::train::game::{
 use crate::train::mf_critic::{DTrainer, Triple, draw_negatives};
 pub use crate::train::optim::MfOptimizer;
 use crate::train::settings::{Baseline, IrganConfig, ModelConfig};
+
+pub(crate) mod sampled;
 
 const G_STREAM: u64 = 0x60;
 const G_ORDER_STREAM: u64 = 0x61;
@@ -184,26 +189,31 @@ impl Game {
 
     /// One pass of G's policy gradient over every user with positives (in a seeded random
     /// order), `g_user_batch` users at a time computed in parallel against the same parameters.
+    /// The candidates are every item, or sampled ones (see [`sampled`]) as `irgan.candidates`
+    /// says for this catalogue.
     pub fn g_epoch(&mut self, positives: &Interactions) -> GStats {
         let mut users = positives.active_users();
         let mut r = rng::stream(self.seed, G_ORDER_STREAM, self.g_epochs);
         rng::shuffle(&mut r, &mut users);
         let epoch = self.g_epochs;
         self.g_epochs += 1;
+        let sampled = self.cfg.candidates.is_sampled(self.generator.n_items());
+        let proposal = sampled.then(|| self.proposal(positives));
+        let mut grads = sampled.then(|| sampled::ItemGrads::new(&self.generator));
         let mut stats = GStats::default();
-        for chunk in users.chunks(self.cfg.g_user_batch) {
-            let steps: Vec<UserStep> = chunk
-                .par_iter()
-                .map_init(PolicyBuffers::default, |buf, &u| {
-                    self.user_step(u, positives.items(u), epoch, buf)
-                })
-                .collect();
+        for (index, chunk) in users.chunks(self.cfg.g_user_batch).enumerate() {
+            let steps = match (&proposal, &mut grads) {
+                (Some(q), Some(grads)) => {
+                    let shared = self.shared_set(q, epoch, index as u64);
+                    self.sampled_batch(&shared, chunk, positives, epoch, grads)
+                }
+                _ => self.exact_batch(chunk, positives, epoch),
+            };
             for s in &steps {
                 stats.loss += s.loss;
                 stats.mean_reward += s.mean_reward;
                 stats.entropy += s.entropy;
             }
-            self.apply_g(&steps);
             if self.cfg.baseline == Baseline::RunningMean {
                 let mean = steps.iter().map(|s| s.mean_reward).sum::<f64>() / steps.len() as f64;
                 let decay = self.cfg.baseline_decay;
@@ -215,6 +225,40 @@ impl Game {
             loss: stats.loss / n,
             mean_reward: stats.mean_reward / n,
             entropy: stats.entropy / n,
+        }
+    }
+
+    /// One batch of G's exact step: every user's gradient over the whole catalogue against the
+    /// same parameters, then one dense update.
+    fn exact_batch(
+        &mut self,
+        chunk: &[usize],
+        positives: &Interactions,
+        epoch: u64,
+    ) -> Vec<StepStats> {
+        let steps: Vec<UserStep> = chunk
+            .par_iter()
+            .map_init(PolicyBuffers::default, |buf, &u| {
+                self.user_step(u, positives.items(u), epoch, buf)
+            })
+            .collect();
+        self.apply_g(&steps);
+        steps
+            .iter()
+            .map(|s| StepStats {
+                loss: s.loss,
+                mean_reward: s.mean_reward,
+                entropy: s.entropy,
+            })
+            .collect()
+    }
+
+    /// The baseline G's rewards are compared with in the next step.
+    fn running_baseline(&self) -> f64 {
+        if self.cfg.baseline == Baseline::RunningMean {
+            self.baseline
+        } else {
+            0.0
         }
     }
 
@@ -233,11 +277,7 @@ impl Game {
         };
         let k = ((self.cfg.g_samples * pos.len() as f64).round() as usize).max(1);
         let mut r = rng::stream(self.seed, G_STREAM.wrapping_add(epoch << 8), u as u64);
-        let baseline = if self.cfg.baseline == Baseline::RunningMean {
-            self.baseline
-        } else {
-            0.0
-        };
+        let baseline = self.running_baseline();
         let mixture = Mixture {
             lambda: self.cfg.mixture,
             positives: pos,
@@ -315,6 +355,14 @@ impl Game {
             self.g_opt.bias.apply(j, &mut bias[j..=j], &[grad_b[j]]);
         }
     }
+}
+
+/// What one user's G step measured.
+#[derive(Debug, Clone, Copy, Default)]
+struct StepStats {
+    loss: f64,
+    mean_reward: f64,
+    entropy: f64,
 }
 
 /// One user's contribution to a G step.

@@ -1,4 +1,5 @@
-//! D's fast path for MF players: D's training triples (user, positive, item drawn from G) and
+//! D's fast path for MF players: D's training triples (user, positive, item drawn from G, over
+//! the catalogue or by sampling-importance-resampling from proposal draws) and
 //! the row-sparse batch steps that train an MF critic on them (fused SGD, or any optimiser
 //! through per-row gradient tables). The losses themselves are the shared game's
 //! ([`crate::train::game::critic`]).
@@ -9,20 +10,26 @@ use crate::data::Interactions;
 use crate::model::MfModel;
 use crate::model::policy as maths;
 use crate::rng;
-use crate::train::game::critic;
-use crate::train::optim::{MfOptimizer, RowOptimizer};
+use crate::train::game::{Proposal, Resampler, critic};
+use crate::train::irgan::sampled::{ItemBlock, user_rows};
+use crate::train::optim::{MfOptimizer, RowGrads};
 use crate::train::settings::IrganConfig;
 
 const NEG_STREAM: u64 = 0xD0;
 const D_SHUFFLE_STREAM: u64 = 0xD1;
 const D_ORDER_STREAM: u64 = 0xD2;
+const NEG_POOL_STREAM: u64 = 0xD3;
+
+/// Users whose resampled negatives share one pool of proposal draws.
+const SIR_USERS: usize = 16;
 
 /// One training example of D: (user, observed positive, item sampled from G).
 pub(crate) type Triple = (u32, u32, u32);
 
 /// D's triples for draw number `counter`: for each user, |positives| items from G's policy at
 /// `d_temperature` (known positives excluded if configured), paired one-to-one with the
-/// positives, then shuffled. Parallel over users; each user has its own random stream.
+/// positives, then shuffled. Each user has its own random stream. G's policy is computed over
+/// the whole catalogue, or approached by resampling proposal draws as `irgan.candidates` says.
 pub(crate) fn draw_negatives(
     g: &MfModel,
     positives: &Interactions,
@@ -30,8 +37,29 @@ pub(crate) fn draw_negatives(
     seed: u64,
     counter: u64,
 ) -> Vec<Triple> {
+    let per_user = if cfg.candidates.is_sampled(g.n_items()) {
+        resampled_negatives(g, positives, cfg, seed, counter)
+    } else {
+        exact_negatives(g, positives, cfg, seed, counter)
+    };
+    let mut triples: Vec<Triple> = per_user.into_iter().flatten().collect();
+    rng::shuffle(
+        &mut rng::stream(seed, D_SHUFFLE_STREAM, counter),
+        &mut triples,
+    );
+    triples
+}
+
+/// Per user, draws from G's cumulative softmax over the whole catalogue (parallel over users).
+fn exact_negatives(
+    g: &MfModel,
+    positives: &Interactions,
+    cfg: &IrganConfig,
+    seed: u64,
+    counter: u64,
+) -> Vec<Vec<Triple>> {
     let (temperature, exclude) = (cfg.d_temperature, cfg.exclude_positives);
-    let per_user: Vec<Vec<Triple>> = positives
+    positives
         .active_users()
         .par_iter()
         .map_init(
@@ -56,13 +84,55 @@ pub(crate) fn draw_negatives(
                     .collect()
             },
         )
-        .collect();
-    let mut triples: Vec<Triple> = per_user.into_iter().flatten().collect();
-    rng::shuffle(
-        &mut rng::stream(seed, D_SHUFFLE_STREAM, counter),
-        &mut triples,
+        .collect()
+}
+
+/// Per user, draws by sampling-importance-resampling: every block of [`SIR_USERS`] users
+/// shares `d_resample_pool` proposal draws, scored for the whole block in one matrix product;
+/// each user resamples its negatives from the pool ∝ exp(s/τ)·c/(M·q) (its known positives
+/// masked if configured). Parallel over blocks.
+fn resampled_negatives(
+    g: &MfModel,
+    positives: &Interactions,
+    cfg: &IrganConfig,
+    seed: u64,
+    counter: u64,
+) -> Vec<Vec<Triple>> {
+    let (temperature, exclude) = (cfg.d_temperature, cfg.exclude_positives);
+    let proposal = Proposal::new(
+        &positives.item_counts(),
+        cfg.proposal_popularity,
+        cfg.proposal_uniform,
     );
-    triples
+    let users = positives.active_users();
+    let blocks: Vec<&[usize]> = users.chunks(SIR_USERS).collect();
+    blocks
+        .par_iter()
+        .enumerate()
+        .map_init(Resampler::default, |sir, (b, block)| {
+            let pool_stream = NEG_POOL_STREAM.wrapping_add(counter << 8);
+            let pool = proposal.sample_set(
+                cfg.d_resample_pool,
+                &mut rng::stream(seed, pool_stream, b as u64),
+            );
+            let scores = ItemBlock::gather(g, &pool.items).scores(&user_rows(g, block));
+            let mut out = Vec::new();
+            for (row, &u) in block.iter().enumerate() {
+                let pos = positives.items(u);
+                let skip = if exclude { pos } else { &[] };
+                let row = scores.row(row);
+                if !sir.prepare(&pool, row.as_slice().unwrap_or(&[]), skip, temperature) {
+                    continue;
+                }
+                let mut r = rng::stream(seed, NEG_STREAM.wrapping_add(counter << 8), u as u64);
+                out.extend(
+                    pos.iter()
+                        .map(|&i| (u as u32, i, pool.items[sir.draw(&mut r)])),
+                );
+            }
+            out
+        })
+        .collect()
 }
 
 /// D's side of a D-epoch, borrowing only what D needs (so G can be read concurrently).
@@ -107,9 +177,9 @@ impl DTrainer<'_> {
         } else {
             let (nu, ni, d) = (self.model.n_users(), self.model.n_items(), self.model.dim());
             let mut grads = (
-                SparseGrad::new(nu, d),
-                SparseGrad::new(ni, d),
-                SparseGrad::new(ni, 1),
+                RowGrads::new(nu, d),
+                RowGrads::new(ni, d),
+                RowGrads::new(ni, 1),
             );
             for batch in batches {
                 self.general_batch(batch, &mut grads);
@@ -118,11 +188,7 @@ impl DTrainer<'_> {
     }
 
     /// A batch step for any optimiser: gradients summed per parameter row, then applied.
-    fn general_batch(
-        &mut self,
-        batch: &[Triple],
-        grads: &mut (SparseGrad, SparseGrad, SparseGrad),
-    ) {
+    fn general_batch(&mut self, batch: &[Triple], grads: &mut (RowGrads, RowGrads, RowGrads)) {
         let (users, items, biases) = grads;
         let l2 = self.opt.l2;
         let model = &*self.model;
@@ -185,59 +251,5 @@ fn sgd_batch(model: &mut MfModel, batch: &[Triple], lr: f32, l2: f32, buf: &mut 
     }
     for &(_, i, g) in &buf.rows {
         model.bias[i] -= lr * g;
-    }
-}
-
-/// Gradient rows of a batch that touches few parameter rows: a slot per touched row, found in
-/// O(1) through a row → slot table that is reset only where it was used.
-struct SparseGrad {
-    width: usize,
-    slot_of: Vec<u32>,
-    keys: Vec<usize>,
-    values: Vec<f32>,
-}
-
-impl SparseGrad {
-    const EMPTY: u32 = u32::MAX;
-
-    fn new(rows: usize, width: usize) -> Self {
-        Self {
-            width,
-            slot_of: vec![Self::EMPTY; rows],
-            keys: Vec::new(),
-            values: Vec::new(),
-        }
-    }
-
-    /// Adds `scale · v + l2 · param` to row `key`.
-    fn add(&mut self, key: usize, scale: f32, v: &[f32], l2: f32, param: &[f32]) {
-        let w = self.width;
-        let mut slot = self.slot_of[key];
-        if slot == Self::EMPTY {
-            slot = self.keys.len() as u32;
-            self.slot_of[key] = slot;
-            self.keys.push(key);
-            self.values.resize(self.values.len() + w, 0.0);
-        }
-        let slot = slot as usize;
-        let row = &mut self.values[slot * w..(slot + 1) * w];
-        for ((r, &x), &p) in row.iter_mut().zip(v).zip(param) {
-            *r += scale * x + l2 * p;
-        }
-    }
-
-    /// Applies every accumulated row to `param` (row-major, `width` columns) and empties itself.
-    fn apply_and_clear(&mut self, param: &mut [f32], opt: &mut RowOptimizer) {
-        let w = self.width;
-        for (slot, &key) in self.keys.iter().enumerate() {
-            opt.apply(
-                key,
-                &mut param[key * w..(key + 1) * w],
-                &self.values[slot * w..(slot + 1) * w],
-            );
-            self.slot_of[key] = Self::EMPTY;
-        }
-        self.keys.clear();
-        self.values.clear();
     }
 }

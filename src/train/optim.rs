@@ -1,5 +1,5 @@
-//! Optimisers that update one parameter row at a time (SGD and lazy Adam), and their bundle
-//! for the three tensors of an MF model.
+//! Optimisers that update one parameter row at a time (SGD and lazy Adam), their bundle for the
+//! three tensors of an MF model, and the sparse gradient table of a step that touches few rows.
 
 use crate::model::MfModel;
 use crate::train::settings::{ModelConfig, OptimizerKind};
@@ -107,6 +107,73 @@ impl MfOptimizer {
         self.user.next_step();
         self.item.next_step();
         self.bias.next_step();
+    }
+}
+
+/// Gradient rows of a step that touches few parameter rows: a slot per touched row, found in
+/// O(1) through a row → slot table that is reset only where it was used. Rows are applied in
+/// the order they were first touched (deterministic), so no rows × width buffer is needed.
+#[derive(Debug, Clone)]
+pub struct RowGrads {
+    width: usize,
+    slot_of: Vec<u32>,
+    keys: Vec<usize>,
+    values: Vec<f32>,
+}
+
+impl RowGrads {
+    const EMPTY: u32 = u32::MAX;
+
+    /// An empty table for a `rows × width` parameter.
+    pub fn new(rows: usize, width: usize) -> Self {
+        Self {
+            width,
+            slot_of: vec![Self::EMPTY; rows],
+            keys: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+
+    /// The gradient row of `key`, zero when first touched.
+    pub fn row(&mut self, key: usize) -> &mut [f32] {
+        let w = self.width;
+        let mut slot = self.slot_of[key];
+        if slot == Self::EMPTY {
+            slot = self.keys.len() as u32;
+            self.slot_of[key] = slot;
+            self.keys.push(key);
+            self.values.resize(self.values.len() + w, 0.0);
+        }
+        let slot = slot as usize;
+        &mut self.values[slot * w..(slot + 1) * w]
+    }
+
+    /// Adds `scale · v + l2 · param` to row `key`.
+    pub fn add(&mut self, key: usize, scale: f32, v: &[f32], l2: f32, param: &[f32]) {
+        let row = self.row(key);
+        for ((r, &x), &p) in row.iter_mut().zip(v).zip(param) {
+            *r += scale * x + l2 * p;
+        }
+    }
+
+    /// The rows touched so far, in first-touch order.
+    pub fn touched(&self) -> &[usize] {
+        &self.keys
+    }
+
+    /// Applies every accumulated row to `param` (row-major, `width` columns) and empties itself.
+    pub fn apply_and_clear(&mut self, param: &mut [f32], opt: &mut RowOptimizer) {
+        let w = self.width;
+        for (slot, &key) in self.keys.iter().enumerate() {
+            opt.apply(
+                key,
+                &mut param[key * w..(key + 1) * w],
+                &self.values[slot * w..(slot + 1) * w],
+            );
+            self.slot_of[key] = Self::EMPTY;
+        }
+        self.keys.clear();
+        self.values.clear();
     }
 }
 

@@ -196,6 +196,44 @@ pub struct IrganConfig {
     pub baseline: Baseline,
     /// Decay of the running-mean baseline.
     pub baseline_decay: f64,
+    /// G's candidates and D's negative draw: the whole catalogue, a sample, or by size.
+    pub candidates: CandidateMode,
+    /// Sampled game: proposal draws per batch of `g_user_batch` users (their shared candidates,
+    /// besides each user's own positives).
+    pub sampled_candidates: usize,
+    /// Sampled game: exponent β of item popularity in the proposal.
+    pub proposal_popularity: f64,
+    /// Sampled game: weight of the uniform distribution in the proposal, in [0, 1].
+    pub proposal_uniform: f64,
+    /// Sampled game: proposal draws per batch of users that D's negatives are resampled from.
+    pub d_resample_pool: usize,
+}
+
+/// Which candidates the recommendation game scores.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CandidateMode {
+    /// Every item: the exact softmax (the reference).
+    Exhaustive,
+    /// The user's positives plus items drawn from a popularity/uniform proposal, with the
+    /// sampled-softmax correction; D's negatives by sampling-importance-resampling.
+    Sampled,
+    /// Sampled past [`CandidateMode::AUTO_SAMPLED_ITEMS`] items, exhaustive below.
+    Auto,
+}
+
+impl CandidateMode {
+    /// The catalogue size from which `auto` samples.
+    pub const AUTO_SAMPLED_ITEMS: usize = 5_000;
+
+    /// True when a catalogue of `n_items` is played with sampled candidates.
+    pub fn is_sampled(self, n_items: usize) -> bool {
+        match self {
+            CandidateMode::Exhaustive => false,
+            CandidateMode::Sampled => true,
+            CandidateMode::Auto => n_items >= Self::AUTO_SAMPLED_ITEMS,
+        }
+    }
 }
 
 impl Role {
@@ -262,6 +300,11 @@ impl Default for IrganConfig {
             fresh_negatives: true,
             baseline: Baseline::None,
             baseline_decay: 0.99,
+            candidates: CandidateMode::Auto,
+            sampled_candidates: 1024,
+            proposal_popularity: 0.75,
+            proposal_uniform: 0.5,
+            d_resample_pool: 1024,
         }
     }
 }

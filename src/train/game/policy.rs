@@ -86,6 +86,62 @@ impl PolicyBuffers {
         Some(Softmax { total, entropy })
     }
 
+    /// The sampled softmax over a sampled candidate set: weights ∝ exp(s_j/τ − log_inclusion_j)
+    /// (see [`crate::train::game::Candidates::log_inclusion`]; +∞ masks a slot), their
+    /// cumulative sum, and the estimate log Ẑ − E_p̂[s/τ] of the catalogue policy's entropy.
+    /// In f64 throughout, since the corrections spread the logits. `None` when no slot has mass.
+    pub fn corrected_softmax(
+        &mut self,
+        temperature: f64,
+        log_inclusion: &[f64],
+    ) -> Option<Softmax> {
+        // Logits shifted by the largest finite score first, so huge scores stay finite.
+        let top = f64::from(maths::finite_max(&self.scores));
+        if !top.is_finite() {
+            return None;
+        }
+        let inv_tau = 1.0 / temperature;
+        let shifted = |s: f32| (f64::from(s) - top) * inv_tau;
+        // Three passes a compiler can vectorise: corrected logits (−∞ where masked), their
+        // exponentials, then the running sums.
+        let mut max = f64::NEG_INFINITY;
+        for (w, (&s, &li)) in self
+            .weights
+            .iter_mut()
+            .zip(self.scores.iter().zip(log_inclusion))
+        {
+            let z = shifted(s) - li;
+            *w = if s.is_finite() && z.is_finite() {
+                z
+            } else {
+                f64::NEG_INFINITY
+            };
+            max = max.max(*w);
+        }
+        if !max.is_finite() {
+            return None;
+        }
+        for w in self.weights.iter_mut() {
+            *w = maths::exp_nonpositive(*w - max);
+        }
+        let (mut total, mut weighted_logit) = (0.0f64, 0.0f64);
+        for ((c, &e), &s) in self
+            .cumulative
+            .iter_mut()
+            .zip(&self.weights)
+            .zip(&self.scores)
+        {
+            total += e;
+            *c = total;
+            if e > 0.0 {
+                weighted_logit += e * shifted(s);
+            }
+        }
+        // H = log Ẑ − E_p̂[s/τ], both shifted by the same constant.
+        let entropy = max + total.ln() - weighted_logit / total;
+        Some(Softmax { total, entropy })
+    }
+
     /// The policy these buffers hold, with total `total`.
     pub fn policy(&self, total: f64) -> Policy<'_> {
         Policy {
@@ -276,5 +332,36 @@ mod tests {
             .filter(|_| m.draw_by_component(&cum, 1.0, &mut r) == 0)
             .count();
         assert!((hits as f64 / n as f64 - dense[0]).abs() < 0.01);
+    }
+
+    /// With no correction the sampled softmax is the softmax; a correction log c shifts a
+    /// weight by 1/c; +∞ masks; huge scores stay finite.
+    #[test]
+    fn corrected_softmax_matches_the_softmax() {
+        let scores = [0.3f32, -1.0, 2.0, 0.7];
+        let mut buf = PolicyBuffers::default();
+        buf.resize(4);
+        buf.scores.copy_from_slice(&scores);
+        let plain = buf.softmax(0.5).unwrap();
+        let p: Vec<f64> = (0..4).map(|j| buf.policy(plain.total).prob(j)).collect();
+        let corrected = buf.corrected_softmax(0.5, &[0.0; 4]).unwrap();
+        for (j, &pj) in p.iter().enumerate() {
+            assert!((buf.policy(corrected.total).prob(j) - pj).abs() < 1e-6);
+        }
+        assert!((corrected.entropy - plain.entropy).abs() < 1e-6);
+        let li = [0.0, 2f64.ln(), f64::INFINITY, 0.0];
+        let c = buf.corrected_softmax(0.5, &li).unwrap();
+        let q = buf.policy(c.total);
+        assert_eq!(q.prob(2), 0.0);
+        let ratio = q.prob(1) / q.prob(0);
+        let want = ((f64::from(scores[1]) - f64::from(scores[0])) / 0.5).exp() / 2.0;
+        assert!((ratio - want).abs() < 1e-9 * want, "{ratio} vs {want}");
+        assert_eq!(buf.cumulative[2], buf.cumulative[1]);
+        buf.scores.copy_from_slice(&[1e30, -1e30, f32::NAN, 3e38]);
+        let h = buf.corrected_softmax(1e-3, &[0.0; 4]).unwrap();
+        assert!(h.total.is_finite() && h.entropy.is_finite());
+        assert!(buf.weights.iter().all(|w| w.is_finite()));
+        buf.scores.copy_from_slice(&[f32::NAN; 4]);
+        assert!(buf.corrected_softmax(1.0, &[0.0; 4]).is_none());
     }
 }
