@@ -185,12 +185,24 @@ impl Config {
     /// running the command expects. The file's [`TUNE_SECTION`] is skipped (it is read by
     /// [`Config::tune_section`]); an override of a `tune.*` key is an unknown key here.
     pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, ConfigError> {
-        let mut file = match path {
+        Self::from_document(Self::read_document(path)?, overrides)
+    }
+
+    /// A config file's TOML document (empty without a file), less its [`TUNE_SECTION`]: read
+    /// once, it can be loaded with different overrides by [`Config::from_document`].
+    pub fn read_document(path: Option<&Path>) -> Result<toml::Table, ConfigError> {
+        let mut doc = match path {
             Some(p) => load::read_table(p)?,
             None => toml::Table::new(),
         };
-        file.remove(TUNE_SECTION);
-        let cfg: Self = load_document(file, None, overrides.iter().cloned())?;
+        doc.remove(TUNE_SECTION);
+        Ok(doc)
+    }
+
+    /// Applies `key=value` overrides in order to a document from [`Config::read_document`],
+    /// deserialises and validates, as [`Config::load`] does with a file.
+    pub fn from_document(doc: toml::Table, overrides: &[String]) -> Result<Self, ConfigError> {
+        let cfg: Self = load_document(doc, None, overrides.iter().cloned())?;
         cfg.validate()?;
         Ok(cfg)
     }

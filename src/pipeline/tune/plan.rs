@@ -74,6 +74,9 @@ impl Schedule {
 pub struct Plan {
     /// The config file.
     pub config_path: Option<PathBuf>,
+    /// Its document, read once (without the `[tune]` section): trials load from this, so an
+    /// edit of the file during a search changes nothing.
+    document: toml::Table,
     /// `--set` overrides of config keys (applied to every trial, before its settings).
     pub overrides: Vec<String>,
     /// The config with those overrides: what trials start from.
@@ -105,7 +108,8 @@ impl Plan {
             .iter()
             .cloned()
             .partition(|o| o.trim_start().starts_with("tune."));
-        let base = Config::load(config_path, &overrides)?;
+        let document = Config::read_document(config_path)?;
+        let base = Config::from_document(document.clone(), &overrides)?;
         let section: TuneSection =
             toml::Value::Table(Config::tune_section(config_path, &tune_sets)?)
                 .try_into()
@@ -125,6 +129,7 @@ impl Plan {
         let schedule = schedule(&section, &base, &space)?;
         let mut plan = Self {
             config_path: config_path.map(Path::to_path_buf),
+            document,
             overrides,
             base,
             space,
@@ -160,10 +165,7 @@ impl Plan {
 
     /// The config of a trial with `settings` on `rung`, read like `irgan train` reads it.
     pub fn config_for(&self, settings: &Settings, rung: usize) -> Result<Config, ConfigError> {
-        Config::load(
-            self.config_path.as_deref(),
-            &self.overrides_for(settings, rung),
-        )
+        Config::from_document(self.document.clone(), &self.overrides_for(settings, rung))
     }
 
     /// Loads the config with each end of every range, each choice and each rung's resource,
