@@ -102,6 +102,12 @@ fn best_toml_trains_as_is_and_reproduces_the_validation_score() {
         lines.iter().any(|t| t["rung"] == 1),
         "no trial was promoted"
     );
+    // Trial 1 is the config as it is, on the smallest rung.
+    assert_eq!(lines[0]["baseline"], true, "{}", lines[0]);
+    assert_eq!(
+        lines[0]["settings"],
+        serde_json::json!({ "irgan.epochs": 1 })
+    );
     let report = read_json(&out.join("report.json"));
     assert_no_test_key(&report, "report");
     for (n, t) in lines.iter().enumerate() {

@@ -146,6 +146,16 @@ impl Plan {
         Ok(plan)
     }
 
+    /// Trial `trial`'s own settings: trial 1 is the config as it is (nothing set), so a search
+    /// never reports worse than its starting point; the others are drawn from the space.
+    pub fn settings_of(&self, trial: u64) -> Settings {
+        if trial == 1 {
+            Settings::new()
+        } else {
+            self.space.sample(self.seed, trial)
+        }
+    }
+
     /// Every override a trial with `settings` on `rung` runs with, in order: the command
     /// line's, the resource's, the trial's.
     pub fn overrides_for(&self, settings: &Settings, rung: usize) -> Vec<String> {

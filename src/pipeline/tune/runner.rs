@@ -80,7 +80,7 @@ pub fn search(
         };
         let settings = match job {
             Job::Sample { trial } => {
-                sampled.push(plan.space.sample(plan.seed, trial));
+                sampled.push(plan.settings_of(trial));
                 sampled[sampled.len() - 1].clone()
             }
             Job::Promote { trial, .. } => sampled[(trial - 1) as usize].clone(),
@@ -104,6 +104,7 @@ pub fn search(
         let trial = Trial {
             id,
             rung,
+            baseline: settings.is_empty(),
             settings: plan.trial_settings(&settings, rung),
             outcome,
             seconds: t.elapsed().as_secs_f64(),

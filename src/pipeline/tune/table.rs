@@ -76,6 +76,9 @@ impl LiveTable {
             t.seconds,
             overrides(&t.settings).join(" ")
         );
+        if t.baseline {
+            line.push_str(" (the config as it is)");
+        }
         if let Outcome::Failed(e) = &t.outcome {
             line.push_str(&format!("  ({e})"));
         }

@@ -26,6 +26,8 @@ pub struct Trial {
     pub rung: usize,
     /// What it set: the rung's resource, then the space's keys.
     pub settings: Settings,
+    /// It sets no key of the space: the config as it is.
+    pub baseline: bool,
     /// How it ended.
     pub outcome: Outcome,
     /// Seconds it ran.
@@ -71,6 +73,7 @@ impl Trial {
             "trial": self.id,
             "rung": self.rung,
             "settings": settings_json(&self.settings),
+            "baseline": self.baseline,
             "status": self.status(),
             "metric": metric,
             "model": model,
