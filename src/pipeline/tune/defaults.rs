@@ -64,7 +64,8 @@ mod tests {
         for d in default_space(&cfg).dimensions {
             for v in d.distribution.probes() {
                 let set = format!("{}={v}", d.key);
-                Config::load(None, &[set.clone()]).unwrap_or_else(|e| panic!("{set}: {e}"));
+                Config::load(None, std::slice::from_ref(&set))
+                    .unwrap_or_else(|e| panic!("{set}: {e}"));
             }
         }
     }

@@ -16,7 +16,7 @@ pub fn rungs(min: usize, max: usize, eta: usize) -> Vec<usize> {
     if max <= min {
         return vec![max];
     }
-    let mut count = 1;
+    let mut count: usize = 1;
     let mut r = min;
     while r.saturating_mul(eta) <= max {
         r *= eta;

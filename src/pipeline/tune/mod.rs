@@ -130,8 +130,13 @@ fn best_header(plan: &Plan, s: &Summary, budget: Duration, out: &Path) -> Vec<St
             b.rung + 1,
             plan.schedule.rungs()
         ));
+        let own = if b.baseline {
+            " (the config as it is)"
+        } else {
+            ""
+        };
         lines.push(format!(
-            "Settings: {}",
+            "Settings: {}{own}",
             space::overrides(&b.settings).join(" ")
         ));
     }
