@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod cli;
 
-use cli::offline::{self, EvalArgs, SynthArgs, TrainArgs};
+use cli::offline::{self, EvalArgs, SynthArgs, TrainArgs, TuneArgs};
 use cli::service::{self, ExportArgs, HealthcheckArgs, ImportArgs, ServeArgs};
 
 /// IRGAN ranking: train, evaluate and serve a generator/discriminator pair.
@@ -22,6 +22,9 @@ struct Cli {
 enum Command {
     /// Pretrain, play the adversarial game, select on validation and write a snapshot.
     Train(TrainArgs),
+    /// Search pretraining and game settings on the validation split within a time budget;
+    /// write the best as a config `irgan train` takes.
+    Tune(TuneArgs),
     /// Evaluate a snapshot or imported factors on a test file.
     Eval(EvalArgs),
     /// Write a synthetic latent-cluster data set (train.txt, test.txt).
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(a) => offline::train(a),
+        Command::Tune(a) => offline::tune(a),
         Command::Eval(a) => offline::eval(a),
         Command::Synth(a) => offline::synth_cmd(a),
         Command::Serve(a) => service::serve(a),

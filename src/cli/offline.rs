@@ -1,4 +1,4 @@
-//! `irgan train`, `irgan eval` and `irgan synth`: the offline commands.
+//! `irgan train`, `irgan tune`, `irgan eval` and `irgan synth`: the offline commands.
 
 use std::path::PathBuf;
 
@@ -11,6 +11,7 @@ use irgan::data::{IdMap, synth};
 use irgan::eval::Protocol;
 use irgan::eval::letor;
 use irgan::model::MfModel;
+use irgan::pipeline::tune::{self, Plan};
 use irgan::pipeline::{self, recommend};
 use irgan::store::Snapshot;
 use irgan::store::search_snapshot::{self, SearchSnapshot};
@@ -29,6 +30,30 @@ pub struct TrainArgs {
     #[arg(long, default_value = "runs/latest")]
     out: PathBuf,
     /// Hide progress bars.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+pub struct TuneArgs {
+    /// TOML training config; its `[tune]` section (ignored by `irgan train`) declares the
+    /// search space and rungs (default: a space over pretraining and game settings).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Wall-clock budget, e.g. 90s, 10m, 1h or 1h30m.
+    #[arg(long, value_parser = tune::parse_budget)]
+    budget: std::time::Duration,
+    /// Output directory (best.toml, trials.jsonl, report.json).
+    #[arg(long)]
+    out: PathBuf,
+    /// Seed of the sampler (default: the config's seed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Override a config key for every trial, e.g. --set irgan.g_epochs=5, or a search
+    /// setting, e.g. --set tune.eta=2 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Hide the progress bar (the trial lines are still printed).
     #[arg(long)]
     quiet: bool,
 }
@@ -128,6 +153,40 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
         );
     }
     println!("time: {} s", r["timings_s"]["total"]);
+    Ok(())
+}
+
+/// `irgan tune`.
+pub fn tune(a: TuneArgs) -> anyhow::Result<()> {
+    if task_of(a.config.as_deref(), &a.set)? == Task::Search {
+        bail!(
+            "irgan tune searches recommendation settings; this is a search (learning to rank) config"
+        )
+    }
+    let plan = Plan::prepare(a.config.as_deref(), &a.set, a.seed)?;
+    set_threads(plan.base.threads);
+    let summary = tune::run(&plan, a.budget, &a.out, !a.quiet)?;
+    let (finished, failed, stopped) = summary.counts();
+    println!("wrote {}", a.out.display());
+    println!(
+        "{} trials in {:.1} s ({finished} finished, {failed} failed, {stopped} stopped): {}",
+        summary.trials.len(),
+        summary.elapsed.as_secs_f64(),
+        summary.ended
+    );
+    if let Some(best) = summary.best() {
+        println!(
+            "best: trial {} on rung {}, validation {} {:.4}",
+            best.id,
+            best.rung,
+            plan.base.eval.select_metric,
+            best.score().unwrap_or(f64::NAN)
+        );
+        println!(
+            "train it: irgan train --config {} --out runs/tuned",
+            a.out.join("best.toml").display()
+        );
+    }
     Ok(())
 }
 

@@ -31,14 +31,7 @@ pub(crate) fn load_document<T: DeserializeOwned>(
 ) -> Result<T, ConfigError> {
     let mut doc = base;
     if let Some(p) = path {
-        let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Io {
-            path: p.to_owned(),
-            source,
-        })?;
-        let file = text
-            .parse::<toml::Table>()
-            .map_err(|e| ConfigError::Parse(format!("{}: {e}", p.display())))?;
-        merge(&mut doc, file);
+        merge(&mut doc, read_table(p)?);
     }
     for o in overrides {
         apply_override(&mut doc, &o)?;
@@ -46,6 +39,16 @@ pub(crate) fn load_document<T: DeserializeOwned>(
     toml::Value::Table(doc)
         .try_into()
         .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))
+}
+
+/// Reads and parses one TOML file; errors name the file.
+pub(crate) fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    text.parse::<toml::Table>()
+        .map_err(|e| ConfigError::Parse(format!("{}: {e}", path.display())))
 }
 
 /// Deep-merges `top` into `base`: tables merge key by key, other values replace.
@@ -62,7 +65,7 @@ fn merge(base: &mut toml::Table, top: toml::Table) {
 
 /// Sets `a.b.c = value` in a TOML table; the value is parsed as TOML (number, bool, array,
 /// quoted string) and falls back to a bare string.
-fn apply_override(doc: &mut toml::Table, item: &str) -> Result<(), ConfigError> {
+pub(crate) fn apply_override(doc: &mut toml::Table, item: &str) -> Result<(), ConfigError> {
     let (key, raw) = item
         .split_once('=')
         .ok_or_else(|| ConfigError::Override(item.into()))?;

@@ -22,7 +22,11 @@ mod load;
 pub mod search;
 
 use check::require;
-pub(crate) use load::{load_document, load_validated};
+pub(crate) use load::{apply_override, load_document, load_validated};
+
+/// The top-level section of a training config that holds `irgan tune`'s search (its space and
+/// schedule); `irgan train` ignores it, so a tuned file still trains as is.
+pub const TUNE_SECTION: &str = "tune";
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -179,9 +183,54 @@ impl Config {
     /// Reads `path` (if given), applies `key=value` overrides in order, and validates.
     ///
     /// Relative data paths in a file are resolved against the current directory, as a user
-    /// running the command expects.
+    /// running the command expects. The file's [`TUNE_SECTION`] is skipped (it is read by
+    /// [`Config::tune_section`]); an override of a `tune.*` key is an unknown key here.
     pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, ConfigError> {
-        load_validated(path, overrides, Self::validate)
+        Self::from_document(Self::read_document(path)?, overrides)
+    }
+
+    /// A config file's TOML document (empty without a file), less its [`TUNE_SECTION`]: read
+    /// once, it can be loaded with different overrides by [`Config::from_document`].
+    pub fn read_document(path: Option<&Path>) -> Result<toml::Table, ConfigError> {
+        let mut doc = match path {
+            Some(p) => load::read_table(p)?,
+            None => toml::Table::new(),
+        };
+        doc.remove(TUNE_SECTION);
+        Ok(doc)
+    }
+
+    /// Applies `key=value` overrides in order to a document from [`Config::read_document`],
+    /// deserialises and validates, as [`Config::load`] does with a file.
+    pub fn from_document(doc: toml::Table, overrides: &[String]) -> Result<Self, ConfigError> {
+        let cfg: Self = load_document(doc, None, overrides.iter().cloned())?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The file's [`TUNE_SECTION`] (empty when absent) with `overrides` applied, each a whole
+    /// key such as `tune.eta=2` (the same syntax as every other `--set`).
+    pub fn tune_section(
+        path: Option<&Path>,
+        overrides: &[String],
+    ) -> Result<toml::Table, ConfigError> {
+        let mut doc = toml::Table::new();
+        if let Some(p) = path
+            && let Some(section) = load::read_table(p)?.remove(TUNE_SECTION)
+        {
+            doc.insert(TUNE_SECTION.into(), section);
+        }
+        for o in overrides {
+            apply_override(&mut doc, o)?;
+        }
+        match doc.remove(TUNE_SECTION) {
+            None => Ok(toml::Table::new()),
+            Some(toml::Value::Table(t)) => Ok(t),
+            Some(_) => Err(ConfigError::Invalid {
+                key: TUNE_SECTION.into(),
+                message: "must be a section ([tune])".into(),
+            }),
+        }
     }
 
     /// Checks ranges; the error names the offending key.

@@ -19,6 +19,7 @@ pub mod recommend;
 pub mod run_dir;
 pub mod search;
 pub mod select;
+pub mod tune;
 
 /// Why an offline run failed.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,9 @@ pub enum PipelineError {
     /// The data set cannot be trained on.
     #[error("{0}")]
     Unusable(String),
+    /// The caller asked the run to stop before it finished (`irgan tune`'s time budget).
+    #[error("stopped before the end")]
+    Stopped,
     /// Training produced non-finite parameters.
     #[error("{0} diverged (non-finite parameters); lower its learning rate")]
     Diverged(String),

@@ -79,6 +79,52 @@ pub fn load_data(cfg: &Config) -> Result<TrainData, PipelineError> {
     })
 }
 
+/// [`load_data`] without the test file: `data.test` is never opened (of synthetic data, the
+/// generated test half is dropped), so nothing downstream can look at it.
+pub fn load_validation_data(cfg: &Config) -> Result<TrainData, PipelineError> {
+    let mut blind = cfg.clone();
+    blind.data.test = None;
+    let mut data = load_data(&blind)?;
+    data.test = None;
+    Ok(data)
+}
+
+/// The selected point of a run judged on validation only (see [`validate_only`]).
+#[derive(Debug, Clone)]
+pub struct Validated {
+    /// `eval.select_metric` of `eval.select_model` at the selected point.
+    pub score: f64,
+    /// Outer epoch of the selected point (0 = the pretrained start).
+    pub epoch: usize,
+    /// G-epochs played up to the selected point.
+    pub g_epochs: u64,
+    /// Validation metrics of both players at the selected point.
+    pub selected: PairMetrics,
+    /// Validation metrics of both players at the start.
+    pub initial: PairMetrics,
+}
+
+/// Pretrains, plays and selects exactly as [`run`] does before its refit and test report, on the
+/// fit/validation split of the training data only: the test file is never opened and nothing
+/// is written. `stop` is asked after pretraining and after every G-epoch; a yes ends the run
+/// with [`PipelineError::Stopped`]. For `irgan tune`.
+pub fn validate_only(cfg: &Config, stop: &dyn Fn() -> bool) -> Result<Validated, PipelineError> {
+    let data = load_validation_data(cfg)?;
+    let (g0, d0) = init_pair(&cfg.generator, &cfg.discriminator, cfg, &data)?;
+    if stop() {
+        return Err(PipelineError::Stopped);
+    }
+    let played = play_and_select(cfg, &data, (&g0, &d0), &mut |_| Ok(()), stop, false)?;
+    let (model, metric) = (cfg.eval.select_model, cfg.eval.select_metric.as_str());
+    Ok(Validated {
+        score: played.chosen.score(model, metric),
+        epoch: played.chosen.epoch,
+        g_epochs: played.chosen.g_epochs,
+        selected: played.chosen.validation,
+        initial: played.initial.validation,
+    })
+}
+
 /// One validation point of a run.
 #[derive(Debug, Clone)]
 pub struct Checkpoint {
@@ -179,14 +225,15 @@ struct Played {
 }
 
 /// Plays the game from `(g0, d0)` on `data.fit`, validating every `eval.every_g_epochs`
-/// G-epochs (and the start), logging each point and keeping the best by
-/// `eval.select_metric` of `eval.select_model`.
+/// G-epochs (and the start), passing each point to `log` and keeping the best by
+/// `eval.select_metric` of `eval.select_model`. `stop` is asked after every G-epoch; when it
+/// says yes the run ends with [`PipelineError::Stopped`].
 fn play_and_select(
     cfg: &Config,
     data: &TrainData,
-    g0: &MfModel,
-    d0: &MfModel,
-    run: &mut RunDir,
+    (g0, d0): (&MfModel, &MfModel),
+    log: &mut dyn FnMut(&Checkpoint) -> Result<(), PipelineError>,
+    stop: &dyn Fn() -> bool,
     progress: bool,
 ) -> Result<Played, PipelineError> {
     let ks = &cfg.eval.ks;
@@ -204,7 +251,6 @@ fn play_and_select(
             discriminator,
         }
     };
-    run.open_log()?;
     let initial = Checkpoint {
         epoch: 0,
         g_epochs: 0,
@@ -214,7 +260,7 @@ fn play_and_select(
         g: GStats::default(),
         validation: validate(g0, d0),
     };
-    run.log(&initial.to_json())?;
+    log(&initial)?;
     let (select_model, metric) = (cfg.eval.select_model, cfg.eval.select_metric.as_str());
     let mut best = Best::new(
         initial.score(select_model, metric),
@@ -228,6 +274,9 @@ fn play_and_select(
     let bar = bar_for(progress, (ir.epochs * (ir.d_epochs + ir.g_epochs)) as u64);
     let mut game = Game::new(g0.clone(), d0.clone(), cfg.game());
     play(&mut game, &data.fit, cfg, &bar, |p| {
+        if stop() {
+            return Err(PipelineError::Stopped);
+        }
         if !is_due(p.g_in_epoch, cfg.eval.every_g_epochs, ir.g_epochs) {
             return Ok(ControlFlow::Continue(()));
         }
@@ -243,7 +292,7 @@ fn play_and_select(
             g: p.g,
             validation,
         };
-        run.log(&cp.to_json())?;
+        log(&cp)?;
         bar.set_message(cp.validation.message(metric));
         best.offer(cp.score(select_model, metric), || {
             let (g, d) = (&p.game.generator, &p.game.discriminator);
@@ -253,7 +302,6 @@ fn play_and_select(
         Ok(ControlFlow::Continue(()))
     })?;
     bar.finish_and_clear();
-    run.flush_log()?;
     let (chosen, g, d) = best.into_value();
     Ok(Played {
         initial,
@@ -352,7 +400,16 @@ pub fn run(cfg: &Config, out: &Path, progress: bool) -> Result<RunResult, Pipeli
     timings.pretrain = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    let played = play_and_select(cfg, &data, &g0, &d0, &mut run, progress)?;
+    run.open_log()?;
+    let played = play_and_select(
+        cfg,
+        &data,
+        (&g0, &d0),
+        &mut |cp| run.log(&cp.to_json()),
+        &|| false,
+        progress,
+    )?;
+    run.flush_log()?;
     timings.adversarial = t.elapsed().as_secs_f64();
     timings.validation = played.validation_s;
 

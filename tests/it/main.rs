@@ -16,3 +16,4 @@ mod reproducibility;
 mod search;
 mod service;
 mod snapshot;
+mod tune;
