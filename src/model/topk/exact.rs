@@ -45,6 +45,20 @@ fn row_batch(n_items: usize) -> usize {
     (ROW_BUDGET / n_items.max(1)).clamp(1, USER_BATCH)
 }
 
+/// Full score rows of `users` over `model`'s catalogue (`users.len() × catalogue`), by GEMM.
+pub fn score_users(model: &MfModel, users: &[usize]) -> Array2<f32> {
+    let n = model.n_items().min(model.bias.len());
+    let bias = &model.bias.as_slice().unwrap_or(&[])[..n];
+    let mut out = Array2::<f32>::zeros((users.len(), n));
+    score_block(
+        gather(model, users).view(),
+        model.item.slice(s![..n, ..]),
+        bias,
+        &mut out.view_mut(),
+    );
+    out
+}
+
 /// `f(user, scores)` for every user of `users` with its full score row over the catalogue
 /// (`model.n_items()` scores, `<P_u, Q_i> + b_i` by GEMM), in parallel over batches of users;
 /// results in the order of `users`. Every user must have a row in `model`.
