@@ -51,7 +51,9 @@ fn around(centres: &Array2<f32>, n: usize, tag: u64, spread: f32) -> Array2<f32>
             let mut r = rng::stream(7, tag, j as u64);
             let c = centres.row(rng::below(&mut r, CENTRES));
             let scale = (spread * normal(&mut r)).exp();
-            c.iter().map(|&m| scale * (m + 0.5 * normal(&mut r))).collect()
+            c.iter()
+                .map(|&m| scale * (m + 0.5 * normal(&mut r)))
+                .collect()
         })
         .collect();
     Array2::from_shape_vec((n, DIM), rows.concat()).unwrap()
@@ -184,7 +186,16 @@ fn index_bench(quick: bool) {
     let t = Instant::now();
     let exact = top_k_users(&m, &users, |u| &seen[u], K);
     let exact_s = t.elapsed().as_secs_f64();
-    let params = IvfParams::default();
+    let arg = |name: &str| {
+        let args: Vec<String> = std::env::args().collect();
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1)?.parse::<usize>().ok())
+    };
+    let params = IvfParams {
+        nlist: arg("--nlist").unwrap_or(0),
+        ..IvfParams::default()
+    };
     let t = Instant::now();
     let index = IvfIndex::build(m.item.view(), m.bias.as_slice().unwrap(), &params);
     let build = t.elapsed().as_secs_f64();
@@ -226,6 +237,8 @@ fn index_bench(quick: bool) {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    exact_bench(quick);
+    if !std::env::args().any(|a| a == "--only-index") {
+        exact_bench(quick);
+    }
     index_bench(quick);
 }

@@ -37,8 +37,11 @@ pub struct Live {
     pub index: ItemIndex,
     /// Each user's G softmax normaliser, filled by the precompute or by the user's first
     /// indexed query (so later ones need no pass over the catalogue).
-    normalisers: Vec<OnceLock<Option<(f64, f64)>>>,
+    normalisers: Vec<Normaliser>,
 }
+
+/// A user's G softmax normaliser `(max, ln Σ)`, once known (`None`: no finite score).
+type Normaliser = OnceLock<Option<(f64, f64)>>;
 
 /// Every known user's default top list (G, seen excluded) and G normaliser, users scored in
 /// batches by GEMM (`model::topk::exact`), in parallel.
@@ -46,9 +49,9 @@ fn precompute(
     m: &QueryModel,
     seen: &Interactions,
     k: usize,
-) -> (Vec<Vec<Scored>>, Vec<OnceLock<Option<(f64, f64)>>>) {
+) -> (Vec<Vec<Scored>>, Vec<Normaliser>) {
     let users: Vec<u32> = (0..seen.n_users() as u32).collect();
-    let per_user: Vec<(Vec<Scored>, OnceLock<Option<(f64, f64)>>)> = users
+    let per_user: Vec<(Vec<Scored>, Normaliser)> = users
         .par_chunks(USER_BATCH)
         .map(|chunk| {
             let known: Vec<usize> = chunk
@@ -240,7 +243,8 @@ mod tests {
             ..IndexConfig::default()
         };
         for precompute_k in [0, 20] {
-            let live = Live::new(snapshot_of(12, 400, 5), &seen, precompute_k, 0.5).with_index(&cfg);
+            let live =
+                Live::new(snapshot_of(12, 400, 5), &seen, precompute_k, 0.5).with_index(&cfg);
             assert_eq!(live.index.name(), "approximate");
             let m = QueryModel::from_snapshot(&live.snapshot, 0.5, &live.popularity);
             for u in 0..12u32 {

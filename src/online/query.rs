@@ -46,10 +46,10 @@ use std::str::FromStr;
 use crate::model::MfModel;
 use crate::model::blend::{self, Standardiser};
 use crate::model::catalogue::{PairScores, catalogue_len, has_user, raw_scores};
-use crate::model::policy;
-use crate::model::topk::{IvfIndex, exact};
 use crate::model::explore::{gumbel, log_normaliser, sanitize_temperature};
+use crate::model::policy;
 use crate::model::similarity::Cosines;
+use crate::model::topk::{IvfIndex, exact};
 use crate::model::topk::{
     for_each_candidate, for_each_item, rank_order, select_top, select_top_by,
 };

@@ -37,7 +37,7 @@ pub struct ServiceConfig {
 pub struct IndexConfig {
     /// `"auto"` (approximate past 100,000 items), `"exact"` or `"approximate"`.
     pub kind: IndexKind,
-    /// Lists of the IVF index (0 = round(sqrt(items))).
+    /// Lists of the IVF index (0 = round(2 · sqrt(items))).
     pub nlist: usize,
     /// Lists visited per query: more is slower and closer to exact.
     pub nprobe: usize,
@@ -336,11 +336,14 @@ impl ServiceConfig {
         if self.index.nlist > 0 && self.index.nprobe > self.index.nlist {
             return bad(
                 "index.nprobe",
-                "must be <= index.nlist (or set nlist = 0 for round(sqrt(items)) lists)",
+                "must be <= index.nlist (or set nlist = 0 for round(2 * sqrt(items)) lists)",
             );
         }
         if self.index.nlist > 1 << 20 {
-            return bad("index.nlist", "must be <= 1048576 (0 = round(sqrt(items)))");
+            return bad(
+                "index.nlist",
+                "must be <= 1048576 (0 = round(2 * sqrt(items)))",
+            );
         }
         if self.index.kmeans_iterations == 0 {
             return bad("index.kmeans_iterations", "must be >= 1");

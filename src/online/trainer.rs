@@ -18,8 +18,8 @@ use crate::data::train_data::TrainData;
 use crate::data::{IdMap, Interactions};
 use crate::eval::evaluate_model;
 use crate::model::MfModel;
-use crate::online::feedback_data::FeedbackData;
 use crate::model::topk::ItemIndex;
+use crate::online::feedback_data::FeedbackData;
 use crate::online::live::{Live, ModelStore};
 use crate::online::metrics::Metrics;
 use crate::online::settings::ServiceConfig;
@@ -487,7 +487,9 @@ impl Trainer {
         )
         .with_index(&self.cfg.index);
         let approximate = matches!(live.index, ItemIndex::Approximate(_));
-        self.metrics.topk_index_approximate.set(i64::from(approximate));
+        self.metrics
+            .topk_index_approximate
+            .set(i64::from(approximate));
         self.metrics
             .topk_index_bytes
             .set(live.index.memory_bytes() as i64);

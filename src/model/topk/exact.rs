@@ -7,6 +7,8 @@
 //! its own order (with FMA), so scores may differ from [`MfModel::scores_into`] in the last bits.
 //! Users are batched by position in the input, so results do not depend on the thread count.
 
+use std::cmp::Ordering;
+
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis, s};
 use rayon::prelude::*;
@@ -119,10 +121,7 @@ where
                         r.offer(scores, start, exclude(user));
                     }
                 }
-                running
-                    .into_iter()
-                    .map(Running::finish)
-                    .collect::<Vec<_>>()
+                running.into_iter().map(Running::finish).collect::<Vec<_>>()
             },
         )
         .flatten_iter()
@@ -181,8 +180,8 @@ impl Running {
         while j < scores.len() {
             match self.gate {
                 Gate::Above(t) => {
-                    // The hot loop: most scores fall below the k-th best.
-                    while j < scores.len() && !(scores[j] > t) {
+                    // The hot loop: most scores fall below the k-th best (NaN never passes).
+                    while j < scores.len() && scores[j].partial_cmp(&t) != Some(Ordering::Greater) {
                         j += 1;
                     }
                     if j == scores.len() {
@@ -332,7 +331,15 @@ mod tests {
 
     #[test]
     fn key_scores_round_trip() {
-        for x in [0.0f32, -0.0, 1.5, -2.25, f32::INFINITY, f32::NEG_INFINITY, 1e-40] {
+        for x in [
+            0.0f32,
+            -0.0,
+            1.5,
+            -2.25,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            1e-40,
+        ] {
             assert_eq!(key_score(rank_key(x, 3)), Some(x + 0.0));
         }
         assert_eq!(key_score(rank_key(f32::NAN, 3)), None);

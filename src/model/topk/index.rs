@@ -76,15 +76,20 @@ pub enum ItemIndex {
     /// Every item is scored.
     #[default]
     Exact,
-    /// The IVF index.
-    Approximate(IvfIndex),
+    /// The IVF index (boxed: it is large, and built once per snapshot).
+    Approximate(Box<IvfIndex>),
 }
 
 impl ItemIndex {
     /// The index `kind` calls for over `items` (`n × dim`) and `bias`.
-    pub fn build(kind: IndexKind, items: ArrayView2<f32>, bias: &[f32], params: &IvfParams) -> Self {
+    pub fn build(
+        kind: IndexKind,
+        items: ArrayView2<f32>,
+        bias: &[f32],
+        params: &IvfParams,
+    ) -> Self {
         if kind.is_approximate(items.nrows().min(bias.len())) {
-            Self::Approximate(IvfIndex::build(items, bias, params))
+            Self::Approximate(Box::new(IvfIndex::build(items, bias, params)))
         } else {
             Self::Exact
         }

@@ -22,7 +22,7 @@ pub const IVF_STREAM: u64 = 0x4956_4658; // "IVFX"
 /// How an [`IvfIndex`] is built and searched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IvfParams {
-    /// Number of lists (0 = `round(sqrt(items))`).
+    /// Number of lists (0 = `round(2 · sqrt(items))`).
     pub nlist: usize,
     /// Lists visited per query (clamped to `nlist`).
     pub nprobe: usize,
@@ -40,7 +40,7 @@ impl Default for IvfParams {
             nlist: 0,
             nprobe: 32,
             iterations: 10,
-            sample_per_list: 40,
+            sample_per_list: 25,
             seed: 0,
         }
     }
@@ -80,7 +80,9 @@ impl IvfIndex {
             .map(|i| i as u32)
             .collect();
         let nlist = match params.nlist {
-            0 => (finite.len() as f64).sqrt().round() as usize,
+            // About 2·√n lists: on the benchmark's clustered 1M items, 2,000 lists reach recall@10
+            // 0.95 scanning 1.6% of the items, where 1,000 lists need 4× the scan.
+            0 => (2.0 * (finite.len() as f64).sqrt()).round() as usize,
             l => l,
         }
         .clamp(1, finite.len().max(1));
@@ -140,7 +142,10 @@ impl IvfIndex {
         for l in &lists {
             offsets.push(offsets[offsets.len() - 1] + l.len());
         }
-        let vectors = items.select(Axis(0), &ids.iter().map(|&i| i as usize).collect::<Vec<_>>());
+        let vectors = items.select(
+            Axis(0),
+            &ids.iter().map(|&i| i as usize).collect::<Vec<_>>(),
+        );
         let centroid_norm2 = centroids
             .rows()
             .into_iter()
@@ -189,7 +194,13 @@ impl IvfIndex {
     /// [`rank_key`] order among the items of the visited lists, skipping `exclude` (sorted
     /// ascending). Visits `nprobe` lists (the index's default when `None`); exact when that
     /// covers every list.
-    pub fn top_k(&self, user: &[f32], k: usize, exclude: &[u32], nprobe: Option<usize>) -> Vec<u32> {
+    pub fn top_k(
+        &self,
+        user: &[f32],
+        k: usize,
+        exclude: &[u32],
+        nprobe: Option<usize>,
+    ) -> Vec<u32> {
         if k == 0 || user.len() != self.centroid_q.ncols() {
             return Vec::new();
         }
@@ -324,7 +335,7 @@ mod tests {
             ..IvfParams::default()
         };
         let index = IvfIndex::build(m.item.view(), m.bias.as_slice().unwrap(), &params);
-        assert_eq!((index.len(), index.nlist()), (6_000, 77));
+        assert_eq!((index.len(), index.nlist()), (6_000, 155));
         let exclude: Vec<u32> = (0..6_000).step_by(5).collect();
         let mut hits = 0;
         for u in 0..100 {
@@ -354,7 +365,11 @@ mod tests {
         m.bias[10] = f32::NAN;
         m.bias[11] = f32::INFINITY;
         m.item[(12, 0)] = f32::NAN;
-        let index = IvfIndex::build(m.item.view(), m.bias.as_slice().unwrap(), &IvfParams::default());
+        let index = IvfIndex::build(
+            m.item.view(),
+            m.bias.as_slice().unwrap(),
+            &IvfParams::default(),
+        );
         let exclude = [0u32, 5, 11, 499];
         for u in 0..20 {
             let want = top_k(&m.scores(u), &exclude, 600);
@@ -372,9 +387,16 @@ mod tests {
                 .build()
                 .unwrap()
                 .install(|| {
-                    let ix =
-                        IvfIndex::build(m.item.view(), m.bias.as_slice().unwrap(), &IvfParams::default());
-                    (ix.ids.clone(), ix.offsets.clone(), ix.top_k(m.user_row(3), 10, &[], None))
+                    let ix = IvfIndex::build(
+                        m.item.view(),
+                        m.bias.as_slice().unwrap(),
+                        &IvfParams::default(),
+                    );
+                    (
+                        ix.ids.clone(),
+                        ix.offsets.clone(),
+                        ix.top_k(m.user_row(3), 10, &[], None),
+                    )
                 })
         };
         assert_eq!(run(1), run(3));
