@@ -18,6 +18,7 @@ RUN mkdir -p src benches \
     && touch src/lib.rs \
     && echo 'fn main() {}' > benches/train_schedule.rs \
     && echo 'fn main() {}' > benches/load.rs \
+    && echo 'fn main() {}' > benches/topk.rs \
     && cargo build --release --locked --bin irgan \
     && rm -rf src benches build.rs
 
