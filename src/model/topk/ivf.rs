@@ -40,7 +40,7 @@ impl Default for IvfParams {
             nlist: 0,
             nprobe: 32,
             iterations: 10,
-            sample_per_list: 25,
+            sample_per_list: 40,
             seed: 0,
         }
     }
