@@ -32,6 +32,10 @@ pub struct ModelInfo {
     pub trained_through_seq: Value,
     /// The trainer now.
     pub game: TrainerStatus,
+    /// G's top-k search for this snapshot: `"exact"` or `"approximate"`.
+    pub index: &'static str,
+    /// Heap bytes of the approximate index (0 when exact).
+    pub index_bytes: usize,
 }
 
 /// What one D-epoch measured.
@@ -156,6 +160,8 @@ pub fn model_info(state: &AppState) -> ModelInfo {
         validation: live.meta("validation").clone(),
         trained_through_seq: live.meta("trained_through_seq").clone(),
         game: state.trainer.status().into(),
+        index: live.index.name(),
+        index_bytes: live.index.memory_bytes(),
     }
 }
 

@@ -185,7 +185,14 @@ pub fn recommend(state: &AppState, req: RecommendRequest) -> Result<Recommendati
             .flatten();
         match cached {
             Some(top) => (top.to_vec(), model.as_str()),
-            None => (query::recommend(&m, u, k, model, exclude), model.as_str()),
+            None => {
+                // G's queries go through the snapshot's approximate index when it has one.
+                let indexed = (model == query::ModelChoice::Generator)
+                    .then(|| live.indexed_top(&m, u, k, exclude))
+                    .flatten();
+                let top = indexed.unwrap_or_else(|| query::recommend(&m, u, k, model, exclude));
+                (top, model.as_str())
+            }
         }
     } else {
         (query::cold_start(&m, k, &[]), "popularity")

@@ -49,6 +49,11 @@ pub struct ModelOut {
     pub trained_through_seq: Value,
     /// The background trainer's state.
     pub game: TrainerStatus,
+    /// G's top-k search for this snapshot (`[index]` in the config): `exact` or `approximate`.
+    #[schema(example = "exact")]
+    pub index: String,
+    /// Heap bytes of the approximate index (0 when exact).
+    pub index_bytes: usize,
 }
 
 /// One snapshot on disk. An unreadable manifest gives only `version`, `live` and
@@ -165,6 +170,8 @@ pub async fn model(State(state): State<AppState>) -> Json<ModelOut> {
         validation: m.validation,
         trained_through_seq: m.trained_through_seq,
         game: m.game,
+        index: m.index.to_owned(),
+        index_bytes: m.index_bytes,
     })
 }
 

@@ -45,23 +45,33 @@ pub struct PairScores {
     pub d_raw: Vec<f32>,
     /// Catalogue size: items both models cover.
     pub n: usize,
+    /// G's softmax normaliser `(max, ln Σ exp(z − max))` ([`policy::log_softmax_parts`]);
+    /// `None` when no score is finite.
+    pub g_normaliser: Option<(f64, f64)>,
 }
 
 impl PairScores {
     /// Scores of `user` (checked with [`has_user`] on both models) or of the zero user, with
     /// G's policy at `temperature` (already sanitised).
     pub fn new(g: &MfModel, d: &MfModel, temperature: f64, user: Option<usize>) -> Self {
-        let g_raw = raw_scores(g, user);
-        let d_raw = raw_scores(d, user);
+        let n = catalogue_len(g).min(catalogue_len(d));
+        Self::from_raw(raw_scores(g, user), raw_scores(d, user), temperature, n)
+    }
+
+    /// Scores from raw score rows already computed (G's and D's whole catalogues, e.g. by
+    /// [`crate::model::topk::exact`]), `n` the shared catalogue size.
+    pub fn from_raw(g_raw: Vec<f32>, d_raw: Vec<f32>, temperature: f64, n: usize) -> Self {
         let mut g_logp = vec![f64::NEG_INFINITY; g_raw.len()];
-        if policy::log_softmax(&g_raw, temperature, &mut g_logp).is_none() {
+        let g_normaliser = policy::log_softmax_parts(&g_raw, temperature, &mut g_logp);
+        if g_normaliser.is_none() {
             g_logp.fill(f64::NEG_INFINITY);
         }
         Self {
-            n: catalogue_len(g).min(catalogue_len(d)),
+            n: n.min(g_raw.len()).min(d_raw.len()),
             g_raw,
             g_logp,
             d_raw,
+            g_normaliser,
         }
     }
 

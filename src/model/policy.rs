@@ -12,6 +12,13 @@ use crate::rng::{self, Rng};
 /// Non-finite logits are treated as "impossible" (log-probability −∞), so one bad score cannot
 /// poison the whole distribution. Returns the log normaliser, or `None` when no logit is finite.
 pub fn log_softmax(logits: &[f32], temperature: f64, out: &mut [f64]) -> Option<f64> {
+    log_softmax_parts(logits, temperature, out).map(|(max, log_sum)| max + log_sum)
+}
+
+/// [`log_softmax`] returning the normaliser's parts `(max, ln Σ exp(z − max))` of
+/// `z = logits / temperature`, so one item's log-probability can be recomputed later with
+/// [`log_prob`], bit for bit.
+pub fn log_softmax_parts(logits: &[f32], temperature: f64, out: &mut [f64]) -> Option<(f64, f64)> {
     let inv_t = 1.0 / temperature;
     let mut max = f64::NEG_INFINITY;
     for (o, &s) in out.iter_mut().zip(logits) {
@@ -31,7 +38,17 @@ pub fn log_softmax(logits: &[f32], temperature: f64, out: &mut [f64]) -> Option<
     for o in out.iter_mut() {
         *o = (*o - max) - log_sum;
     }
-    Some(max + log_sum)
+    Some((max, log_sum))
+}
+
+/// The log-probability [`log_softmax_parts`] gives a logit `s` under its normaliser `parts`
+/// (−∞ for a non-finite `s`).
+pub fn log_prob(s: f32, temperature: f64, parts: (f64, f64)) -> f64 {
+    if s.is_finite() {
+        (f64::from(s) * (1.0 / temperature) - parts.0) - parts.1
+    } else {
+        f64::NEG_INFINITY
+    }
 }
 
 /// `out = softmax(logits / temperature)` in f64; the entries sum to 1 (uniform if no logit is finite).
@@ -263,6 +280,23 @@ pub fn softplus(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_prob_recomputes_log_softmax_bit_for_bit() {
+        let logits = [0.3f32, -1.7, f32::NAN, 2.9, 12.5, f32::NEG_INFINITY, -0.0];
+        for t in [1.0, 0.37, 3.0] {
+            let mut out = [0.0; 7];
+            let parts = log_softmax_parts(&logits, t, &mut out).unwrap();
+            let mut full = [0.0; 7];
+            assert_eq!(log_softmax(&logits, t, &mut full), Some(parts.0 + parts.1));
+            for (i, &s) in logits.iter().enumerate() {
+                assert_eq!(log_prob(s, t, parts).to_bits(), out[i].to_bits());
+                assert_eq!(out[i].to_bits(), full[i].to_bits());
+            }
+        }
+        let mut out = [0.0; 2];
+        assert!(log_softmax_parts(&[f32::NAN, f32::INFINITY], 1.0, &mut out).is_none());
+    }
 
     #[test]
     fn log_softmax_survives_extreme_logits() {

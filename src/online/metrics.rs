@@ -57,6 +57,10 @@ pub struct Metrics {
     pub users: IntGauge,
     /// Items in the catalogue.
     pub items: IntGauge,
+    /// 1 when G's top-k queries use the approximate index, 0 when exact.
+    pub topk_index_approximate: IntGauge,
+    /// Heap bytes of the live snapshot's top-k index (0 when exact).
+    pub topk_index_bytes: IntGauge,
     /// Search impressions accepted (durable).
     pub search_impressions: IntCounter,
     /// Search trainer steps (one D pass and one G pass each).
@@ -169,6 +173,14 @@ impl Metrics {
             )?,
             users: IntGauge::new("irgan_catalogue_users", "Users in the catalogue")?,
             items: IntGauge::new("irgan_catalogue_items", "Items in the catalogue")?,
+            topk_index_approximate: IntGauge::new(
+                "irgan_topk_index_approximate",
+                "1 when the live snapshot's G top-k uses the approximate (IVF) index, 0 when exact",
+            )?,
+            topk_index_bytes: IntGauge::new(
+                "irgan_topk_index_bytes",
+                "Heap bytes of the live snapshot's top-k index (0 when exact)",
+            )?,
             search_impressions: IntCounter::new(
                 "irgan_search_impressions_accepted_total",
                 "Search impressions accepted (durable)",
@@ -222,6 +234,8 @@ impl Metrics {
         r.register(Box::new(m.feedback_to_snapshot_seconds.clone()))?;
         r.register(Box::new(m.users.clone()))?;
         r.register(Box::new(m.items.clone()))?;
+        r.register(Box::new(m.topk_index_approximate.clone()))?;
+        r.register(Box::new(m.topk_index_bytes.clone()))?;
         r.register(Box::new(m.search_impressions.clone()))?;
         r.register(Box::new(m.search_trainer_steps.clone()))?;
         r.register(Box::new(m.search_g_entropy.clone()))?;

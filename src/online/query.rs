@@ -45,9 +45,11 @@ use std::str::FromStr;
 
 use crate::model::MfModel;
 use crate::model::blend::{self, Standardiser};
-use crate::model::catalogue::{PairScores, catalogue_len, has_user};
+use crate::model::catalogue::{PairScores, catalogue_len, has_user, raw_scores};
 use crate::model::explore::{gumbel, log_normaliser, sanitize_temperature};
+use crate::model::policy;
 use crate::model::similarity::Cosines;
+use crate::model::topk::{IvfIndex, exact};
 use crate::model::topk::{
     for_each_candidate, for_each_item, rank_order, select_top, select_top_by,
 };
@@ -202,17 +204,104 @@ pub fn recommend(
     if !m.knows_user(user) {
         return cold_start(m, k, exclude);
     }
-    let s = user_scores(m, Some(user as usize));
-    let blend = Blend::new(m, &s, model);
+    recommend_scored(m, &user_scores(m, Some(user as usize)), k, model, exclude)
+}
+
+/// [`recommend`] for a known user whose scores `s` are already computed (the service's
+/// precompute scores users in batches, see [`user_pair_scores`]).
+pub fn recommend_scored(
+    m: &QueryModel,
+    s: &PairScores,
+    k: usize,
+    model: ModelChoice,
+    exclude: &[u32],
+) -> Vec<Scored> {
+    let blend = Blend::new(m, s, model);
     let mut keys = Vec::with_capacity(s.n);
     for_each_candidate(s.n, &sorted(exclude), |i| {
         if s.valid(i) {
-            keys.push((blend.key(&s, i), i as u32));
+            keys.push((blend.key(s, i), i as u32));
         }
     });
     select_top(&mut keys, k);
     keys.iter()
-        .map(|&(_, i)| scored(&s, i as usize, blend.score(&s, i as usize), None))
+        .map(|&(_, i)| scored(s, i as usize, blend.score(s, i as usize), None))
+        .collect()
+}
+
+/// [`PairScores`] of known `users` (checked with [`QueryModel::knows_user`]), both models
+/// scored for the whole batch by GEMM ([`exact::score_users`]); the GEMM may round raw scores
+/// differently from a one-user query in the last bits.
+pub fn user_pair_scores(m: &QueryModel, users: &[usize]) -> Vec<PairScores> {
+    let g = exact::score_users(m.generator, users);
+    let d = exact::score_users(m.discriminator, users);
+    let n = m.n_items();
+    g.rows()
+        .into_iter()
+        .zip(d.rows())
+        .map(|(g, d)| PairScores::from_raw(g.to_vec(), d.to_vec(), m.temperature(), n))
+        .collect()
+}
+
+/// G's softmax normaliser for a known `user` (one pass over the catalogue), for
+/// [`recommend_indexed`].
+pub fn generator_normaliser(m: &QueryModel, user: u32) -> Option<(f64, f64)> {
+    let g = raw_scores(m.generator, Some(user as usize));
+    let mut logp = vec![0.0; g.len()];
+    policy::log_softmax_parts(&g, m.temperature(), &mut logp)
+}
+
+/// [`recommend`] with [`ModelChoice::Generator`] through an approximate index of G's items:
+/// the index proposes candidates (skipping `exclude`), each is then scored exactly, so every
+/// returned item carries the same numbers as in [`recommend`]; only items the index misses can
+/// differ. `normaliser` is [`generator_normaliser`]`(m, user)`, which the caller caches.
+pub fn recommend_indexed(
+    m: &QueryModel,
+    index: &IvfIndex,
+    user: u32,
+    k: usize,
+    exclude: &[u32],
+    normaliser: Option<(f64, f64)>,
+) -> Vec<Scored> {
+    if k == 0 {
+        return Vec::new();
+    }
+    if !m.knows_user(user) {
+        return cold_start(m, k, exclude);
+    }
+    let Some(parts) = normaliser else {
+        return Vec::new(); // no finite G score: no candidate (as in `recommend`)
+    };
+    let (u, n, t) = (user as usize, m.n_items(), m.temperature());
+    let exclude = sorted(exclude);
+    // Over-fetch so items without a finite G and D score can be dropped.
+    let fetch = k.saturating_mul(2).max(k + 8);
+    let proposed = index.top_k(m.generator.user_row(u), fetch, &exclude, None);
+    let mut keys: Vec<(f64, u32, f64)> = Vec::with_capacity(proposed.len());
+    for &i in &proposed {
+        let iu = i as usize;
+        if iu >= n {
+            continue;
+        }
+        let logp = policy::log_prob(m.generator.score(u, iu), t, parts);
+        let d = m.discriminator.score(u, iu);
+        if logp.is_finite() && d.is_finite() {
+            keys.push((logp + 0.0, i, policy::sigmoid(f64::from(d))));
+        }
+    }
+    if keys.len() < k && proposed.len() == fetch {
+        // Too many invalid items among the proposals: rank exactly.
+        return recommend(m, user, k, ModelChoice::Generator, &exclude);
+    }
+    select_top_by(&mut keys, k, |a, b| rank_order(&(a.0, a.1), &(b.0, b.1)));
+    keys.into_iter()
+        .map(|(logp, item, d)| Scored {
+            item,
+            score: logp,
+            generator: logp,
+            discriminator: d,
+            propensity: None,
+        })
         .collect()
 }
 

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, ConfigError, load_document};
+use crate::model::topk::{IndexKind, IvfParams};
 
 /// Everything `irgan serve` reads.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -25,6 +26,51 @@ pub struct ServiceConfig {
     pub training: Config,
     /// The search (learning-to-rank) task.
     pub search: crate::online::search::SearchServiceConfig,
+    /// Top-k search of G's queries: exact or an approximate index.
+    pub index: IndexConfig,
+}
+
+/// How the service finds G's top items: every item scored, or an approximate
+/// maximum-inner-product index (IVF, see `model::topk::ivf`) built with each snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct IndexConfig {
+    /// `"auto"` (approximate past 100,000 items), `"exact"` or `"approximate"`.
+    pub kind: IndexKind,
+    /// Lists of the IVF index (0 = round(2 · sqrt(items))).
+    pub nlist: usize,
+    /// Lists visited per query: more is slower and closer to exact.
+    pub nprobe: usize,
+    /// k-means iterations of the coarse quantiser.
+    pub kmeans_iterations: usize,
+    /// Seed of the index's k-means sample.
+    pub seed: u64,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        let p = IvfParams::default();
+        Self {
+            kind: IndexKind::Auto,
+            nlist: p.nlist,
+            nprobe: p.nprobe,
+            kmeans_iterations: p.iterations,
+            seed: p.seed,
+        }
+    }
+}
+
+impl IndexConfig {
+    /// The IVF build and search parameters.
+    pub fn params(&self) -> IvfParams {
+        IvfParams {
+            nlist: self.nlist,
+            nprobe: self.nprobe,
+            iterations: self.kmeans_iterations,
+            seed: self.seed,
+            ..IvfParams::default()
+        }
+    }
 }
 
 /// HTTP and gRPC server settings.
@@ -135,6 +181,7 @@ impl Default for ServiceConfig {
             trainer: TrainerConfig::default(),
             training,
             search: Default::default(),
+            index: IndexConfig::default(),
         }
     }
 }
@@ -284,6 +331,24 @@ impl ServiceConfig {
         if !(0.0..=1.0).contains(&self.server.blend_weight) {
             return bad("server.blend_weight", "must be in [0, 1]");
         }
+        if self.index.nprobe == 0 {
+            return bad("index.nprobe", "must be >= 1 (lists visited per query)");
+        }
+        if self.index.nlist > 0 && self.index.nprobe > self.index.nlist {
+            return bad(
+                "index.nprobe",
+                "must be <= index.nlist (or set nlist = 0 for round(2 * sqrt(items)) lists)",
+            );
+        }
+        if self.index.nlist > 1 << 20 {
+            return bad(
+                "index.nlist",
+                "must be <= 1048576 (0 = round(2 * sqrt(items)))",
+            );
+        }
+        if self.index.kmeans_iterations == 0 {
+            return bad("index.kmeans_iterations", "must be >= 1");
+        }
         if self.storage.keep_snapshots == 0 {
             return bad("storage.keep_snapshots", "must be >= 1");
         }
@@ -402,6 +467,31 @@ mod tests {
         let mut want = ServiceConfig::default();
         want.training.generator.dim = 8;
         assert_eq!(c, want);
+    }
+
+    #[test]
+    fn index_settings_are_validated() {
+        let load = |set: &str| ServiceConfig::load(None, vec![], &[set.to_string()]);
+        let c = load("index.kind=approximate").unwrap();
+        assert_eq!(c.index.kind, IndexKind::Approximate);
+        let e = load("index.kind=hnsw").unwrap_err().to_string();
+        assert!(e.contains("hnsw") && e.contains("approximate"), "{e}");
+        for (set, key) in [
+            ("index.nprobe=0", "index.nprobe"),
+            ("index.nlist=1048577", "index.nlist"),
+            ("index.kmeans_iterations=0", "index.kmeans_iterations"),
+        ] {
+            let e = load(set).unwrap_err().to_string();
+            assert!(e.contains(key), "{set}: {e}");
+        }
+        let e = ServiceConfig::load(
+            None,
+            vec![],
+            &["index.nlist=16".into(), "index.nprobe=17".into()],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("index.nprobe") && e.contains("nlist"), "{e}");
     }
 
     #[test]

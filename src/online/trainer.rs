@@ -18,6 +18,7 @@ use crate::data::train_data::TrainData;
 use crate::data::{IdMap, Interactions};
 use crate::eval::evaluate_model;
 use crate::model::MfModel;
+use crate::model::topk::ItemIndex;
 use crate::online::feedback_data::FeedbackData;
 use crate::online::live::{Live, ModelStore};
 use crate::online::metrics::Metrics;
@@ -483,7 +484,15 @@ impl Trainer {
             &self.data.seen,
             server.precompute_k,
             server.blend_weight,
-        );
+        )
+        .with_index(&self.cfg.index);
+        let approximate = matches!(live.index, ItemIndex::Approximate(_));
+        self.metrics
+            .topk_index_approximate
+            .set(i64::from(approximate));
+        self.metrics
+            .topk_index_bytes
+            .set(live.index.memory_bytes() as i64);
         self.metrics.snapshot_version.set(version as i64);
         self.metrics
             .snapshot_published

@@ -1,7 +1,18 @@
 //! Ranking order and top-k selection shared by evaluation, training and the service: higher
 //! score first, ties to the lower item index, partial selection in O(n + k log k).
+//!
+//! [`top_k`] ranks one user's scores; [`exact`] scores and ranks many users at once (blocked
+//! GEMM); [`ivf`] is the approximate maximum-inner-product index for large catalogues, and
+//! [`index`] chooses between them.
 
 use std::cmp::Ordering;
+
+pub mod exact;
+pub mod index;
+pub mod ivf;
+
+pub use index::{IndexKind, ItemIndex};
+pub use ivf::{IvfIndex, IvfParams};
 
 /// Sort key of an f32 `(score, item)`: ascending key order is the ranking order (best first).
 ///
