@@ -18,11 +18,8 @@ RUN mkdir -p src benches \
     && touch src/lib.rs \
     && echo 'fn main() {}' > benches/train_schedule.rs \
     && echo 'fn main() {}' > benches/load.rs \
-<<<<<<< HEAD
     && echo 'fn main() {}' > benches/game.rs \
-=======
     && echo 'fn main() {}' > benches/topk.rs \
->>>>>>> topk
     && cargo build --release --locked --bin irgan \
     && rm -rf src benches build.rs
 

@@ -110,7 +110,9 @@ pub struct Validated {
 /// with [`PipelineError::Stopped`]. For `irgan tune`.
 pub fn validate_only(cfg: &Config, stop: &dyn Fn() -> bool) -> Result<Validated, PipelineError> {
     let data = load_validation_data(cfg)?;
-    let (g0, d0) = init_pair(&cfg.generator, &cfg.discriminator, cfg, &data)?;
+    let bar = ProgressBar::hidden();
+    let mut watch = PretrainValidation::new(cfg, &data, &bar);
+    let (g0, d0) = init_pair(&cfg.generator, &cfg.discriminator, cfg, &data, &mut watch)?;
     if stop() {
         return Err(PipelineError::Stopped);
     }
