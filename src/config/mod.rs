@@ -13,8 +13,7 @@ use crate::eval::Protocol;
 pub use crate::data::synth::SyntheticConfig;
 pub use crate::train::settings::{
     AlsConfig, AlsSolver, Baseline, BprConfig, CandidateMode, Init, IrganConfig, ModelConfig,
-    OptimizerKind,
-    PretrainConfig, Role,
+    OptimizerKind, PretrainConfig, Role,
 };
 
 mod check;
