@@ -59,19 +59,19 @@ pub fn generate(cfg: &SyntheticConfig, seed: u64) -> (Vec<Record>, Vec<Record>) 
     for u in 0..cfg.users {
         let mut r = rng::stream(seed, 0x5E7, u as u64);
         let c = user_cluster(u, clusters);
-        let own: Vec<usize> = (0..cfg.items)
-            .filter(|&i| item_cluster(i, clusters) == c)
-            .collect();
+        // The cluster's items are c, c + clusters, c + 2·clusters, … (see `item_cluster`):
+        // indexed directly, so generating is O(users × per_user) even for 10⁶ items.
+        let own_len = cfg.items.saturating_sub(c).div_ceil(clusters);
         // Popularity within the cluster: lower ranks are likelier (a Zipf-like skew).
         let mut chosen = Vec::with_capacity(cfg.per_user);
         let mut tries = 0;
         while chosen.len() < cfg.per_user.min(cfg.items) && tries < cfg.per_user * 50 {
             tries += 1;
-            let i = if rng::unit(&mut r) < cfg.noise || own.is_empty() {
+            let i = if rng::unit(&mut r) < cfg.noise || own_len == 0 {
                 rng::below(&mut r, cfg.items)
             } else {
                 let x = rng::unit(&mut r);
-                own[((x * x) * own.len() as f64) as usize % own.len()]
+                c + (((x * x) * own_len as f64) as usize % own_len) * clusters
             };
             if !chosen.contains(&i) {
                 chosen.push(i);
