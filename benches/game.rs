@@ -8,33 +8,17 @@
 //! `-- --sampled-only` skips the exact game).
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::path::Path;
-use std::time::Instant;
+mod common;
 
+use std::path::Path;
+
+use common::time_s as time;
 use irgan::config::{CandidateMode, Config};
 use irgan::data::loader::Format;
 use irgan::model::MfModel;
 use irgan::pipeline::recommend;
 use irgan::rng;
 use irgan::train::irgan::Game;
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(|a, b| a.total_cmp(b));
-    xs[xs.len() / 2]
-}
-
-/// Median wall time (s) of `reps` runs of `f`.
-fn time<F: FnMut()>(reps: usize, mut f: F) -> f64 {
-    median(
-        (0..reps)
-            .map(|_| {
-                let t = Instant::now();
-                f();
-                t.elapsed().as_secs_f64()
-            })
-            .collect(),
-    )
-}
 
 fn config() -> Config {
     let gowalla = [

@@ -7,8 +7,11 @@
 //! Run: `cargo bench --bench scale` (`-- --quick`: 250,000 items and 25,000 users).
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod common;
+
 use std::time::Instant;
 
+use common::percentile;
 use irgan::config::{CandidateMode, Config};
 use irgan::data::dataset::to_sets;
 use irgan::data::synth::{self, SyntheticConfig};
@@ -31,11 +34,6 @@ fn peak_mib() -> f64 {
         .find(|l| l.starts_with("VmHWM:"))
         .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         .map_or(f64::NAN, |kib| kib / 1024.0)
-}
-
-fn percentile(mut xs: Vec<f64>, p: f64) -> f64 {
-    xs.sort_by(|a, b| a.total_cmp(b));
-    xs[((xs.len() - 1) as f64 * p).round() as usize]
 }
 
 fn main() {

@@ -13,11 +13,14 @@
 //! in (b), fewer users and reps).
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod common;
+
 use std::time::Instant;
 
 use ndarray::{Array1, Array2};
 use rayon::prelude::*;
 
+use common::{median, percentile};
 use irgan::model::MfModel;
 use irgan::model::topk::exact::top_k_users;
 use irgan::model::topk::{IvfIndex, IvfParams, top_k};
@@ -27,16 +30,6 @@ const DIM: usize = 64;
 const CENTRES: usize = 4096;
 const SEEN: usize = 27;
 const K: usize = 10;
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(|a, b| a.total_cmp(b));
-    xs[xs.len() / 2]
-}
-
-fn percentile(mut xs: Vec<f64>, p: f64) -> f64 {
-    xs.sort_by(|a, b| a.total_cmp(b));
-    xs[((xs.len() - 1) as f64 * p).round() as usize]
-}
 
 fn normal(r: &mut Rng) -> f32 {
     let (a, b) = (rng::unit(r).max(1e-12), rng::unit(r));

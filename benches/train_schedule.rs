@@ -6,6 +6,8 @@
 //! 15 × (100 D + 50 G) schedule once per thread setting).
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod common;
+
 use std::path::Path;
 use std::time::Instant;
 
@@ -13,21 +15,9 @@ use irgan::config::Config;
 use irgan::pipeline::recommend::{self, TrainData};
 use irgan::train::irgan::Game;
 
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(|a, b| a.total_cmp(b));
-    xs[xs.len() / 2]
-}
-
-fn time<F: FnMut()>(reps: usize, mut f: F) -> f64 {
-    median(
-        (0..reps)
-            .map(|_| {
-                let t = Instant::now();
-                f();
-                t.elapsed().as_secs_f64() * 1e3
-            })
-            .collect(),
-    )
+/// Median wall time in milliseconds of `reps` runs of `f`.
+fn time<F: FnMut()>(reps: usize, f: F) -> f64 {
+    common::time_s(reps, f) * 1e3
 }
 
 fn setup() -> (Config, TrainData) {

@@ -401,7 +401,8 @@ mod tests {
     use crate::model::policy::{self, softplus};
     use crate::rng;
 
-    fn toy() -> (Interactions, MfModel, MfModel, Config) {
+    /// The small game of these tests (also played by the sampled game's tests).
+    pub(super) fn toy() -> (Interactions, MfModel, MfModel, Config) {
         let mut pairs = Vec::new();
         for u in 0..12u32 {
             for i in 0..4u32 {

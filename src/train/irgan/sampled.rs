@@ -575,21 +575,10 @@ mod tests {
     /// D separates positives from G's samples and G's reward rises.
     #[test]
     fn sampled_game_learns() {
-        let mut pairs = Vec::new();
-        for u in 0..12u32 {
-            for i in 0..4u32 {
-                pairs.push((u, (u % 3) * 5 + i));
-            }
-        }
-        let pos = Interactions::from_pairs(12, 15, &pairs);
-        let mut r = rng::stream(9, 0, 0);
-        let g = MfModel::random(12, 15, 3, 0.3, &mut r);
-        let d = MfModel::random(12, 15, 3, 0.3, &mut r);
-        let mut cfg = Config::default();
+        let (pos, g, d, mut cfg) = crate::train::irgan::tests::toy();
         cfg.irgan.candidates = CandidateMode::Sampled;
         cfg.irgan.sampled_candidates = 8;
         cfg.irgan.d_resample_pool = 8;
-        cfg.irgan.g_user_batch = 4;
         cfg.generator.lr = 0.2;
         cfg.discriminator.lr = 0.1;
         let mut game = Game::new(g, d, cfg.game());
