@@ -1,6 +1,8 @@
 //! Timing and order statistics shared by the benchmarks (each bench includes this module).
 #![allow(dead_code)] // every bench uses a different subset
 
+pub mod http;
+
 use std::time::Instant;
 
 /// The median of `xs` (the upper one of an even count).
