@@ -83,6 +83,25 @@ pub struct TrainerStatus {
     pub g: GStats,
     /// Why the last candidate was refused, if it was.
     pub last_refusal: Option<String>,
+    /// `"busy"` (stepping) or `"idle"`.
+    #[schema(example = "idle")]
+    pub state: &'static str,
+    /// Why: `new_data`, `improving` (busy); `converged`, `paused`, `no_data`, `disabled` (idle).
+    #[schema(example = "converged")]
+    pub reason: &'static str,
+    /// Gate evaluations in a row without improvement (idle at `trainer.patience`).
+    pub stale_evaluations: u32,
+    /// Fraction of the configured learning rates the game plays at (halved after a refusal,
+    /// restored by a publish).
+    pub step_scale: f64,
+    /// Hold-out users the gate evaluates candidates on.
+    pub gate_users: usize,
+    /// The trainer runs (false while a failed restart waits to be retried, or once stopped).
+    pub up: bool,
+    /// Restarts from the live snapshot after a panic or failure.
+    pub restarts: u64,
+    /// The last panic or failure, if any.
+    pub last_failure: Option<String>,
 }
 
 impl From<trainer::TrainerStatus> for TrainerStatus {
@@ -106,6 +125,14 @@ impl From<trainer::TrainerStatus> for TrainerStatus {
                 entropy: s.g.entropy,
             },
             last_refusal: s.last_refusal,
+            state: if s.busy { "busy" } else { "idle" },
+            reason: s.reason.as_str(),
+            stale_evaluations: s.stale_evaluations,
+            step_scale: s.step_scale,
+            gate_users: s.gate_users,
+            up: s.up,
+            restarts: s.restarts,
+            last_failure: s.last_failure,
         }
     }
 }

@@ -59,6 +59,8 @@ error_codes! {
     PublishRefused => "publish_refused",
     /// No such snapshot on disk.
     SnapshotNotFound => "snapshot_not_found",
+    /// The snapshot's ids do not fit today's catalogue (it was not made from this log).
+    SnapshotIncompatible => "snapshot_incompatible",
     /// The item is not in the live catalogue.
     UnknownItem => "unknown_item",
     /// No such route.
@@ -234,6 +236,16 @@ impl From<TrainerError> for Error {
                 Self::new(ErrorKind::FailedPrecondition, ErrorCode::PublishRefused, m)
             }
             TrainerError::NotFound(m) => Self::not_found(ErrorCode::SnapshotNotFound, m),
+            TrainerError::Incompatible(m) => Self::new(
+                ErrorKind::FailedPrecondition,
+                ErrorCode::SnapshotIncompatible,
+                m,
+            ),
+            TrainerError::Restarting => Self::new(
+                ErrorKind::Unavailable,
+                ErrorCode::TrainerBusy,
+                e.to_string(),
+            ),
             TrainerError::Internal(m) => Self::internal(m),
         }
     }

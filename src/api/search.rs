@@ -139,6 +139,12 @@ pub struct SearchTrainerStatus {
     /// Hold-out metrics of the live pair at its publication.
     #[schema(value_type = Option<Object>)]
     pub live_holdout: Option<Value>,
+    /// The trainer runs (false while a failed restart waits to be retried, or once stopped).
+    pub up: bool,
+    /// Restarts from the live pair after a panic or failure.
+    pub restarts: u64,
+    /// The last panic or failure, if any.
+    pub last_failure: Option<String>,
 }
 
 /// The live search pair.
@@ -328,6 +334,9 @@ pub fn info(search: &SearchService) -> SearchInfo {
             refused: t.refused,
             last_refusal: t.last_refusal,
             live_holdout: t.live_holdout,
+            up: t.up,
+            restarts: t.restarts,
+            last_failure: t.last_failure,
         },
     }
 }

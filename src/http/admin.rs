@@ -225,8 +225,9 @@ pub async fn publish(State(state): State<AppState>) -> Result<impl IntoResponse,
     path = "/v1/snapshots/{version}/activate",
     tag = "admin",
     summary = "Make a snapshot on disk live (roll back or forward)",
-    description = "Loads the snapshot and makes it live; training continues from it. The request \
-        has no body.",
+    description = "Loads the snapshot and makes it live; training continues from it. A snapshot \
+        older than today's catalogue is grown to it (users and items learnt since keep their ids; \
+        new users are folded in). The request has no body.",
     params(
         ("version" = u64, Path, minimum = 1, description = "Snapshot version, as listed by `GET /v1/snapshots`."),
     ),
@@ -236,8 +237,11 @@ pub async fn publish(State(state): State<AppState>) -> Result<impl IntoResponse,
             `invalid_parameter` (not a non-negative integer).", body = ErrorBody),
         (status = 404, description = "Codes: `snapshot_not_found` (no complete, readable snapshot \
             with that version on disk).", body = ErrorBody),
+        (status = 409, description = "Codes: `snapshot_incompatible` (its ids are not a prefix of \
+            today's catalogue: it was not made from this feedback log).", body = ErrorBody),
         (status = 500, description = "Codes: `internal`.", body = ErrorBody),
-        (status = 503, description = "Codes: `trainer_busy`, `shutting_down`.", body = ErrorBody),
+        (status = 503, description = "Codes: `trainer_busy` (the queue is full, or the trainer is \
+            restarting after a failure; retry), `shutting_down`.", body = ErrorBody),
     ),
     security(("bearer" = []), ("api_key" = [])),
 )]

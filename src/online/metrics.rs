@@ -3,7 +3,7 @@
 
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    Opts, Registry, TextEncoder,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric the service exports.
@@ -31,6 +31,17 @@ pub struct Metrics {
     pub log_append_seconds: Histogram,
     /// Trainer steps (one D block and one G-epoch each).
     pub trainer_steps: IntCounter,
+    /// Trainer restarts from the live snapshot after a panic or failure, by task
+    /// (`recommendation`, `search`).
+    pub trainer_restarts: IntCounterVec,
+    /// 1 while a task's trainer runs, 0 while it waits to retry a failed restart or has stopped.
+    pub trainer_up: IntGaugeVec,
+    /// 1 while a task's trainer is stepping, 0 while it idles (why: `GET /v1/model`).
+    pub trainer_busy: IntGaugeVec,
+    /// Candidates the recommendation gate evaluated, by outcome (`published`, `refused`).
+    pub gate_evaluations: IntCounterVec,
+    /// Hold-out users the recommendation gate evaluates (its fixed sample).
+    pub gate_users: IntGauge,
     /// D's logistic loss after the last step.
     pub d_loss: Gauge,
     /// G's policy-gradient loss in the last step.
@@ -131,6 +142,38 @@ impl Metrics {
                 .buckets(latency_buckets),
             )?,
             trainer_steps: IntCounter::new("irgan_trainer_steps_total", "Trainer steps")?,
+            trainer_restarts: IntCounterVec::new(
+                Opts::new(
+                    "irgan_trainer_restarts_total",
+                    "Trainer restarts from the live snapshot after a panic or failure, by task",
+                ),
+                &["task"],
+            )?,
+            trainer_up: IntGaugeVec::new(
+                Opts::new(
+                    "irgan_trainer_up",
+                    "1 while the task's trainer runs, 0 while it is down or stopped",
+                ),
+                &["task"],
+            )?,
+            trainer_busy: IntGaugeVec::new(
+                Opts::new(
+                    "irgan_trainer_busy",
+                    "1 while the task's trainer is stepping, 0 while it idles",
+                ),
+                &["task"],
+            )?,
+            gate_evaluations: IntCounterVec::new(
+                Opts::new(
+                    "irgan_gate_evaluations_total",
+                    "Candidates the recommendation gate evaluated, by outcome",
+                ),
+                &["outcome"],
+            )?,
+            gate_users: IntGauge::new(
+                "irgan_gate_users",
+                "Hold-out users in the recommendation gate's fixed sample",
+            )?,
             d_loss: Gauge::new("irgan_trainer_discriminator_loss", "D logistic loss")?,
             g_loss: Gauge::new("irgan_trainer_generator_loss", "G policy-gradient loss")?,
             d_accuracy_real: Gauge::new(
@@ -221,6 +264,11 @@ impl Metrics {
         r.register(Box::new(m.feedback_deduplicated.clone()))?;
         r.register(Box::new(m.log_append_seconds.clone()))?;
         r.register(Box::new(m.trainer_steps.clone()))?;
+        r.register(Box::new(m.trainer_restarts.clone()))?;
+        r.register(Box::new(m.trainer_up.clone()))?;
+        r.register(Box::new(m.trainer_busy.clone()))?;
+        r.register(Box::new(m.gate_evaluations.clone()))?;
+        r.register(Box::new(m.gate_users.clone()))?;
         r.register(Box::new(m.d_loss.clone()))?;
         r.register(Box::new(m.g_loss.clone()))?;
         r.register(Box::new(m.d_accuracy_real.clone()))?;

@@ -5,13 +5,18 @@
 //! runs on its own thread and talks to handlers through a bounded channel.
 
 pub mod feedback_data;
+pub mod gate;
 pub mod live;
 pub mod metrics;
 pub mod query;
+pub mod regrow;
+pub mod schedule;
 pub mod search;
 pub mod search_checks;
 pub mod search_settings;
 pub mod search_trainer;
 pub mod settings;
 pub mod trainer;
+pub mod trainer_handle;
 pub mod trainer_loop;
+pub mod trainer_status;

@@ -24,7 +24,7 @@ use crate::online::metrics::Metrics;
 use crate::online::query::ModelChoice;
 use crate::online::search_checks::{check_documents, check_impression, check_query, row_f32};
 use crate::online::search_trainer::SearchTask;
-use crate::online::trainer_loop::{self, LoopHandle};
+use crate::online::trainer_loop::{self, LoopHandle, LoopMetrics};
 use crate::store::Snapshot;
 use crate::store::impression_log::{Impression, ImpressionLog, ImpressionLogError};
 use crate::store::search_snapshot::SearchSnapshot;
@@ -219,6 +219,12 @@ pub struct SearchTrainerStatus {
     pub last_refusal: Option<String>,
     /// Hold-out metrics of the live pair at its publication.
     pub live_holdout: Option<Value>,
+    /// The trainer runs (false while a failed restart waits to be retried, or once stopped).
+    pub up: bool,
+    /// Restarts from the live pair after a panic or failure.
+    pub restarts: u64,
+    /// The last panic or failure, if any.
+    pub last_failure: Option<String>,
 }
 
 /// The live search pair.
@@ -352,7 +358,8 @@ impl SearchService {
             metrics,
         });
         let task = SearchTask::new(shared.clone(), snapshots, keep_snapshots, seed);
-        let (trainer, thread) = trainer_loop::spawn(task)?;
+        let loop_metrics = LoopMetrics::new(&shared.metrics, "search");
+        let (trainer, thread) = trainer_loop::spawn(task, loop_metrics)?;
         Ok(Arc::new(Self {
             shared,
             trainer,
@@ -496,7 +503,15 @@ impl SearchService {
             method: self.shared.cfg.method.as_str().into(),
             n_features: self.shared.cfg.n_features,
             live,
-            trainer: self.trainer.status(),
+            trainer: {
+                let health = self.trainer.health();
+                SearchTrainerStatus {
+                    up: health.up,
+                    restarts: health.restarts,
+                    last_failure: health.last_failure,
+                    ..self.trainer.status()
+                }
+            },
         }
     }
 

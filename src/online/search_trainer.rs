@@ -314,6 +314,19 @@ impl OnlineTask for SearchTask {
             refused: self.refused,
             last_refusal: self.last_refusal.clone(),
             live_holdout: self.live_holdout.clone(),
+            // Filled in from the loop's health by `SearchService::info`.
+            up: true,
+            restarts: 0,
+            last_failure: None,
         }
+    }
+
+    fn recover(&mut self) -> Result<(), String> {
+        // The next step starts a new game from the live pair; the judged queries stay (they
+        // are only ever advanced by log position).
+        self.game = None;
+        self.dirty = false;
+        self.last_refusal = None;
+        Ok(())
     }
 }

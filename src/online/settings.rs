@@ -153,6 +153,15 @@ pub struct TrainerConfig {
     /// Re-pretrain from scratch when the catalogue has grown by this factor since the last
     /// pretraining.
     pub regrow_factor: f64,
+    /// Hold-out users the gate evaluates candidates on (a fixed, seeded sample; 0 = all).
+    pub gate_users: usize,
+    /// Gate evaluations in a row without a better gate metric (and no new data) before the
+    /// trainer goes idle until new feedback arrives or someone publishes (0 = never idle).
+    pub patience: u32,
+    /// Trust region: after a refused candidate the game restarts from the live pair with its
+    /// learning rates halved, down to this fraction (1 = no halving); an accepted publish
+    /// restores them.
+    pub min_step_scale: f64,
 }
 
 impl Default for ServiceConfig {
@@ -244,6 +253,9 @@ impl Default for TrainerConfig {
             min_entropy: 0.1,
             min_d_accuracy: 0.5,
             regrow_factor: 1.5,
+            gate_users: 2000,
+            patience: 5,
+            min_step_scale: 0.0625,
         }
     }
 }
@@ -330,6 +342,9 @@ impl ServiceConfig {
         }
         if !(0.0..=1.0).contains(&self.server.blend_weight) {
             return bad("server.blend_weight", "must be in [0, 1]");
+        }
+        if !(self.trainer.min_step_scale > 0.0 && self.trainer.min_step_scale <= 1.0) {
+            return bad("trainer.min_step_scale", "must be in (0, 1]");
         }
         if self.index.nprobe == 0 {
             return bad("index.nprobe", "must be >= 1 (lists visited per query)");

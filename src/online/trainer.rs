@@ -6,7 +6,6 @@
 //! [`crate::online::feedback_data`]), so a busy trainer can never lose an acknowledged event.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -16,46 +15,26 @@ use crate::config::Role;
 use crate::data::loader::InteractionSets;
 use crate::data::train_data::TrainData;
 use crate::data::{IdMap, Interactions};
-use crate::eval::evaluate_model;
 use crate::model::MfModel;
 use crate::model::topk::ItemIndex;
 use crate::online::feedback_data::FeedbackData;
+use crate::online::gate::{Candidate, Evidence, Gate};
 use crate::online::live::{Live, ModelStore};
 use crate::online::metrics::Metrics;
+use crate::online::regrow;
+use crate::online::schedule::Schedule;
 use crate::online::settings::ServiceConfig;
-use crate::online::trainer_loop::{self, Clock, LoopError, LoopHandle, OnlineTask};
+use crate::online::trainer_loop::{self, Clock, LoopError, LoopMetrics, OnlineTask};
+use crate::online::trainer_status;
 use crate::rng;
 use crate::store::Snapshot;
 use crate::store::feedback_log::{FeedbackLog, LogError};
 use crate::store::snapshot::SnapshotError;
 use crate::store::snapshot_dir::SnapshotDir;
 use crate::train::init::{InitError, init_model};
-use crate::train::irgan::{DStats, GStats, Game};
+use crate::train::irgan::{DStats, GStats, Game, GameSettings};
 
-/// What the trainer reports about itself (`GET /v1/model`'s game state).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct TrainerStatus {
-    /// Training is paused.
-    pub paused: bool,
-    /// Trainer steps since start.
-    pub steps: u64,
-    /// Last log position folded into the training data.
-    pub applied_seq: u64,
-    /// Users known to the trainer.
-    pub users: usize,
-    /// Items known to the trainer.
-    pub items: usize,
-    /// Positive pairs trained on.
-    pub positives: usize,
-    /// Positive pairs held out to validate candidates.
-    pub holdout: usize,
-    /// D's statistics after the last step.
-    pub d: DStats,
-    /// G's statistics in the last step.
-    pub g: GStats,
-    /// Why the last candidate was refused, if it was.
-    pub last_refusal: Option<String>,
-}
+pub use crate::online::trainer_status::TrainerStatus;
 
 /// The result of a publish attempt that succeeded.
 #[derive(Debug, Clone, Serialize)]
@@ -81,6 +60,12 @@ pub enum TrainerError {
     /// No snapshot with that version exists (or it is unreadable).
     #[error("{0}")]
     NotFound(String),
+    /// The snapshot cannot be made live over today's catalogue (the message says why).
+    #[error("{0}")]
+    Incompatible(String),
+    /// The trainer failed and is restarting from the live snapshot.
+    #[error("the trainer is restarting after a failure; retry shortly")]
+    Restarting,
     /// Something failed inside the trainer.
     #[error(transparent)]
     Internal(#[from] TrainerFailure),
@@ -111,6 +96,7 @@ impl From<LoopError> for TrainerError {
         match e {
             LoopError::Busy => Self::Busy,
             LoopError::Stopped => Self::Stopped,
+            LoopError::Restarting => Self::Restarting,
             LoopError::Unsupported => Self::Internal(TrainerFailure::Loop(e)),
         }
     }
@@ -122,50 +108,7 @@ impl From<LogError> for TrainerError {
     }
 }
 
-/// The handlers' side of the trainer.
-#[derive(Clone)]
-pub struct TrainerHandle {
-    inner: LoopHandle<Trainer>,
-    latest_seq: Arc<AtomicU64>,
-}
-
-impl TrainerHandle {
-    /// Tells the trainer that the log now holds events up to `seq`.
-    pub fn notify(&self, seq: u64) {
-        self.latest_seq.fetch_max(seq, Ordering::Release);
-    }
-
-    /// The trainer's latest status.
-    pub fn status(&self) -> TrainerStatus {
-        self.inner.status()
-    }
-
-    /// Validates the current candidate and publishes it if it passes the gate.
-    pub async fn publish(&self) -> Result<Published, TrainerError> {
-        self.inner.publish().await
-    }
-
-    /// Makes an earlier snapshot live again (roll back); training continues from it.
-    pub async fn activate(&self, version: u64) -> Result<u64, TrainerError> {
-        self.inner.activate(version).await
-    }
-
-    /// Pauses training (queries and feedback continue).
-    pub fn pause(&self) -> Result<(), TrainerError> {
-        Ok(self.inner.pause()?)
-    }
-
-    /// Resumes training.
-    pub fn resume(&self) -> Result<(), TrainerError> {
-        Ok(self.inner.resume()?)
-    }
-
-    /// Folds the remaining feedback, writes a final snapshot if the candidate passes the gate,
-    /// and stops the thread. Returns the live version.
-    pub async fn shutdown(&self) -> Result<u64, TrainerError> {
-        Ok(self.inner.shutdown().await?.unwrap_or(0))
-    }
-}
+pub use crate::online::trainer_handle::TrainerHandle;
 
 /// All mutable training state, owned by the trainer thread.
 pub struct Trainer {
@@ -180,6 +123,8 @@ pub struct Trainer {
     d: DStats,
     g: GStats,
     last_refusal: Option<String>,
+    gate: Gate,
+    schedule: Schedule,
 }
 
 /// A model with no users or items (what is served before the first snapshot).
@@ -224,7 +169,6 @@ impl Trainer {
         )));
         let mut t = Self {
             data: FeedbackData::new(cfg.feedback.clone(), log, users, items),
-            cfg,
             snapshots,
             store: store.clone(),
             metrics,
@@ -234,6 +178,9 @@ impl Trainer {
             d: DStats::default(),
             g: GStats::default(),
             last_refusal: None,
+            gate: Gate::new(cfg.training.seed),
+            schedule: Schedule::new(cfg.trainer.patience, cfg.trainer.min_step_scale),
+            cfg,
         };
         t.data.fold_new_events()?;
         t.data.rebuild_sets();
@@ -261,8 +208,9 @@ impl Trainer {
     /// Spawns the trainer thread; the handle is the only way to talk to it.
     pub fn spawn(self) -> Result<TrainerHandle, TrainerError> {
         let latest_seq = self.data.latest_seq();
-        let (inner, _thread) = trainer_loop::spawn(self).map_err(TrainerFailure::from)?;
-        Ok(TrainerHandle { inner, latest_seq })
+        let metrics = LoopMetrics::new(&self.metrics, "recommendation");
+        let (inner, _thread) = trainer_loop::spawn(self, metrics).map_err(TrainerFailure::from)?;
+        Ok(TrainerHandle::new(inner, latest_seq))
     }
 
     /// Folds new feedback, rebuilds the sets if it changed, and makes the models cover them.
@@ -347,17 +295,36 @@ impl Trainer {
         Ok(())
     }
 
+    /// A new game between `g` and `d` at the schedule's step size (the trust region).
     fn set_game(&mut self, g: MfModel, d: MfModel) {
-        self.game = Some(Game::new(g, d, self.cfg.training.game()));
+        let t = &self.cfg.training;
+        let scale = self.schedule.step_scale();
+        let (mut gc, mut dc) = (t.generator.clone(), t.discriminator.clone());
+        gc.lr *= scale as f32;
+        dc.lr *= scale as f32;
+        let settings = GameSettings {
+            generator: &gc,
+            discriminator: &dc,
+            ..t.game()
+        };
+        self.game = Some(Game::new(g, d, settings));
     }
 
-    /// Validation metrics of a model on the hold-out (empty if there is no hold-out).
-    fn validate(&self, model: &MfModel) -> crate::eval::Metrics {
-        let ks = [5, 10];
-        evaluate_model(model, &self.data.train, &self.data.holdout, &ks)
+    /// The live pair grown to today's catalogue (new users folded in).
+    fn live_pair(&self, live: &Live) -> (MfModel, MfModel) {
+        regrow::grown_pair(
+            &live.snapshot,
+            self.data.users.len(),
+            self.data.items.len(),
+            &self.data.train,
+            &self.cfg,
+            live.version(),
+        )
     }
 
-    /// Counts a refused candidate and starts a new publish period.
+    /// Counts a refused candidate and starts a new publish period. The trust region: the
+    /// game restarts from the live pair at the (already halved) step size, so the next
+    /// candidate starts near what serves instead of drifting further.
     fn refuse(&mut self, clock: &mut Clock, reason: &str, detail: String) -> TrainerError {
         self.metrics
             .publish_refusals
@@ -365,59 +332,12 @@ impl Trainer {
             .inc();
         self.last_refusal = Some(detail.clone());
         clock.reset();
-        TrainerError::Refused(detail)
-    }
-
-    /// Why the candidate pair may not go live, if it may not.
-    fn gate(&self, g: &MfModel, d: &MfModel, trained: bool) -> Result<(), (&'static str, String)> {
-        if !(g.is_finite() && d.is_finite()) {
-            return Err(("not_finite", "non-finite parameters".into()));
-        }
-        let t = &self.cfg.trainer;
-        if trained && self.g.entropy < t.min_entropy {
-            let msg = format!(
-                "G collapsed: entropy {:.3} < {}",
-                self.g.entropy, t.min_entropy
-            );
-            return Err(("collapsed", msg));
-        }
-        if trained && self.d.accuracy_real < t.min_d_accuracy {
-            let msg = format!(
-                "D accuracy {:.3} < {}",
-                self.d.accuracy_real, t.min_d_accuracy
-            );
-            return Err(("d_accuracy", msg));
-        }
-        Ok(())
-    }
-
-    /// Whether the candidate's hold-out metric is not worse than the live G's by more than the
-    /// tolerance (always true without a hold-out or a live snapshot).
-    fn compare_with_live(&self, candidate: &crate::eval::Metrics) -> Result<(), String> {
         let live = self.store.current();
-        if self.data.holdout.nnz() == 0 || live.version() == 0 {
-            return Ok(());
+        if live.version() > 0 && self.game.is_some() {
+            let (g, d) = self.live_pair(&live);
+            self.set_game(g, d);
         }
-        let metric = &self.cfg.trainer.gate_metric;
-        let mut old = live.snapshot.generator.clone();
-        old.grow(
-            self.data.users.len(),
-            self.data.items.len(),
-            0.0,
-            &mut rng::stream(0, 0, 0),
-        );
-        let before = self.validate(&old);
-        let (c, b) = (
-            candidate.get(metric).copied().unwrap_or(0.0),
-            before.get(metric).copied().unwrap_or(0.0),
-        );
-        if c < b - self.cfg.trainer.tolerance {
-            return Err(format!(
-                "{metric} {c:.4} is below the live {b:.4} by more than {}",
-                self.cfg.trainer.tolerance
-            ));
-        }
-        Ok(())
+        TrainerError::Refused(detail)
     }
 
     /// Gates the candidate and, if it passes, writes and swaps it in.
@@ -427,13 +347,48 @@ impl Trainer {
         };
         let (g, d) = (game.generator.clone(), game.discriminator.clone());
         let (d_epochs, g_epochs) = (game.d_epochs(), game.g_epochs());
-        if let Err((reason, detail)) = self.gate(&g, &d, clock.steps_since_publish() > 0) {
-            return Err(self.refuse(clock, reason, detail));
+        let live = self.store.current();
+        let candidate = Candidate {
+            g: &g,
+            d: &d,
+            trained: clock.steps_since_publish() > 0,
+            d_stats: self.d,
+            g_stats: self.g,
+        };
+        let (data, cfg) = (&self.data, &self.cfg);
+        let grow_live = |l: &Live| {
+            let (nu, ni) = (data.users.len(), data.items.len());
+            regrow::grown_pair(&l.snapshot, nu, ni, &data.train, cfg, l.version()).0
+        };
+        let verdict = self.gate.judge(
+            &candidate,
+            &live,
+            grow_live,
+            Evidence {
+                train: &self.data.train,
+                holdout: &self.data.holdout,
+                seq: self.data.applied_seq,
+            },
+            &self.cfg.trainer,
+        );
+        self.metrics.gate_users.set(self.gate.sample_users() as i64);
+        let accepted = verdict.outcome.is_ok();
+        let reduced = self.schedule.step_scale() < 1.0;
+        self.schedule.evaluated(
+            self.data.applied_seq,
+            verdict.score,
+            verdict.live_score,
+            accepted,
+        );
+        let outcome = if accepted { "published" } else { "refused" };
+        self.metrics
+            .gate_evaluations
+            .with_label_values(&[outcome])
+            .inc();
+        if let Err(r) = verdict.outcome {
+            return Err(self.refuse(clock, r.reason, r.detail));
         }
-        let candidate = self.validate(&g);
-        if let Err(detail) = self.compare_with_live(&candidate) {
-            return Err(self.refuse(clock, "worse", detail));
-        }
+        let candidate = verdict.validation;
         let started = std::time::Instant::now();
         let version = self.next_version;
         let validation = json!(candidate);
@@ -470,6 +425,11 @@ impl Trainer {
         self.data.unpublished_acks.clear();
         clock.reset();
         self.last_refusal = None;
+        // An accepted candidate restores the full step size (the schedule did): play on from
+        // it at that size.
+        if reduced && let Some(game) = self.game.take() {
+            self.set_game(game.generator, game.discriminator);
+        }
         Ok(Published {
             version,
             validation,
@@ -523,7 +483,9 @@ impl OnlineTask for Trainer {
     }
 
     fn can_step(&self) -> bool {
-        self.cfg.trainer.enabled && self.game.is_some()
+        self.cfg.trainer.enabled
+            && self.game.is_some()
+            && self.schedule.wants_steps(self.data.applied_seq)
     }
 
     fn step(&mut self) {
@@ -555,7 +517,10 @@ impl OnlineTask for Trainer {
 
     fn publish_now(&mut self, clock: &mut Clock) -> Result<Published, TrainerError> {
         self.refresh()?;
-        self.gate_and_publish(clock)
+        // Someone asked: play on for another `patience` evaluations whatever the outcome.
+        let r = self.gate_and_publish(clock);
+        self.schedule.wake();
+        r
     }
 
     fn activate(&mut self, version: u64, clock: &mut Clock) -> Result<u64, TrainerError> {
@@ -563,15 +528,20 @@ impl OnlineTask for Trainer {
             .snapshots
             .read(version)
             .map_err(|e| TrainerError::NotFound(format!("snapshot {version}: {e}")))?;
-        let (mut g, mut d) = (s.generator.clone(), s.discriminator.clone());
-        // Ids learnt after that snapshot keep their indices: the snapshot's map is a prefix.
-        let mut r = rng::stream(self.cfg.training.seed, 0xAC7, version);
-        let (nu, ni) = (self.data.users.len(), self.data.items.len());
-        g.grow(nu, ni, self.cfg.training.generator.init_scale, &mut r);
-        d.grow(nu, ni, self.cfg.training.discriminator.init_scale, &mut r);
-        self.set_game(g, d);
+        // The old pair is grown to today's catalogue and served with today's ids, so users
+        // and items learnt since keep their feedback (new users folded in) and their seen sets.
+        let s = regrow::brought_forward(
+            s,
+            &self.data.users,
+            &self.data.items,
+            &self.data.train,
+            &self.cfg,
+        )
+        .map_err(TrainerError::Incompatible)?;
+        self.set_game(s.generator.clone(), s.discriminator.clone());
         clock.reset();
         self.go_live(s);
+        self.schedule.wake();
         Ok(version)
     }
 
@@ -598,6 +568,45 @@ impl OnlineTask for Trainer {
             d: self.d,
             g: self.g,
             last_refusal: self.last_refusal.clone(),
+            busy: !paused && self.can_step(),
+            reason: self.schedule.reason(
+                self.cfg.trainer.enabled,
+                paused,
+                self.game.is_some(),
+                self.data.applied_seq,
+            ),
+            stale_evaluations: self.schedule.stale(),
+            step_scale: self.schedule.step_scale(),
+            gate_users: self.gate.sample_users(),
+            // Filled in by the handle from the loop's health.
+            up: true,
+            restarts: 0,
+            last_failure: None,
+        }
+    }
+
+    fn recover(&mut self) -> Result<(), String> {
+        // Derived state goes; the feedback data stays (it is only ever advanced by log
+        // position, so nothing acknowledged is lost), and the game restarts from the live pair.
+        self.d = DStats::default();
+        self.g = GStats::default();
+        self.last_refusal = None;
+        self.gate.invalidate();
+        self.schedule = Schedule::new(self.cfg.trainer.patience, self.cfg.trainer.min_step_scale);
+        let live = self.store.current();
+        if live.version() == 0 {
+            self.game = None;
+            return self.sync_catalogue().map_err(|e| e.to_string());
+        }
+        let (g, d) = self.live_pair(&live);
+        self.set_game(g, d);
+        Ok(())
+    }
+
+    fn failure(e: &TrainerError) -> Option<String> {
+        match e {
+            TrainerError::Internal(f) => Some(trainer_status::error_chain(f)),
+            _ => None,
         }
     }
 }

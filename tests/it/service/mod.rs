@@ -13,6 +13,7 @@ mod recommendations;
 mod restart;
 mod search;
 mod settings;
+mod tour;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

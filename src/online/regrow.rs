@@ -1,0 +1,159 @@
+//! An earlier model pair brought to today's catalogue: the rows of users and items learnt
+//! since it was trained are added (new users folded in against its item factors), so it can be
+//! served with today's ids, gated against today's hold-out, or trained on again.
+//!
+//! Indices never change once given (see [`IdMap`]), so an older snapshot's id maps are a prefix
+//! of today's; a snapshot whose maps are not (e.g. copied from another data directory) cannot
+//! be brought forward and is refused with the reason.
+
+use crate::data::{IdMap, Interactions};
+use crate::model::MfModel;
+use crate::online::settings::ServiceConfig;
+use crate::rng;
+use crate::store::Snapshot;
+
+/// Whether `old` is a prefix of `new` (every old index names the same id today).
+fn is_prefix(old: &IdMap, new: &IdMap) -> bool {
+    old.len() <= new.len() && old.names().iter().zip(new.names()).all(|(a, b)| a == b)
+}
+
+/// Why a snapshot's ids do not fit today's catalogue, if they do not.
+pub fn check_ids(snapshot: &Snapshot, users: &IdMap, items: &IdMap) -> Result<(), String> {
+    if !is_prefix(&snapshot.users, users) {
+        return Err(format!(
+            "snapshot {}'s user ids ({}) are not a prefix of today's ({}): it was not made from \
+             this feedback log",
+            snapshot.version,
+            snapshot.users.len(),
+            users.len()
+        ));
+    }
+    if !is_prefix(&snapshot.items, items) {
+        return Err(format!(
+            "snapshot {}'s item ids ({}) are not a prefix of today's ({}): it was not made from \
+             this feedback log",
+            snapshot.version,
+            snapshot.items.len(),
+            items.len()
+        ));
+    }
+    Ok(())
+}
+
+/// `snapshot`'s pair grown to `users` × `items`: new item rows drawn small (seeded by
+/// `stream`), new users folded in on `train` (their iALS solution against the pair's items).
+pub fn grown_pair(
+    snapshot: &Snapshot,
+    n_users: usize,
+    n_items: usize,
+    train: &Interactions,
+    cfg: &ServiceConfig,
+    stream: u64,
+) -> (MfModel, MfModel) {
+    let (mut g, mut d) = (snapshot.generator.clone(), snapshot.discriminator.clone());
+    let old_users = g.n_users();
+    let mut r = rng::stream(cfg.training.seed, 0xAC7, stream);
+    g.grow(n_users, n_items, cfg.training.generator.init_scale, &mut r);
+    d.grow(
+        n_users,
+        n_items,
+        cfg.training.discriminator.init_scale,
+        &mut r,
+    );
+    if old_users < n_users && train.n_users() >= n_users {
+        let als = &cfg.training.pretrain.als;
+        crate::train::als::fold_in(&mut g, train, old_users..n_users, als);
+        crate::train::als::fold_in(&mut d, train, old_users..n_users, als);
+    }
+    (g, d)
+}
+
+/// `snapshot` with its pair grown to today's catalogue and today's id maps, keeping its
+/// version and metadata: what activating an older snapshot serves.
+pub fn brought_forward(
+    snapshot: Snapshot,
+    users: &IdMap,
+    items: &IdMap,
+    train: &Interactions,
+    cfg: &ServiceConfig,
+) -> Result<Snapshot, String> {
+    check_ids(&snapshot, users, items)?;
+    let (g, d) = grown_pair(
+        &snapshot,
+        users.len(),
+        items.len(),
+        train,
+        cfg,
+        snapshot.version,
+    );
+    Ok(Snapshot {
+        generator: g,
+        discriminator: d,
+        users: users.clone(),
+        items: items.clone(),
+        ..snapshot
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(names: &[&str]) -> IdMap {
+        IdMap::from_names(names.iter().map(|s| (*s).to_owned()).collect()).unwrap()
+    }
+
+    fn snapshot(users: &[&str], items: &[&str]) -> Snapshot {
+        let mut r = rng::stream(1, 2, 3);
+        Snapshot {
+            version: 1,
+            created_unix_ms: 0,
+            generator: MfModel::random(users.len(), items.len(), 4, 0.1, &mut r),
+            generator_temperature: 1.0,
+            discriminator: MfModel::random(users.len(), items.len(), 4, 0.1, &mut r),
+            users: ids(users),
+            items: ids(items),
+            metadata: serde_json::json!({}),
+        }
+    }
+
+    #[test]
+    fn an_old_pair_grows_to_todays_catalogue_and_keeps_its_rows() {
+        let old = snapshot(&["a", "b"], &["x", "y"]);
+        let (users, items) = (ids(&["a", "b", "ann"]), ids(&["x", "y", "z"]));
+        let train = Interactions::from_pairs(3, 3, &[(0, 0), (2, 1), (2, 2)]);
+        let cfg = ServiceConfig::default();
+        let s = brought_forward(old.clone(), &users, &items, &train, &cfg).unwrap();
+        assert_eq!((s.generator.n_users(), s.generator.n_items()), (3, 3));
+        assert_eq!(
+            (s.discriminator.n_users(), s.discriminator.n_items()),
+            (3, 3)
+        );
+        assert_eq!(s.users, users);
+        assert_eq!(s.version, 1);
+        assert_eq!(s.generator.user.row(1), old.generator.user.row(1));
+        assert!(s.generator.is_finite() && s.discriminator.is_finite());
+        let other = ids(&["b", "a", "ann"]);
+        let e = brought_forward(old, &other, &items, &train, &cfg).unwrap_err();
+        assert!(e.contains("not a prefix"), "{e}");
+    }
+
+    /// The README tour's crash: rolling back to a snapshot older than today's users and items
+    /// (a new user with feedback on a new item) must serve today's catalogue, not panic.
+    #[test]
+    fn activating_an_old_snapshot_after_the_catalogue_grew_serves_todays_ids() {
+        use crate::online::live::Live;
+        let old = snapshot(&["a", "b"], &["x", "y"]);
+        let (users, items) = (ids(&["a", "b", "ann"]), ids(&["x", "y", "z", "w"]));
+        let pairs = [(0, 0), (1, 1), (2, 1), (2, 2), (2, 3)];
+        let seen = Interactions::from_pairs(3, 4, &pairs);
+        let cfg = ServiceConfig::default();
+        let s = brought_forward(old, &users, &items, &seen, &cfg).unwrap();
+        let live = Live::new(s, &seen, 10, 0.5);
+        assert_eq!(live.seen.items(2), &[1, 2, 3]);
+        assert_eq!(live.precomputed.len(), 3);
+        // ann's seen items are excluded from her list; only x is left.
+        let top: Vec<u32> = live.precomputed[2].iter().map(|s| s.item).collect();
+        assert_eq!(top, vec![0], "{top:?}");
+    }
+}

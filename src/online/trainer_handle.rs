@@ -1,0 +1,66 @@
+//! The handlers' side of the recommendation trainer: commands over the loop's channel, the
+//! status with the loop's health, and the log position the handlers raise after appending.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::online::trainer::{Published, Trainer, TrainerError, TrainerStatus};
+use crate::online::trainer_loop::LoopHandle;
+
+/// The handlers' side of the trainer.
+#[derive(Clone)]
+pub struct TrainerHandle {
+    inner: LoopHandle<Trainer>,
+    latest_seq: Arc<AtomicU64>,
+}
+
+impl TrainerHandle {
+    /// Tells the trainer that the log now holds events up to `seq`.
+    pub fn notify(&self, seq: u64) {
+        self.latest_seq.fetch_max(seq, Ordering::Release);
+    }
+
+    /// The trainer's latest status, with its health.
+    pub fn status(&self) -> TrainerStatus {
+        let health = self.inner.health();
+        TrainerStatus {
+            up: health.up,
+            restarts: health.restarts,
+            last_failure: health.last_failure,
+            ..self.inner.status()
+        }
+    }
+
+    /// Validates the current candidate and publishes it if it passes the gate.
+    pub async fn publish(&self) -> Result<Published, TrainerError> {
+        self.inner.publish().await
+    }
+
+    /// Makes an earlier snapshot live again (roll back); training continues from it.
+    pub async fn activate(&self, version: u64) -> Result<u64, TrainerError> {
+        self.inner.activate(version).await
+    }
+
+    /// Pauses training (queries and feedback continue).
+    pub fn pause(&self) -> Result<(), TrainerError> {
+        Ok(self.inner.pause()?)
+    }
+
+    /// Resumes training.
+    pub fn resume(&self) -> Result<(), TrainerError> {
+        Ok(self.inner.resume()?)
+    }
+
+    /// Folds the remaining feedback, writes a final snapshot if the candidate passes the gate,
+    /// and stops the thread. Returns the live version.
+    pub async fn shutdown(&self) -> Result<u64, TrainerError> {
+        Ok(self.inner.shutdown().await?.unwrap_or(0))
+    }
+}
+
+impl TrainerHandle {
+    /// Wraps the loop's handle and the trainer's latest-position atomic.
+    pub(crate) fn new(inner: LoopHandle<Trainer>, latest_seq: Arc<AtomicU64>) -> Self {
+        Self { inner, latest_seq }
+    }
+}
