@@ -83,6 +83,9 @@ pub struct TrainerStatus {
     pub g: GStats,
     /// Why the last candidate was refused, if it was.
     pub last_refusal: Option<String>,
+    /// Feedback events read from the log at start: only those after the loaded snapshot's
+    /// checkpoint (the whole log for a snapshot without one).
+    pub replayed_events: u64,
 }
 
 impl From<trainer::TrainerStatus> for TrainerStatus {
@@ -106,6 +109,7 @@ impl From<trainer::TrainerStatus> for TrainerStatus {
                 entropy: s.g.entropy,
             },
             last_refusal: s.last_refusal,
+            replayed_events: s.replayed_events,
         }
     }
 }
