@@ -233,7 +233,16 @@ pub fn import_demo(log: &FeedbackLog, cfg: &SyntheticConfig, seed: u64) -> Resul
     append_all(log, import_events(&train, &users, &items, 4.0, "demo"))
 }
 
+/// Appends `events` in order, in chunks (each atomic). If the last event's id is already
+/// logged, every earlier one is too (chunks commit in order), so a restart with the same
+/// `--bootstrap` or `--demo` costs one lookup instead of re-offering every event before the
+/// listener binds.
 fn append_all(log: &FeedbackLog, events: Vec<FeedbackEvent>) -> Result<usize, AppError> {
+    if let Some(id) = events.last().and_then(|e| e.id.as_deref())
+        && log.contains_id(id)?
+    {
+        return Ok(0);
+    }
     let mut new = 0;
     for chunk in events.chunks(10_000) {
         new += log

@@ -102,6 +102,9 @@ pub struct TrainerStatus {
     pub restarts: u64,
     /// The last panic or failure, if any.
     pub last_failure: Option<String>,
+    /// Feedback events read from the log at start: only those after the loaded snapshot's
+    /// checkpoint (the whole log for a snapshot without one).
+    pub replayed_events: u64,
 }
 
 impl From<trainer::TrainerStatus> for TrainerStatus {
@@ -133,6 +136,7 @@ impl From<trainer::TrainerStatus> for TrainerStatus {
             up: s.up,
             restarts: s.restarts,
             last_failure: s.last_failure,
+            replayed_events: s.replayed_events,
         }
     }
 }

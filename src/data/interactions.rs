@@ -123,6 +123,37 @@ impl Interactions {
         Self::from_pairs(n_users, n_items.max(self.n_items), &pairs)
     }
 
+    /// The same sets over `n_users` rows and `n_items` items with the rows of `changed`
+    /// (user → sorted, unique items) replaced: a copy of the untouched rows, no sorting, so
+    /// refreshing a few users costs a memory copy rather than a rebuild.
+    pub fn with_rows(
+        &self,
+        n_users: usize,
+        n_items: usize,
+        changed: &std::collections::BTreeMap<u32, Vec<u32>>,
+    ) -> Self {
+        let mut indptr = Vec::with_capacity(n_users + 1);
+        indptr.push(0);
+        let extra: usize = changed.values().map(Vec::len).sum();
+        let mut indices = Vec::with_capacity(self.indices.len() + extra);
+        let mut next = changed.iter().peekable();
+        for u in 0..n_users {
+            match next.peek() {
+                Some(&(&c, row)) if c as usize == u => {
+                    indices.extend_from_slice(row);
+                    next.next();
+                }
+                _ => indices.extend_from_slice(self.items(u)),
+            }
+            indptr.push(indices.len());
+        }
+        Self {
+            n_items: n_items.max(self.n_items),
+            indptr,
+            indices,
+        }
+    }
+
     /// Transposed: for each item, its users.
     pub fn transpose(&self) -> Self {
         let pairs: Vec<(u32, u32)> = self.pairs().into_iter().map(|(u, i)| (i, u)).collect();
@@ -168,5 +199,15 @@ mod tests {
         assert_eq!(m.item_counts(), vec![0, 1, 0, 1, 1]);
         let other = Interactions::from_pairs(3, 5, &[(0, 4)]);
         assert_eq!(m.difference(&other).pairs(), vec![(0, 1), (2, 3)]);
+    }
+
+    #[test]
+    fn replacing_rows_keeps_the_others() {
+        let m = Interactions::from_pairs(3, 5, &[(0, 4), (0, 1), (2, 3)]);
+        let changed = std::collections::BTreeMap::from([(1, vec![0, 2]), (3, vec![5])]);
+        let r = m.with_rows(4, 6, &changed);
+        let expected =
+            Interactions::from_pairs(4, 6, &[(0, 1), (0, 4), (1, 0), (1, 2), (2, 3), (3, 5)]);
+        assert_eq!(r, expected);
     }
 }

@@ -4,6 +4,7 @@
 //! Only this module, [`crate::api`] and its adapters know about the async runtime; each trainer
 //! runs on its own thread and talks to handlers through a bounded channel.
 
+pub mod catalogue;
 pub mod feedback_data;
 pub mod gate;
 pub mod live;
@@ -11,6 +12,7 @@ pub mod metrics;
 pub mod query;
 pub mod regrow;
 pub mod schedule;
+pub mod restart;
 pub mod search;
 pub mod search_checks;
 pub mod search_settings;

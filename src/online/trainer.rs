@@ -17,12 +17,14 @@ use crate::data::train_data::TrainData;
 use crate::data::{IdMap, Interactions};
 use crate::model::MfModel;
 use crate::model::topk::ItemIndex;
+use crate::online::catalogue::{self, Sync};
 use crate::online::feedback_data::FeedbackData;
 use crate::online::gate::{Candidate, Evidence, Gate};
 use crate::online::live::{Live, ModelStore};
 use crate::online::metrics::Metrics;
 use crate::online::regrow;
 use crate::online::schedule::Schedule;
+use crate::online::restart;
 use crate::online::settings::ServiceConfig;
 use crate::online::trainer_loop::{self, Clock, LoopError, LoopMetrics, OnlineTask};
 use crate::online::trainer_status;
@@ -125,6 +127,7 @@ pub struct Trainer {
     last_refusal: Option<String>,
     gate: Gate,
     schedule: Schedule,
+    replayed_events: u64,
 }
 
 /// A model with no users or items (what is served before the first snapshot).
@@ -133,24 +136,22 @@ fn empty_model(dim: usize) -> MfModel {
 }
 
 impl Trainer {
-    /// Loads the newest valid snapshot, replays the whole feedback log into the training data,
-    /// and trains a first pair if there is data but no snapshot. Returns the trainer and the
-    /// live store to serve.
+    /// Loads the newest valid snapshot and its checkpoint, replays the feedback log after it
+    /// (all of it for a snapshot without a checkpoint), and trains a first pair if there is
+    /// data but no snapshot. Returns the trainer and the live store to serve.
     pub fn start(
         cfg: ServiceConfig,
         log: FeedbackLog,
         snapshots: SnapshotDir,
         metrics: Arc<Metrics>,
     ) -> Result<(Self, Arc<ModelStore>), TrainerError> {
-        let (loaded, skipped) = snapshots.newest_valid();
+        let (loaded, skipped) = snapshots.newest_valid_checkpointed();
         for (v, e) in skipped {
             tracing::warn!(version = v, error = %e, "skipping unreadable snapshot");
         }
         let next_version = snapshots.versions().last().map_or(1, |v| v + 1);
-        let (users, items) = loaded
-            .as_ref()
-            .map(|s| (s.users.clone(), s.items.clone()))
-            .unwrap_or_default();
+        let (loaded, checkpoint) = loaded.map_or((None, None), |(s, c)| (Some(s), c));
+        let data = restart::restore_data(&cfg.feedback, log, loaded.as_ref(), checkpoint)?;
         let empty = Snapshot {
             version: 0,
             created_unix_ms: Snapshot::now_unix_ms(),
@@ -168,7 +169,8 @@ impl Trainer {
             0.5,
         )));
         let mut t = Self {
-            data: FeedbackData::new(cfg.feedback.clone(), log, users, items),
+            replayed_events: data.folded_events,
+            data,
             snapshots,
             store: store.clone(),
             metrics,
@@ -182,7 +184,6 @@ impl Trainer {
             schedule: Schedule::new(cfg.trainer.patience, cfg.trainer.min_step_scale),
             cfg,
         };
-        t.data.fold_new_events()?;
         t.data.rebuild_sets();
         match loaded {
             Some(s) => {
@@ -229,35 +230,19 @@ impl Trainer {
         self.metrics.items.set(self.data.items.len() as i64);
     }
 
-    /// Makes the models cover the catalogue: pretrain the first pair, re-pretrain after large
-    /// growth, otherwise grow the existing pair.
+    /// Makes the models cover the feedback (see [`catalogue::sync`]): pretrain the first pair,
+    /// re-pretrain after large growth, otherwise grow the pair and fold in changed rows.
     fn sync_catalogue(&mut self) -> Result<(), TrainerError> {
-        let (nu, ni) = (self.data.users.len(), self.data.items.len());
-        if self.data.train.nnz() == 0 {
-            return Ok(());
-        }
-        let (pu, pi) = self.pretrained_size;
         let factor = self.cfg.trainer.regrow_factor;
-        let grown_a_lot =
-            (nu as f64) >= factor * pu.max(1) as f64 || (ni as f64) >= factor * pi.max(1) as f64;
-        match &self.game {
-            None => self.pretrain(),
-            Some(_) if grown_a_lot => self.pretrain(),
-            Some(game) if game.generator.n_users() < nu || game.generator.n_items() < ni => {
-                let (mut g, mut d) = (game.generator.clone(), game.discriminator.clone());
-                let old_users = g.n_users();
-                let mut r = rng::stream(self.cfg.training.seed, 0x6E0, (nu * 31 + ni) as u64);
-                g.grow(nu, ni, self.cfg.training.generator.init_scale, &mut r);
-                d.grow(nu, ni, self.cfg.training.discriminator.init_scale, &mut r);
-                // New users get their iALS solution against the current item factors, so
-                // their first snapshot already reflects their feedback.
-                let als = &self.cfg.training.pretrain.als;
-                crate::train::als::fold_in(&mut g, &self.data.train, old_users..nu, als);
-                crate::train::als::fold_in(&mut d, &self.data.train, old_users..nu, als);
+        let (game, size) = (self.game.as_mut(), self.pretrained_size);
+        match catalogue::sync(game, &mut self.data, size, factor, &self.cfg.training) {
+            Sync::Done => Ok(()),
+            Sync::Pretrain => self.pretrain(),
+            Sync::Replace(pair) => {
+                let (g, d) = *pair;
                 self.set_game(g, d);
                 Ok(())
             }
-            Some(_) => Ok(()),
         }
     }
 
@@ -286,6 +271,7 @@ impl Trainer {
         )
         .map_err(TrainerFailure::from)?;
         self.pretrained_size = (self.data.users.len(), self.data.items.len());
+        self.data.mark_synced();
         self.set_game(g, d);
         tracing::info!(
             users = self.data.users.len(),
@@ -408,8 +394,9 @@ impl Trainer {
                 "trained_through_seq": self.data.applied_seq,
             }),
         };
+        let checkpoint = self.data.checkpoint();
         self.snapshots
-            .write(&snapshot, self.cfg.storage.keep_snapshots)
+            .write_checkpointed(&snapshot, &checkpoint, self.cfg.storage.keep_snapshots)
             .map_err(TrainerFailure::from)?;
         self.next_version += 1;
         self.go_live(snapshot);
@@ -422,7 +409,7 @@ impl Trainer {
                 .feedback_to_snapshot_seconds
                 .observe(now.saturating_sub(acked) as f64 / 1e3);
         }
-        self.data.unpublished_acks.clear();
+        self.data.published();
         clock.reset();
         self.last_refusal = None;
         // An accepted candidate restores the full step size (the schedule did): play on from
@@ -473,7 +460,7 @@ impl OnlineTask for Trainer {
         if let Err(e) = self.data.fold_new_events() {
             tracing::error!(error = %e, "cannot read the feedback log");
         }
-        if self.data.is_dirty() {
+        if self.data.is_dirty() || self.data.has_unsynced() {
             self.data.rebuild_sets();
             self.count_catalogue();
             if let Err(e) = self.sync_catalogue() {
@@ -582,6 +569,7 @@ impl OnlineTask for Trainer {
             up: true,
             restarts: 0,
             last_failure: None,
+            replayed_events: self.replayed_events,
         }
     }
 

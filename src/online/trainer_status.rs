@@ -29,6 +29,8 @@ pub struct TrainerStatus {
     pub g: GStats,
     /// Why the last candidate was refused, if it was.
     pub last_refusal: Option<String>,
+    /// Feedback events read from the log at start (only those after the loaded checkpoint).
+    pub replayed_events: u64,
     /// The trainer is stepping (else idle; `reason` says why either way).
     pub busy: bool,
     /// Why it is busy or idle.

@@ -1,6 +1,7 @@
 //! Durable state: snapshots written atomically, versioned and checksummed.
 
 pub mod atomic;
+pub mod checkpoint;
 pub mod clock;
 pub mod feedback_log;
 pub mod impression_log;

@@ -4,6 +4,7 @@
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
+use crate::store::checkpoint::Checkpoint;
 use crate::store::search_snapshot::SearchSnapshot;
 use crate::store::{Snapshot, SnapshotError};
 
@@ -109,15 +110,51 @@ impl<S: Versioned> SnapshotDir<S> {
     /// (never the one just written).
     pub fn write(&self, snapshot: &S, keep: usize) -> Result<(), SnapshotError> {
         snapshot.write_to(&self.path_of(snapshot.version()))?;
+        self.prune(snapshot.version(), keep);
+        Ok(())
+    }
+
+    /// Removes all but the newest `keep` versions, never `written`.
+    fn prune(&self, written: u64, keep: usize) {
         let versions = self.versions();
         let excess = versions.len().saturating_sub(keep.max(1));
         for &v in versions.iter().take(excess) {
-            if v != snapshot.version() {
+            if v != written {
                 // Best effort: a leftover directory is harmless and retried next time.
                 let _ = std::fs::remove_dir_all(self.path_of(v));
             }
         }
+    }
+}
+
+/// A recommendation snapshot with the trainer's checkpoint, if it was written with one.
+pub type Checkpointed = (Snapshot, Option<Checkpoint>);
+
+impl SnapshotDir<Snapshot> {
+    /// [`SnapshotDir::write`] with the trainer's checkpoint inside the snapshot directory.
+    pub fn write_checkpointed(
+        &self,
+        snapshot: &Snapshot,
+        checkpoint: &Checkpoint,
+        keep: usize,
+    ) -> Result<(), SnapshotError> {
+        snapshot.write_checkpointed(&self.path_of(snapshot.version), checkpoint)?;
+        self.prune(snapshot.version, keep);
         Ok(())
+    }
+
+    /// [`SnapshotDir::newest_valid`] with its checkpoint: a snapshot whose checkpoint is
+    /// corrupt is skipped like any corrupt snapshot; one without a checkpoint loads with
+    /// `None`.
+    pub fn newest_valid_checkpointed(&self) -> (Option<Checkpointed>, Vec<(u64, SnapshotError)>) {
+        let mut skipped = Vec::new();
+        for v in self.versions().into_iter().rev() {
+            match Snapshot::read_checkpointed(&self.path_of(v)) {
+                Ok(s) => return (Some(s), skipped),
+                Err(e) => skipped.push((v, e)),
+            }
+        }
+        (None, skipped)
     }
 }
 
@@ -160,5 +197,42 @@ mod tests {
         assert_eq!(s.unwrap().version, 3);
         assert_eq!(skipped.len(), 1);
         assert_eq!(skipped[0].0, 4);
+    }
+
+    #[test]
+    fn a_corrupt_checkpoint_skips_its_snapshot_and_old_ones_load_without() {
+        use crate::store::checkpoint::{CHECKPOINT_FILE, PairState};
+        let dir = tempfile::tempdir().unwrap();
+        let sd: SnapshotDir = SnapshotDir::open(dir.path()).unwrap();
+        sd.write(&snap(1), 5).unwrap();
+        let ckpt = |seq| Checkpoint {
+            trained_through_seq: seq,
+            pairs: vec![PairState {
+                user: 1,
+                item: 2,
+                weight: 3.0,
+                held_out: false,
+            }],
+        };
+        sd.write_checkpointed(&snap(2), &ckpt(7), 5).unwrap();
+        sd.write_checkpointed(&snap(3), &ckpt(9), 5).unwrap();
+        let (s, skipped) = sd.newest_valid_checkpointed();
+        let (s, c) = s.unwrap();
+        assert_eq!((s.version, c, skipped.len()), (3, Some(ckpt(9)), 0));
+        // Older readers see the same snapshot.
+        assert_eq!(sd.read(3).unwrap(), s);
+
+        let file = sd.path_of(3).join(CHECKPOINT_FILE);
+        let mut bytes = std::fs::read(&file).unwrap();
+        bytes[20] ^= 0x01;
+        std::fs::write(&file, bytes).unwrap();
+        let (s, skipped) = sd.newest_valid_checkpointed();
+        assert_eq!(s.unwrap().1, Some(ckpt(7)));
+        assert_eq!(skipped[0].0, 3);
+
+        std::fs::remove_dir_all(sd.path_of(2)).unwrap();
+        let (s, _) = sd.newest_valid_checkpointed();
+        let (s, c) = s.unwrap();
+        assert_eq!((s.version, c), (1, None));
     }
 }

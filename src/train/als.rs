@@ -32,11 +32,12 @@ pub fn train(model: &mut MfModel, positives: &Interactions, cfg: &AlsConfig) {
 pub fn fold_in(
     model: &mut MfModel,
     positives: &Interactions,
-    users: std::ops::Range<usize>,
+    users: impl IntoIterator<Item = usize>,
     cfg: &AlsConfig,
 ) {
     let d = model.dim();
     let users: Vec<usize> = users
+        .into_iter()
         .filter(|&u| u < model.n_users() && !positives.items(u).is_empty())
         .collect();
     if users.is_empty() {

@@ -12,3 +12,4 @@ pub mod objective;
 pub mod optim;
 pub mod settings;
 pub mod softmax;
+pub mod softmax_fold_in;

@@ -4,7 +4,7 @@
 use std::io::{self, BufWriter, Write};
 use std::sync::Arc;
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use super::FeedbackLog;
 use super::error::{LogError, SqlContext};
@@ -26,6 +26,18 @@ impl FeedbackLog {
             .query_map(params![after, limit], logged_event)
             .ctx(ctx)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().ctx(ctx)
+    }
+
+    /// Whether an event with idempotency key `id` is in the log (an index lookup).
+    pub fn contains_id(&self, id: &str) -> Result<bool, LogError> {
+        let found: Option<i64> = self
+            .reader()
+            .query_row("SELECT seq FROM events WHERE id = ?1", params![id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .ctx(|| format!("{}: looking up an event id", self.inner.path.display()))?;
+        Ok(found.is_some())
     }
 
     /// Highest committed seq (0 for an empty log); equals [`count`](Self::count) since sequence

@@ -534,3 +534,13 @@ fn missing_directory_is_an_error() {
         FeedbackLog::open(&d.path().join("nope").join("f.db"), LogOptions::default()).unwrap_err();
     assert!(matches!(err, LogError::Sqlite { .. }), "{err}");
 }
+
+#[test]
+fn ids_can_be_looked_up() {
+    let d = tempfile::tempdir().unwrap();
+    let log = open(&d);
+    log.append(vec![ev(Some("a"), "u", "i"), ev(None, "u", "j")])
+        .unwrap();
+    assert!(log.contains_id("a").unwrap());
+    assert!(!log.contains_id("b").unwrap());
+}

@@ -15,6 +15,8 @@
 //! │                           discriminator.item  [items, d_dim]
 //! │                           discriminator.bias  [items]
 //! ├── ids.json              {"users": [...], "items": [...]}  external ids in index order
+//! ├── checkpoint.safetensors  optional: the online trainer's folded feedback (see
+//! │                           [`crate::store::checkpoint`]); readers that ignore it may
 //! └── manifest.json         written last; see below
 //! ```
 //!
@@ -82,6 +84,7 @@ use serde_json::Value;
 
 use crate::data::IdMap;
 use crate::model::MfModel;
+use crate::store::checkpoint::{CHECKPOINT_FILE, Checkpoint};
 pub use error::SnapshotError;
 pub use manifest::MANIFEST_FILE;
 use manifest::{Kind, Manifest};
@@ -151,6 +154,20 @@ impl Snapshot {
     /// or G's temperature, is NaN or infinite, and with [`SnapshotError::ShapeMismatch`] if the
     /// shapes disagree with each other or with the id maps; in both cases nothing is written.
     pub fn write(&self, dir: &Path) -> Result<(), SnapshotError> {
+        self.write_with(dir, None)
+    }
+
+    /// [`Snapshot::write`] with the trainer's checkpoint beside the models (in the same
+    /// directory, listed and checksummed in the manifest).
+    pub fn write_checkpointed(
+        &self,
+        dir: &Path,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), SnapshotError> {
+        self.write_with(dir, Some(checkpoint))
+    }
+
+    fn write_with(&self, dir: &Path, checkpoint: Option<&Checkpoint>) -> Result<(), SnapshotError> {
         self.validate()?;
         let tensors = self.tensor_bytes()?;
         let ids = serde_json::to_vec_pretty(&IdsOut {
@@ -172,12 +189,38 @@ impl Snapshot {
             part,
             self.metadata.clone(),
         );
-        write_snapshot(dir, manifest, &[(TENSORS_FILE, &tensors), (IDS_FILE, &ids)])
+        let checkpoint = checkpoint.map(Checkpoint::to_bytes).transpose()?;
+        let mut files: Vec<(&str, &[u8])> = vec![(TENSORS_FILE, &tensors), (IDS_FILE, &ids)];
+        if let Some(bytes) = &checkpoint {
+            files.push((CHECKPOINT_FILE, bytes));
+        }
+        write_snapshot(dir, manifest, &files)
     }
 
     /// Reads and fully verifies the snapshot in `dir`: format and version, size and SHA-256 of
     /// every file listed in the manifest, tensor dtypes and shapes, id lists and finiteness.
     pub fn read(dir: &Path) -> Result<Self, SnapshotError> {
+        Ok(Self::read_with_files(dir)?.0)
+    }
+
+    /// [`Snapshot::read`] plus the trainer's checkpoint when the snapshot has one (verified
+    /// like every file, and its indices checked against the id maps). A snapshot written
+    /// without a checkpoint reads as `None`.
+    pub fn read_checkpointed(dir: &Path) -> Result<(Self, Option<Checkpoint>), SnapshotError> {
+        let (snapshot, mut files) = Self::read_with_files(dir)?;
+        let checkpoint = match files.take_optional(CHECKPOINT_FILE) {
+            Some(bytes) => Some(Checkpoint::from_bytes(
+                &bytes,
+                snapshot.users.len(),
+                snapshot.items.len(),
+            )?),
+            None => None,
+        };
+        Ok((snapshot, checkpoint))
+    }
+
+    /// The snapshot and the verified files it did not use.
+    fn read_with_files(dir: &Path) -> Result<(Self, read::Files), SnapshotError> {
         let (manifest, mut files) = read_snapshot::<MfPart>(dir, KIND)?;
         let tensor_bytes = files.take(TENSORS_FILE)?;
         let id_bytes = files.take(IDS_FILE)?;
@@ -213,7 +256,7 @@ impl Snapshot {
             metadata: manifest.metadata,
         };
         snapshot.check_shapes()?;
-        Ok(snapshot)
+        Ok((snapshot, files))
     }
 
     /// Finiteness and shape checks done before anything is written.

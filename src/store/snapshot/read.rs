@@ -22,6 +22,11 @@ impl Files {
             SnapshotError::Format(format!("{MANIFEST_FILE}: `files` does not list {name}"))
         })
     }
+
+    /// Takes the contents of `name` if the manifest lists it (an optional file).
+    pub(crate) fn take_optional(&mut self, name: &str) -> Option<Vec<u8>> {
+        self.0.remove(name)
+    }
 }
 
 /// Reads the manifest of `dir` (which must be of `kind`) and every file it lists, verified.

@@ -219,3 +219,93 @@ fn sigkill_during_ingestion_loses_no_acknowledged_event() {
         started.elapsed()
     );
 }
+
+/// The checkpoint files under the data directory's snapshots.
+fn checkpoints(dir: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir.join("snapshots"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path().join("checkpoint.safetensors"))
+                .filter(|p| p.exists())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn restart_replays_only_the_events_after_the_checkpoint() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    // No background steps: nothing is published but what the test asks for.
+    let quiet = ["trainer.enabled=false"];
+    let mut server = Server::start(&dir, &quiet);
+    let first = model(&server);
+    let version = first["version"].as_u64().expect("version");
+    let demo_events = first["game"]["applied_seq"].as_u64().expect("applied_seq");
+    assert!(version >= 1 && demo_events > 0, "{first}");
+    assert_eq!(
+        first["game"]["replayed_events"], demo_events,
+        "a first start reads the whole log: {first}"
+    );
+    assert!(
+        !checkpoints(&dir).is_empty(),
+        "the first snapshot has no checkpoint"
+    );
+
+    // Acknowledged but never published: a SIGKILL leaves them only in the log.
+    let mut acked = Vec::new();
+    let mut last_seq = 0;
+    for b in 0..3 {
+        let (ids, body) = batch("tail", b, 20);
+        let r = client::post(server.port, "/v1/feedback", &body).expect("POST /v1/feedback");
+        assert_eq!(r.status, 200, "{r:?}");
+        last_seq = r.json()["last_seq"].as_u64().expect("last_seq");
+        acked.extend(ids);
+    }
+    let status = server.signal_and_wait("KILL");
+    assert_eq!(status.code(), None, "killed by a signal: {status}");
+    drop(server);
+
+    let mut server = Server::start(&dir, &quiet);
+    let m = model(&server);
+    assert_eq!(
+        m["version"], version,
+        "a restart serves the same version: {m}"
+    );
+    assert_eq!(
+        m["game"]["replayed_events"],
+        json!(acked.len()),
+        "only the tail after the checkpoint is replayed: {m}"
+    );
+    assert_eq!(m["game"]["applied_seq"], last_seq, "{m}");
+    let r = client::get(server.port, "/v1/users/u1/recommendations?k=3").expect("GET");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["version"], version, "{r:?}");
+
+    // Publishing now checkpoints the tail too: the next restart reads nothing.
+    let r = client::post(server.port, "/v1/snapshots", "{}").expect("POST /v1/snapshots");
+    assert_eq!(r.status, 201, "{r:?}");
+    let published = r.json()["version"].as_u64().expect("version");
+    assert!(published > version, "{r:?}");
+    let status = server.signal_and_wait("TERM");
+    assert_eq!(status.code(), Some(0), "{status}\n{}", server.log_text());
+    drop(server);
+
+    let server = Server::start(&dir, &quiet);
+    let m = model(&server);
+    assert_eq!(m["version"], published, "{m}");
+    assert_eq!(m["game"]["replayed_events"], 0, "{m}");
+    assert_eq!(m["game"]["applied_seq"], last_seq, "{m}");
+    let positives = m["game"]["positives"].as_u64().unwrap_or(0);
+    assert!(positives > 0, "the restored sets are empty: {m}");
+    drop(server);
+
+    let (ids, _) = export(&dir);
+    for id in &acked {
+        assert_eq!(
+            ids.get(id),
+            Some(&1),
+            "acknowledged event {id} not stored once"
+        );
+    }
+}
