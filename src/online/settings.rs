@@ -162,6 +162,13 @@ pub struct TrainerConfig {
     /// learning rates halved, down to this fraction (1 = no halving); an accepted publish
     /// restores them.
     pub min_step_scale: f64,
+    /// Users one step plays the game on: those with new feedback first, then the next of a
+    /// cycle through everyone (0 = every user in every step). Bounds a step's time, so feedback
+    /// is published between steps at any catalogue size.
+    pub step_users: usize,
+    /// Publish (through the gate) once acknowledged feedback has waited this long, whatever
+    /// `publish_every_seconds` says.
+    pub feedback_publish_seconds: f64,
 }
 
 impl Default for ServiceConfig {
@@ -256,6 +263,8 @@ impl Default for TrainerConfig {
             gate_users: 2000,
             patience: 5,
             min_step_scale: 0.0625,
+            step_users: 4096,
+            feedback_publish_seconds: 1.0,
         }
     }
 }
@@ -384,6 +393,12 @@ impl ServiceConfig {
             return bad("feedback.max_events_per_request", "must be >= 1");
         }
         let t = &self.trainer;
+        if !(t.feedback_publish_seconds.is_finite() && t.feedback_publish_seconds >= 0.0) {
+            return bad(
+                "trainer.feedback_publish_seconds",
+                "must be a number of seconds >= 0",
+            );
+        }
         if t.d_epochs_per_step == 0 || t.publish_every_steps == 0 {
             return bad(
                 "trainer",

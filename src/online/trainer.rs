@@ -23,9 +23,10 @@ use crate::online::gate::{Candidate, Evidence, Gate};
 use crate::online::live::{Live, ModelStore};
 use crate::online::metrics::Metrics;
 use crate::online::regrow;
-use crate::online::schedule::Schedule;
 use crate::online::restart;
+use crate::online::schedule::Schedule;
 use crate::online::settings::ServiceConfig;
+use crate::online::step_window::StepWindow;
 use crate::online::trainer_loop::{self, Clock, LoopError, LoopMetrics, OnlineTask};
 use crate::online::trainer_status;
 use crate::rng;
@@ -127,6 +128,7 @@ pub struct Trainer {
     last_refusal: Option<String>,
     gate: Gate,
     schedule: Schedule,
+    window: StepWindow,
     replayed_events: u64,
 }
 
@@ -182,6 +184,7 @@ impl Trainer {
             last_refusal: None,
             gate: Gate::new(cfg.training.seed),
             schedule: Schedule::new(cfg.trainer.patience, cfg.trainer.min_step_scale),
+            window: StepWindow::default(),
             cfg,
         };
         t.data.rebuild_sets();
@@ -479,9 +482,16 @@ impl OnlineTask for Trainer {
         let Some(game) = self.game.as_mut() else {
             return;
         };
-        game.d_phase(&self.data.train, self.cfg.trainer.d_epochs_per_step);
+        // A bounded window of users (new feedback's first), so publishes come between steps.
+        let window = self.window.next(
+            &self.data.train,
+            &self.data.unpublished_changes().users,
+            self.cfg.trainer.step_users,
+        );
+        let positives = window.as_ref().unwrap_or(&self.data.train);
+        game.d_phase(positives, self.cfg.trainer.d_epochs_per_step);
         self.d = game.d_stats();
-        self.g = game.g_epoch(&self.data.train);
+        self.g = game.g_epoch(positives);
         let m = &self.metrics;
         m.trainer_steps.inc();
         m.d_loss.set(self.d.loss);
@@ -493,8 +503,15 @@ impl OnlineTask for Trainer {
     }
 
     fn publish_due(&self, clock: &Clock) -> bool {
+        let waited_ms = self
+            .data
+            .unpublished_acks
+            .first()
+            .map(|&acked| Snapshot::now_unix_ms().saturating_sub(acked));
         clock.steps_since_publish() >= self.cfg.trainer.publish_every_steps
             || clock.seconds_since_publish() >= self.cfg.trainer.publish_every_seconds
+            || waited_ms
+                .is_some_and(|ms| ms as f64 >= self.cfg.trainer.feedback_publish_seconds * 1e3)
     }
 
     fn publish(&mut self, clock: &mut Clock) -> Result<Published, TrainerError> {
