@@ -4,10 +4,12 @@
 //! Only this module, [`crate::api`] and its adapters know about the async runtime; each trainer
 //! runs on its own thread and talks to handlers through a bounded channel.
 
+pub mod batch;
 pub mod feedback_data;
 pub mod live;
 pub mod metrics;
 pub mod query;
+pub mod query_pool;
 pub mod search;
 pub mod search_checks;
 pub mod search_settings;
