@@ -9,7 +9,7 @@
 use crate::model::blend::{self, Standardiser};
 use crate::model::policy;
 use crate::model::topk::exact::Running;
-use crate::model::topk::{for_each_candidate, rank_order, select_top};
+use crate::model::topk::{rank_order, select_top};
 use crate::online::query::{
     self, ModelChoice, QueryModel, Scored, explore_logits, explore_rng, sampler, sorted,
 };
@@ -162,15 +162,29 @@ pub fn top(
     let (Some(g), Some(d), Some((sg, sd))) = (r.g, r.d, stats) else {
         return query::recommend(m, u, k, model, &exclude);
     };
-    // The blend: every candidate's key, as in `recommend`.
+    // The blend: every candidate's key in f32 (NaN when not a candidate), a running top of
+    // k + 16 by it, then the exact f64 keys of those, as in `recommend`. Only items within
+    // f32 rounding of the k-th key could be ordered differently, and 16 spare places absorb
+    // them.
     let w = blend::sanitize_weight(m.blend_weight);
-    let mut keys = Vec::with_capacity(n);
-    let valid = |i: usize| r.normaliser.is_some() && g[i].is_finite() && d[i].is_finite();
-    for_each_candidate(n, &exclude, |i| {
-        if valid(i) {
-            keys.push((blend::mix(w, sg.z(g[i]), sd.z(d[i])) + 0.0, i as u32));
+    let has_norm = r.normaliser.is_some();
+    let key = |i: usize| {
+        if has_norm && g[i].is_finite() && d[i].is_finite() {
+            blend::mix(w, sg.z(g[i]), sd.z(d[i])) + 0.0
+        } else {
+            f64::NAN
         }
-    });
+    };
+    let approx: Vec<f32> = (0..n).map(|i| key(i) as f32).collect();
+    let fetch = k.saturating_add(16).min(n).max(1);
+    let mut running = Running::new(fetch);
+    running.offer(&approx, 0, &exclude);
+    let mut keys: Vec<(f64, u32)> = running
+        .finish()
+        .into_iter()
+        .map(|i| (key(i as usize), i))
+        .filter(|e| e.0.is_finite())
+        .collect();
     select_top(&mut keys, k);
     keys.iter()
         .filter_map(|&(b, i)| r.scored(m, i as usize, |_, _| b, None))
