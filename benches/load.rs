@@ -23,7 +23,7 @@
 //! recommendation p99 < 10 ms, ingestion ≥ 20,000 events/s) and the trainer state from
 //! `/v1/model` before and after. The server is stopped with SIGTERM (bounded wait, then
 //! SIGKILL); a drop guard kills it on any error or panic and a watchdog ends the whole run
-//! after `LOAD_DEADLINE_SECONDS` (default 120) counted after the build.
+//! after `LOAD_DEADLINE_SECONDS` (default 360) counted after the build.
 //!
 //! Environment: `LOAD_SECONDS` (phase length), `LOAD_CLIENT_THREADS` (load generator runtime
 //! workers, default 1 so the client leaves a core to the server on small machines),
@@ -454,7 +454,7 @@ fn run() -> anyhow::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let secs: f64 = env_num("LOAD_SECONDS", 5.0);
     let client_threads: usize = env_num("LOAD_CLIENT_THREADS", 1).max(1);
-    let deadline_s: u64 = env_num("LOAD_DEADLINE_SECONDS", 240);
+    let deadline_s: u64 = env_num("LOAD_DEADLINE_SECONDS", 360);
 
     // Build (no-op when up to date). Bounded separately from the load test.
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -607,8 +607,8 @@ async fn drive(
         if let Ok((200, _)) = once(&addr, "/readyz").await {
             break;
         }
-        if t.elapsed() > Duration::from_secs(60) {
-            bail!("not ready after 60 s:\n{}", tail(&server.log, 20));
+        if t.elapsed() > Duration::from_secs(180) {
+            bail!("not ready after 180 s:\n{}", tail(&server.log, 20));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
