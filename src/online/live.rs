@@ -7,8 +7,6 @@ use std::sync::{Arc, OnceLock};
 use parking_lot::RwLock;
 use serde_json::Value;
 
-use rayon::prelude::*;
-
 use crate::data::Interactions;
 use crate::model::blend::Standardiser;
 use crate::model::catalogue::catalogue_len;
@@ -118,10 +116,11 @@ impl Live {
     }
 
     /// Computes every missing default list (and with it the user's normaliser), users scored
-    /// in batches by GEMM, in parallel, plus the cold-start list; stops early once
-    /// `keep_going` answers false (checked between batches). The lists equal what requests
-    /// would compute one by one.
-    pub fn fill(&self, keep_going: impl Fn() -> bool + Sync) {
+    /// in batches by GEMM, plus the cold-start list; stops early once `keep_going` answers
+    /// false (checked between batches). The lists equal what requests would compute one by
+    /// one. Sequential on the calling thread: a background fill takes one core, leaving the
+    /// others (and rayon's pool) to the trainer and the query pool.
+    pub fn fill(&self, keep_going: impl Fn() -> bool) {
         let _ = self.cold_start_list();
         if self.precomputed_k == 0 {
             return;
@@ -130,7 +129,7 @@ impl Live {
         let users: Vec<u32> = (0..self.precomputed.len() as u32)
             .filter(|&u| m.knows_user(u) && self.precomputed[u as usize].get().is_none())
             .collect();
-        users.par_chunks(USER_BATCH).for_each(|chunk| {
+        for chunk in users.chunks(USER_BATCH) {
             if !keep_going() {
                 return;
             }
@@ -144,7 +143,7 @@ impl Live {
                 })
                 .collect();
             batch::answer(self, &asks);
-        });
+        }
     }
 
     /// True when every known user's default list is computed (or lists are disabled).
