@@ -27,7 +27,8 @@
 //!
 //! Environment: `LOAD_SECONDS` (phase length), `LOAD_CLIENT_THREADS` (load generator runtime
 //! workers, default 1 so the client leaves a core to the server on small machines),
-//! `LOAD_DEADLINE_SECONDS`; `LOAD_BOOTSTRAP` (a `user item [rating]` file to bootstrap from
+//! `LOAD_DEADLINE_SECONDS`, `LOAD_WARMUP_SECONDS` (a pause after `/readyz`, default 0, e.g. to
+//! let the per-user lists fill before measuring); `LOAD_BOOTSTRAP` (a `user item [rating]` file to bootstrap from
 //! instead, e.g. Gowalla's pairs) and `LOAD_SET` (extra `--set` overrides separated by `;`,
 //! e.g. `training.generator.dim=32;training.discriminator.dim=32`) for larger catalogues.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -613,6 +614,9 @@ async fn drive(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let ready_s = t.elapsed().as_secs_f64();
+    // Optionally let the background fill of the per-user lists finish before measuring.
+    let warmup: f64 = env_num("LOAD_WARMUP_SECONDS", 0.0);
+    tokio::time::sleep(Duration::from_secs_f64(warmup.max(0.0))).await;
     let (_, before) = once(&addr, "/v1/model").await?;
 
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
