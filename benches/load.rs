@@ -11,7 +11,10 @@
 //! 1. `GET /healthz`, 64 connections;
 //! 2. `GET /v1/users/{u}/recommendations?k=10`, 64 connections, `u` cycling over the bootstrap
 //!    file's users;
-//! 3. `POST /v1/feedback`, 8 connections, JSON arrays of 500 `click` events with fresh event ids
+//! 3. the non-default queries, each at 64 connections over the same users:
+//!    `model=discriminator`, `model=blend` and `explore=0.5` (these run on the server's query
+//!    pool, batched), with their throughput as a ratio of `/healthz`'s;
+//! 4. `POST /v1/feedback`, 8 connections, JSON arrays of 500 `click` events with fresh event ids
 //!    `load-<conn>-<n>` on known users and items (acknowledged events are counted from
 //!    `"accepted":N`).
 //!
@@ -20,11 +23,14 @@
 //! recommendation p99 < 10 ms, ingestion ≥ 20,000 events/s) and the trainer state from
 //! `/v1/model` before and after. The server is stopped with SIGTERM (bounded wait, then
 //! SIGKILL); a drop guard kills it on any error or panic and a watchdog ends the whole run
-//! after `LOAD_DEADLINE_SECONDS` (default 120) counted after the build.
+//! after `LOAD_DEADLINE_SECONDS` (default 360) counted after the build.
 //!
 //! Environment: `LOAD_SECONDS` (phase length), `LOAD_CLIENT_THREADS` (load generator runtime
 //! workers, default 1 so the client leaves a core to the server on small machines),
-//! `LOAD_DEADLINE_SECONDS`.
+//! `LOAD_DEADLINE_SECONDS`, `LOAD_WARMUP_SECONDS` (a pause after `/readyz`, default 0, e.g. to
+//! let the per-user lists fill before measuring); `LOAD_BOOTSTRAP` (a `user item [rating]` file to bootstrap from
+//! instead, e.g. Gowalla's pairs) and `LOAD_SET` (extra `--set` overrides separated by `;`,
+//! e.g. `training.generator.dim=32;training.discriminator.dim=32`) for larger catalogues.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
@@ -449,7 +455,7 @@ fn run() -> anyhow::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let secs: f64 = env_num("LOAD_SECONDS", 5.0);
     let client_threads: usize = env_num("LOAD_CLIENT_THREADS", 1).max(1);
-    let deadline_s: u64 = env_num("LOAD_DEADLINE_SECONDS", 120);
+    let deadline_s: u64 = env_num("LOAD_DEADLINE_SECONDS", 360);
 
     // Build (no-op when up to date). Bounded separately from the load test.
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -486,7 +492,10 @@ fn run() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let data_dir = tmp.path().join("data");
     let real = root.join("../shared/data/ml-100k/movielens-100k-train.txt");
-    let (bootstrap, source) = if real.exists() {
+    let custom = std::env::var("LOAD_BOOTSTRAP").ok().map(PathBuf::from);
+    let (bootstrap, source) = if let Some(file) = custom {
+        (file, "LOAD_BOOTSTRAP file")
+    } else if real.exists() {
         (real, "MovieLens-100k train file")
     } else {
         let out = tmp.path().join("synth");
@@ -508,6 +517,13 @@ fn run() -> anyhow::Result<()> {
     let addr = format!("127.0.0.1:{port}");
     let log = tmp.path().join("server.log");
     let logf = std::fs::File::create(&log)?;
+    let extra: Vec<String> = std::env::var("LOAD_SET")
+        .unwrap_or_default()
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .flat_map(|s| ["--set".to_string(), s.to_string()])
+        .collect();
     let child = Command::new(&bin)
         .arg("serve")
         .arg("--data-dir")
@@ -522,6 +538,7 @@ fn run() -> anyhow::Result<()> {
             "--set",
             "trainer.publish_every_seconds=2",
         ])
+        .args(&extra)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(logf.try_clone()?)
@@ -591,12 +608,15 @@ async fn drive(
         if let Ok((200, _)) = once(&addr, "/readyz").await {
             break;
         }
-        if t.elapsed() > Duration::from_secs(60) {
-            bail!("not ready after 60 s:\n{}", tail(&server.log, 20));
+        if t.elapsed() > Duration::from_secs(180) {
+            bail!("not ready after 180 s:\n{}", tail(&server.log, 20));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let ready_s = t.elapsed().as_secs_f64();
+    // Optionally let the background fill of the per-user lists finish before measuring.
+    let warmup: f64 = env_num("LOAD_WARMUP_SECONDS", 0.0);
+    tokio::time::sleep(Duration::from_secs_f64(warmup.max(0.0))).await;
     let (_, before) = once(&addr, "/v1/model").await?;
 
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
@@ -621,7 +641,8 @@ async fn drive(
     .await;
 
     let a = addr.clone();
-    let us: Arc<Vec<String>> = Arc::new(users.to_vec());
+    let users_arc: Arc<Vec<String>> = Arc::new(users.to_vec());
+    let us = users_arc.clone();
     let recs = phase(
         "GET recommendations k=10",
         &addr,
@@ -634,6 +655,31 @@ async fn drive(
         |_| 1,
     )
     .await;
+
+    // The non-default queries: scored on the query pool, batched.
+    let mut heavy = Vec::new();
+    for (name, query) in [
+        ("GET recs model=discriminator", "k=10&model=discriminator"),
+        ("GET recs model=blend", "k=10&model=blend"),
+        ("GET recs explore=0.5", "k=10&explore=0.5"),
+    ] {
+        let a = addr.clone();
+        let us = users_arc.clone();
+        heavy.push(
+            phase(
+                name,
+                &addr,
+                64,
+                secs,
+                Arc::new(move |c, n| {
+                    let u = &us[(c * 7919 + n as usize) % us.len()];
+                    get(&a, &format!("/v1/users/{u}/recommendations?{query}"))
+                }),
+                |_| 1,
+            )
+            .await,
+        );
+    }
 
     let a = addr.clone();
     let (us, is): (Arc<Vec<String>>, Arc<Vec<String>>) =
@@ -673,7 +719,12 @@ async fn drive(
         "{:<26} {:>5} {:>9} {:>12} {:>9} {:>9} {:>9} {:>7}",
         "phase", "conns", "requests", "throughput", "p50 ms", "p99 ms", "max ms", "errors"
     );
-    for r in [&health, &recs, &feedback] {
+    let rows: Vec<&Row> = [&health, &recs]
+        .into_iter()
+        .chain(&heavy)
+        .chain([&feedback])
+        .collect();
+    for r in &rows {
         let tp = if r.name.starts_with("POST") {
             format!("{:.0} ev/s", r.unit_rate())
         } else {
@@ -690,7 +741,7 @@ async fn drive(
         feedback.requests,
         feedback.throughput()
     );
-    for r in [&health, &recs, &feedback] {
+    for r in &rows {
         for e in &r.first_errors {
             println!("  error sample [{}]: {e}", r.name);
         }
@@ -708,6 +759,18 @@ async fn drive(
         recs.p99_ms,
         ok(recs.p99_ms < 10.0)
     );
+    for r in &heavy {
+        println!(
+            "{}: {:.0} r/s = {:.2} x healthz, p50 {:.2} ms, p99 {:.2} ms \
+             (targets >= 5000 r/s, p99 < 25 ms) {}",
+            r.name,
+            r.throughput(),
+            r.throughput() / health.throughput(),
+            r.p50_ms,
+            r.p99_ms,
+            ok(r.throughput() >= 5000.0 && r.p99_ms < 25.0)
+        );
+    }
     println!(
         "ingestion: {:.0} events/s (target >= 20000) {}",
         feedback.unit_rate(),

@@ -84,7 +84,9 @@ pub fn open(cfg: ServiceConfig) -> Result<AppState, AppError> {
     } else {
         None
     };
+    let queries = Arc::new(crate::online::query_pool::start(&cfg.server, &metrics)?);
     Ok(AppState {
+        queries,
         models,
         log,
         trainer,

@@ -4,8 +4,11 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::api::{AppState, Error, ErrorCode, ModelChoice};
+use crate::model::blend::Standardiser;
+use crate::online::batch::Ask;
 use crate::online::live::Live;
-use crate::online::query::{self, QueryModel, Scored};
+use crate::online::query::{self, Scored, rows};
+use crate::online::query_pool::PoolError;
 
 /// One ranked item in a response (external id).
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -128,12 +131,12 @@ fn k_of(state: &AppState, k: Option<usize>) -> Result<usize, Error> {
     Ok(k)
 }
 
-fn query_model<'a>(state: &AppState, live: &'a Live) -> QueryModel<'a> {
-    QueryModel::from_snapshot(
-        &live.snapshot,
-        state.config.server.blend_weight,
-        &live.popularity,
-    )
+/// The pool's error as the API's: a full queue is `overloaded` (503 + `Retry-After`).
+fn pool_error(e: PoolError) -> Error {
+    match e {
+        PoolError::Overloaded => Error::overloaded(),
+        PoolError::Failed => Error::internal("the query failed"),
+    }
 }
 
 fn items_out(live: &Live, scored: Vec<Scored>) -> Vec<RankedItem> {
@@ -151,7 +154,10 @@ fn items_out(live: &Live, scored: Vec<Scored>) -> Vec<RankedItem> {
 
 /// The top `k` items for a user from the live snapshot: by the chosen model, sampled from G's
 /// policy when `explore > 0`, or by popularity for a user the snapshot does not know.
-pub fn recommend(state: &AppState, req: RecommendRequest) -> Result<Recommendations, Error> {
+///
+/// A cached answer (the user's default list, the cold-start list) is returned at once;
+/// anything else is computed on the query pool, batched with other requests.
+pub async fn recommend(state: &AppState, req: RecommendRequest) -> Result<Recommendations, Error> {
     let k = k_of(state, req.k)?;
     if !(req.explore.is_finite() && req.explore >= 0.0) {
         return Err(Error::parameter("explore must be a temperature >= 0"));
@@ -161,54 +167,65 @@ pub fn recommend(state: &AppState, req: RecommendRequest) -> Result<Recommendati
     }
     // One snapshot from start to end: G and D never mix versions.
     let live = state.models.current();
-    let m = query_model(state, &live);
-    let index = live
-        .snapshot
-        .users
-        .get(&req.user)
-        .filter(|&u| m.knows_user(u));
-    let exclude: &[u32] = match index {
-        Some(u) if req.exclude_seen => live.seen.items(u as usize),
-        _ => &[],
+    let index = {
+        let m = live.query_model();
+        live.snapshot
+            .users
+            .get(&req.user)
+            .filter(|&u| m.knows_user(u))
     };
     let model = query::ModelChoice::from(req.model);
+    let pool = &state.queries;
     let (scored, label) = if req.explore > 0.0 {
-        let seed = req.seed.unwrap_or_else(crate::store::Snapshot::now_unix_ms);
-        let u = index.unwrap_or(u32::MAX); // unknown users explore G's prior
-        (
-            query::explore(&m, u, k, req.explore, seed, exclude),
-            "explore",
-        )
-    } else if let Some(u) = index {
+        let ask = Ask::Explore {
+            user: index,
+            k,
+            temperature: req.explore,
+            seed: req.seed.unwrap_or_else(crate::store::Snapshot::now_unix_ms),
+            exclude_seen: req.exclude_seen,
+        };
+        (pool.ask(live.clone(), ask).await, "explore")
+    } else if let Some(user) = index {
         let cached = (model == query::ModelChoice::Generator && req.exclude_seen)
-            .then(|| live.precomputed_top(u, k))
+            .then(|| live.precomputed_top(user, k))
             .flatten();
-        match cached {
-            Some(top) => (top.to_vec(), model.as_str()),
+        let scored = match cached {
+            Some(top) => Ok(top.to_vec()),
             None => {
-                // G's queries go through the snapshot's approximate index when it has one.
-                let indexed = (model == query::ModelChoice::Generator)
-                    .then(|| live.indexed_top(&m, u, k, exclude))
-                    .flatten();
-                let top = indexed.unwrap_or_else(|| query::recommend(&m, u, k, model, exclude));
-                (top, model.as_str())
+                let ask = Ask::Top {
+                    user,
+                    model,
+                    k,
+                    exclude_seen: req.exclude_seen,
+                };
+                pool.ask(live.clone(), ask).await
             }
-        }
+        };
+        (scored, model.as_str())
     } else {
-        (query::cold_start(&m, k, &[]), "popularity")
+        let scored = match live.cold_start_ready(k) {
+            Some(list) => Ok(list.to_vec()),
+            None => {
+                let l = live.clone();
+                pool.run(move || l.cold_start_list()[..k.min(l.cold_start_list().len())].to_vec())
+                    .await
+            }
+        };
+        (scored, "popularity")
     };
     Ok(Recommendations {
         user: req.user,
         model: label,
         version: live.version(),
         cold_start: index.is_none(),
-        items: items_out(&live, scored),
+        items: items_out(&live, scored.map_err(pool_error)?),
     })
 }
 
 /// Orders the given candidates for a user (or the zero user); unknown items are listed
-/// separately.
-pub fn rank(state: &AppState, req: RankRequest) -> Result<Ranked, Error> {
+/// separately. Only the candidates are scored (on the query pool), with the user's G
+/// normaliser and blend standardisers cached per snapshot.
+pub async fn rank(state: &AppState, req: RankRequest) -> Result<Ranked, Error> {
     if req.items.is_empty() {
         return Err(Error::invalid(
             ErrorCode::InvalidBody,
@@ -222,7 +239,6 @@ pub fn rank(state: &AppState, req: RankRequest) -> Result<Ranked, Error> {
         ));
     }
     let live = state.models.current();
-    let m = query_model(state, &live);
     let mut unknown = Vec::new();
     let candidates: Vec<u32> = req
         .items
@@ -235,12 +251,34 @@ pub fn rank(state: &AppState, req: RankRequest) -> Result<Ranked, Error> {
             i
         })
         .collect();
-    let user = req
-        .user
-        .as_deref()
-        .and_then(|u| live.snapshot.users.get(u))
-        .filter(|&u| m.knows_user(u));
-    let scored = query::rank(&m, user, &candidates, req.model.into());
+    let user = {
+        let m = live.query_model();
+        req.user
+            .as_deref()
+            .and_then(|u| live.snapshot.users.get(u))
+            .filter(|&u| m.knows_user(u))
+    };
+    let model = query::ModelChoice::from(req.model);
+    let l = live.clone();
+    let scored = state
+        .queries
+        .run(move || {
+            let m = l.query_model();
+            let r = rows::UserRows {
+                user,
+                g: None,
+                d: None,
+                normaliser: l.normaliser(&m, user),
+                d_finite: false,
+            };
+            let stats = match model {
+                query::ModelChoice::Blend => l.blend_stats(&m, user, None),
+                _ => (Standardiser::ZERO, Standardiser::ZERO),
+            };
+            rows::rank(&m, &r, &candidates, model, stats)
+        })
+        .await
+        .map_err(pool_error)?;
     Ok(Ranked {
         user: req.user,
         model: req.model,
@@ -251,8 +289,8 @@ pub fn rank(state: &AppState, req: RankRequest) -> Result<Ranked, Error> {
     })
 }
 
-/// The `k` items most similar to an item of the catalogue.
-pub fn similar(state: &AppState, req: SimilarRequest) -> Result<Similar, Error> {
+/// The `k` items most similar to an item of the catalogue (computed on the query pool).
+pub async fn similar(state: &AppState, req: SimilarRequest) -> Result<Similar, Error> {
     let k = k_of(state, req.k)?;
     let live = state.models.current();
     let Some(i) = live.snapshot.items.get(&req.item) else {
@@ -261,8 +299,13 @@ pub fn similar(state: &AppState, req: SimilarRequest) -> Result<Similar, Error> 
             format!("item {:?} is not in the catalogue", req.item),
         ));
     };
-    let m = query_model(state, &live);
-    let scored = query::similar(&m, i, k, req.model.into());
+    let model = query::ModelChoice::from(req.model);
+    let l = live.clone();
+    let scored = state
+        .queries
+        .run(move || query::similar(&l.query_model(), i, k, model))
+        .await
+        .map_err(pool_error)?;
     Ok(Similar {
         item: req.item,
         model: req.model,

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::online::live::ModelStore;
 use crate::online::metrics::Metrics;
+use crate::online::query_pool::QueryPool;
 use crate::online::search::SearchService;
 use crate::online::settings::ServiceConfig;
 use crate::online::trainer::TrainerHandle;
@@ -25,6 +26,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The validated configuration.
     pub config: Arc<ServiceConfig>,
+    /// The bounded pool every query but a cached lookup runs on.
+    pub queries: Arc<QueryPool>,
     /// The search task, when `search.enabled`.
     pub search: Option<Arc<SearchService>>,
 }

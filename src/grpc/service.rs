@@ -204,7 +204,7 @@ impl pb::ranking_service_server::RankingService for GrpcApi {
                 explore: r.explore,
                 seed: r.seed,
             };
-            let out = api::queries::recommend(&self.state, req)?;
+            let out = api::queries::recommend(&self.state, req).await?;
             Ok(pb::RecommendResponse {
                 user: out.user,
                 model: out.model.to_string(),
@@ -227,7 +227,7 @@ impl pb::ranking_service_server::RankingService for GrpcApi {
                 items: r.items,
                 model: model_of(r.model)?,
             };
-            let out = api::queries::rank(&self.state, req)?;
+            let out = api::queries::rank(&self.state, req).await?;
             Ok(pb::RankResponse {
                 user: out.user,
                 model: out.model.to_string(),
@@ -251,7 +251,7 @@ impl pb::ranking_service_server::RankingService for GrpcApi {
                 k: usize_of(r.k),
                 model: model_of(r.model)?,
             };
-            let out = api::queries::similar(&self.state, req)?;
+            let out = api::queries::similar(&self.state, req).await?;
             Ok(pb::SimilarResponse {
                 item: out.item,
                 model: out.model.to_string(),

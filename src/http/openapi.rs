@@ -107,7 +107,8 @@ trainer learns from; gated, versioned snapshots that are hot-swapped.
 `code`; each response lists the codes it can carry. Besides the documented responses, any path \
 may answer `404 not_found` (no such route) or `405 method_not_allowed` (the path exists, not \
 with this method), and every operation `408 timeout` (over `server.request_timeout_ms`) or \
-`503 overloaded` (over `server.concurrency_limit` requests in flight; with `Retry-After`).
+`503 overloaded` (over `server.concurrency_limit` requests in flight, or the query pool's queue \
+of `server.query_queue` full; with `Retry-After`).
 
 **Authentication.** When `server.api_key` is set, the write and admin operations (those with a \
 security requirement) need `Authorization: Bearer KEY` or `X-API-Key: KEY`, else `401 \
@@ -177,8 +178,8 @@ impl Modify for Common {
                 add_error(
                     op,
                     "503",
-                    "Codes: `overloaded` (over `server.concurrency_limit` requests in flight; \
-                     retry after `Retry-After` seconds).",
+                    "Codes: `overloaded` (over `server.concurrency_limit` requests in flight, \
+                     or the query pool's queue full; retry after `Retry-After` seconds).",
                 );
             }
         }

@@ -104,7 +104,7 @@ pub async fn recommendations(
         explore: parse::<f64>(&p, "explore")?.unwrap_or(0.0),
         seed: parse::<u64>(&p, "seed")?,
     };
-    let r = api::recommend(&state, req)?;
+    let r = api::recommend(&state, req).await?;
     Ok(Json(RankingOut {
         user: Some(r.user),
         model: r.model.to_string(),
@@ -159,7 +159,8 @@ pub async fn rank(
             items: body.items,
             model: body.model,
         },
-    )?;
+    )
+    .await?;
     Ok(Json(r))
 }
 
@@ -194,6 +195,6 @@ pub async fn similar(
         k: parse::<usize>(&p, "k")?,
         model: model_of(&p)?,
     };
-    let r = api::similar(&state, req)?;
+    let r = api::similar(&state, req).await?;
     Ok(Json(r))
 }

@@ -1,23 +1,29 @@
 //! The live model: one immutable snapshot plus what queries need, behind a pointer that is
 //! swapped whole.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::RwLock;
 use serde_json::Value;
 
-use rayon::prelude::*;
-
 use crate::data::Interactions;
+use crate::model::blend::Standardiser;
 use crate::model::catalogue::catalogue_len;
 use crate::model::topk::ItemIndex;
 use crate::model::topk::exact::USER_BATCH;
-use crate::online::query::{self, ModelChoice, QueryModel, Scored};
+use crate::online::batch::{self, Ask};
+use crate::online::query::{self, ModelChoice, QueryModel, Scored, rows};
 use crate::online::settings::IndexConfig;
 use crate::store::Snapshot;
 
 /// An immutable, query-ready snapshot: the model pair with its catalogue, the items each user
 /// has interacted with, and item popularity for cold starts.
+///
+/// Building one is cheap (no pass over users × items): what queries need repeatedly is cached
+/// here per user on first use — each user's default top list, G's softmax normaliser, the
+/// blend's standardisers — and [`Live::fill`] (run in the background once the snapshot is live,
+/// see [`ModelStore`]) fills the default lists of every user in batches.
 #[derive(Debug)]
 pub struct Live {
     /// The model pair, ids and metadata.
@@ -28,67 +34,38 @@ pub struct Live {
     pub popularity: Vec<f32>,
     /// When this snapshot became live (unix ms).
     pub published_unix_ms: u64,
-    /// Each known user's top items by G with seen items excluded (the default query),
-    /// computed once per snapshot so the common request is a lookup. Empty when disabled.
-    pub precomputed: Vec<Vec<Scored>>,
-    /// How many items each precomputed list holds.
+    /// How many items each user's default list (G, seen excluded) holds; 0 disables them.
     pub precomputed_k: usize,
     /// G's top-k search: exact, or the approximate index built for this snapshot.
     pub index: ItemIndex,
-    /// Each user's G softmax normaliser, filled by the precompute or by the user's first
-    /// indexed query (so later ones need no pass over the catalogue).
+    /// Weight of G in the blend.
+    blend_weight: f64,
+    /// Each known user's default top list, once computed.
+    precomputed: Vec<OnceLock<Vec<Scored>>>,
+    /// Each user's G softmax normaliser, once known (so later queries need no pass over the
+    /// catalogue for it).
     normalisers: Vec<Normaliser>,
+    /// Each user's blend standardisers (G's and D's scores over the catalogue), once known.
+    blend_stats: Vec<OnceLock<Stats>>,
+    /// The zero user's normaliser and standardisers (cold starts, `rank` without a user).
+    zero: (Normaliser, OnceLock<Stats>),
+    /// Every candidate in popularity order (the cold-start list), computed once.
+    cold_start: OnceLock<Vec<Scored>>,
+    /// Bounds of D's item side, `(max ‖q_i‖, max |b_i|)` (∞ when a value is not finite).
+    d_bound: OnceLock<(f64, f64)>,
 }
 
 /// A user's G softmax normaliser `(max, ln Σ)`, once known (`None`: no finite score).
 type Normaliser = OnceLock<Option<(f64, f64)>>;
 
-/// Every known user's default top list (G, seen excluded) and G normaliser, users scored in
-/// batches by GEMM (`model::topk::exact`), in parallel.
-fn precompute(
-    m: &QueryModel,
-    seen: &Interactions,
-    k: usize,
-) -> (Vec<Vec<Scored>>, Vec<Normaliser>) {
-    let users: Vec<u32> = (0..seen.n_users() as u32).collect();
-    let per_user: Vec<(Vec<Scored>, Normaliser)> = users
-        .par_chunks(USER_BATCH)
-        .map(|chunk| {
-            let known: Vec<usize> = chunk
-                .iter()
-                .filter(|&&u| m.knows_user(u))
-                .map(|&u| u as usize)
-                .collect();
-            let mut scores = query::user_pair_scores(m, &known).into_iter();
-            chunk
-                .iter()
-                .map(|&u| {
-                    if !m.knows_user(u) {
-                        return (Vec::new(), OnceLock::new());
-                    }
-                    let Some(s) = scores.next() else {
-                        return (Vec::new(), OnceLock::new());
-                    };
-                    let top = query::recommend_scored(
-                        m,
-                        &s,
-                        k,
-                        ModelChoice::Generator,
-                        seen.items(u as usize),
-                    );
-                    (top, OnceLock::from(s.g_normaliser))
-                })
-                .collect::<Vec<_>>()
-        })
-        .flatten_iter()
-        .collect();
-    per_user.into_iter().unzip()
-}
+/// The blend's standardisers of G's and D's raw scores for one user.
+type Stats = (Standardiser, Standardiser);
 
 impl Live {
     /// Wraps a snapshot with its query data. `seen` and `popularity` are resized to the
-    /// snapshot's catalogue; with `precompute_k > 0` every user's default top list is computed
-    /// here (in parallel), off the request path.
+    /// snapshot's catalogue. With `precompute_k > 0` each user's default top list is computed on
+    /// its first request, or for everyone by [`Live::fill`]; nothing is computed here, so a
+    /// snapshot goes live at once.
     pub fn new(
         snapshot: Snapshot,
         seen: &Interactions,
@@ -101,21 +78,21 @@ impl Live {
         for (i, c) in seen.item_counts().into_iter().enumerate().take(ni) {
             popularity[i] = c as f32;
         }
-        let m = QueryModel::from_snapshot(&snapshot, blend_weight, &popularity);
-        let (precomputed, normalisers) = if precompute_k > 0 {
-            precompute(&m, &seen, precompute_k)
-        } else {
-            (Vec::new(), (0..nu).map(|_| OnceLock::new()).collect())
-        };
+        let slots = if precompute_k > 0 { nu } else { 0 };
         Self {
             snapshot,
             seen,
             popularity,
             published_unix_ms: Snapshot::now_unix_ms(),
-            precomputed,
             precomputed_k: precompute_k,
             index: ItemIndex::Exact,
-            normalisers,
+            blend_weight,
+            precomputed: (0..slots).map(|_| OnceLock::new()).collect(),
+            normalisers: (0..nu).map(|_| OnceLock::new()).collect(),
+            blend_stats: (0..nu).map(|_| OnceLock::new()).collect(),
+            zero: (OnceLock::new(), OnceLock::new()),
+            cold_start: OnceLock::new(),
+            d_bound: OnceLock::new(),
         }
     }
 
@@ -133,6 +110,51 @@ impl Live {
         self
     }
 
+    /// The query view of this snapshot (its pair, blend weight and popularity).
+    pub fn query_model(&self) -> QueryModel<'_> {
+        QueryModel::from_snapshot(&self.snapshot, self.blend_weight, &self.popularity)
+    }
+
+    /// Computes every missing default list (and with it the user's normaliser), users scored
+    /// in batches by GEMM, plus the cold-start list; stops early once `keep_going` answers
+    /// false (checked between batches). The lists equal what requests would compute one by
+    /// one. Sequential on the calling thread: a background fill takes one core, leaving the
+    /// others (and rayon's pool) to the trainer and the query pool.
+    pub fn fill(&self, keep_going: impl Fn() -> bool) {
+        let _ = self.cold_start_list();
+        if self.precomputed_k == 0 {
+            return;
+        }
+        let m = self.query_model();
+        let users: Vec<u32> = (0..self.precomputed.len() as u32)
+            .filter(|&u| m.knows_user(u) && self.precomputed[u as usize].get().is_none())
+            .collect();
+        for chunk in users.chunks(USER_BATCH) {
+            if !keep_going() {
+                return;
+            }
+            let asks: Vec<Ask> = chunk
+                .iter()
+                .map(|&user| Ask::Top {
+                    user,
+                    model: ModelChoice::Generator,
+                    k: self.precomputed_k,
+                    exclude_seen: true,
+                })
+                .collect();
+            batch::answer(self, &asks);
+        }
+    }
+
+    /// True when every known user's default list is computed (or lists are disabled).
+    pub fn filled(&self) -> bool {
+        let m = self.query_model();
+        self.precomputed
+            .iter()
+            .enumerate()
+            .all(|(u, l)| l.get().is_some() || !m.knows_user(u as u32))
+    }
+
     /// G's top `k` for a known `user` through the approximate index, when this snapshot has
     /// one (see [`query::recommend_indexed`]); `None` when top-k is exact.
     pub fn indexed_top(
@@ -145,21 +167,119 @@ impl Live {
         let ItemIndex::Approximate(ix) = &self.index else {
             return None;
         };
-        let norm = *self
-            .normalisers
-            .get(user as usize)?
-            .get_or_init(|| query::generator_normaliser(m, user));
+        let norm = self.normaliser(m, Some(user));
         Some(query::recommend_indexed(m, ix, user, k, exclude, norm))
     }
 
-    /// The precomputed top `k` of `user` (G, seen excluded), if available.
+    /// The precomputed top `k` of `user` (G, seen excluded), if computed already.
     pub fn precomputed_top(&self, user: u32, k: usize) -> Option<&[Scored]> {
         if k > self.precomputed_k {
             return None;
         }
-        let list = self.precomputed.get(user as usize)?;
+        let list = self.precomputed.get(user as usize)?.get()?;
         // A list shorter than precomputed_k is complete: the user has no more candidates.
         Some(&list[..k.min(list.len())])
+    }
+
+    /// Stores `user`'s default list (the first one stored wins) and returns the stored one.
+    pub(crate) fn store_precomputed(&self, user: u32, list: Vec<Scored>) -> &[Scored] {
+        match self.precomputed.get(user as usize) {
+            Some(slot) => slot.get_or_init(|| list),
+            None => &[],
+        }
+    }
+
+    /// G's normaliser for a known `user` (or the zero user), from the cache or one pass over
+    /// the catalogue.
+    pub fn normaliser(&self, m: &QueryModel, user: Option<u32>) -> Option<(f64, f64)> {
+        self.normaliser_with(user, || match user {
+            Some(u) => query::generator_normaliser(m, u),
+            None => rows::normaliser(zero_row(m), m.temperature()),
+        })
+    }
+
+    /// G's cached normaliser for `user`, or `compute`d and cached.
+    pub(crate) fn normaliser_with(
+        &self,
+        user: Option<u32>,
+        compute: impl FnOnce() -> Option<(f64, f64)>,
+    ) -> Option<(f64, f64)> {
+        let slot = match user {
+            Some(u) => self.normalisers.get(u as usize),
+            None => Some(&self.zero.0),
+        };
+        match slot {
+            Some(s) => *s.get_or_init(compute),
+            None => compute(),
+        }
+    }
+
+    /// Whether `user`'s normaliser is cached.
+    pub(crate) fn has_normaliser(&self, user: u32) -> bool {
+        self.normalisers
+            .get(user as usize)
+            .is_some_and(|s| s.get().is_some())
+    }
+
+    /// The blend's standardisers for a known `user` (or the zero user), from the cache or
+    /// `rows` (G's and D's full rows) computed by the caller, or one pass over each model.
+    pub fn blend_stats(
+        &self,
+        m: &QueryModel,
+        user: Option<u32>,
+        rows: Option<(&[f32], &[f32])>,
+    ) -> Stats {
+        let compute = || match rows {
+            Some((g, d)) => rows::blend_stats(g, d, m.n_items()),
+            None => {
+                let u = user.map(|u| u as usize);
+                let g = crate::model::catalogue::raw_scores(m.generator, u);
+                let d = crate::model::catalogue::raw_scores(m.discriminator, u);
+                rows::blend_stats(&g, &d, m.n_items())
+            }
+        };
+        let slot = match user {
+            Some(u) => self.blend_stats.get(u as usize),
+            None => Some(&self.zero.1),
+        };
+        match slot {
+            Some(s) => *s.get_or_init(compute),
+            None => compute(),
+        }
+    }
+
+    /// Every candidate in popularity order ([`query::cold_start`] over the whole catalogue),
+    /// computed once per snapshot.
+    pub fn cold_start_list(&self) -> &[Scored] {
+        self.cold_start.get_or_init(|| {
+            let m = self.query_model();
+            query::cold_start(&m, m.n_items(), &[])
+        })
+    }
+
+    /// The first `k` of the cold-start list, if it is computed already.
+    pub fn cold_start_ready(&self, k: usize) -> Option<&[Scored]> {
+        let list = self.cold_start.get()?;
+        Some(&list[..k.min(list.len())])
+    }
+
+    /// True when every D score of known `user` is certainly finite: `‖p_u‖ · max ‖q_i‖ +
+    /// max |b_i|` stays far below f32's range (by Cauchy–Schwarz no partial sum of a dot product
+    /// exceeds it), so sampling need not read D for every item.
+    pub fn d_scores_finite(&self, user: u32) -> bool {
+        let d = &self.snapshot.discriminator;
+        let (q, b) = *self.d_bound.get_or_init(|| {
+            let n = catalogue_len(d);
+            let fin = |x: f64| if x.is_finite() { x } else { f64::INFINITY };
+            let q = (0..n).map(|i| fin(norm(d.item_row(i)))).fold(0.0, f64::max);
+            let b = d.bias.iter().take(n).map(|&x| fin(f64::from(x).abs()));
+            (q, b.fold(0.0, f64::max))
+        });
+        if !crate::model::catalogue::has_user(d, user) {
+            return false;
+        }
+        let p = norm(d.user_row(user as usize));
+        p.is_finite() && p * q + b < 1e37
     }
 
     /// The snapshot version.
@@ -173,21 +293,41 @@ impl Live {
     }
 }
 
+/// The Euclidean norm of a row, in f64.
+fn norm(x: &[f32]) -> f64 {
+    x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt()
+}
+
+/// The zero user's G scores: G's item biases over its catalogue.
+pub(crate) fn zero_row<'a>(m: &QueryModel<'a>) -> &'a [f32] {
+    let g = m.generator;
+    &g.bias.as_slice().unwrap_or(&[])[..catalogue_len(g)]
+}
+
 /// The pointer to the live snapshot.
 ///
 /// A plain `parking_lot::RwLock` is enough: it is held only to clone or replace the `Arc`
 /// (never across an `.await` or any computation), so readers never wait for training.
+///
+/// Every snapshot that goes live gets a background thread that fills its caches
+/// ([`Live::fill`]) and gives up as soon as a newer snapshot replaces it; until then a user
+/// whose list is not ready is answered through the query pool.
 #[derive(Debug)]
 pub struct ModelStore {
     current: RwLock<Arc<Live>>,
+    /// Bumped by every publish, so a fill thread can tell its snapshot was replaced.
+    generation: Arc<AtomicU64>,
 }
 
 impl ModelStore {
     /// A store serving `live`.
     pub fn new(live: Live) -> Self {
-        Self {
+        let store = Self {
             current: RwLock::new(Arc::new(live)),
-        }
+            generation: Arc::new(AtomicU64::new(0)),
+        };
+        store.fill_in_background(store.current(), 0);
+        store
     }
 
     /// The live snapshot; a request holds this one `Arc` from start to end.
@@ -197,7 +337,22 @@ impl ModelStore {
 
     /// Makes `live` the live snapshot; returns the one it replaced.
     pub fn publish(&self, live: Arc<Live>) -> Arc<Live> {
-        std::mem::replace(&mut *self.current.write(), live)
+        let old = {
+            let mut current = self.current.write();
+            self.generation.fetch_add(1, Ordering::SeqCst);
+            std::mem::replace(&mut *current, live.clone())
+        };
+        self.fill_in_background(live, self.generation.load(Ordering::SeqCst));
+        old
+    }
+
+    /// Fills `live`'s caches on a thread of its own while `generation` is still the current
+    /// one. A thread that cannot be spawned leaves the caches to fill on demand.
+    fn fill_in_background(&self, live: Arc<Live>, generation: u64) {
+        let current = self.generation.clone();
+        let _ = std::thread::Builder::new()
+            .name("irgan-fill".into())
+            .spawn(move || live.fill(|| current.load(Ordering::SeqCst) == generation));
     }
 }
 
@@ -245,6 +400,7 @@ mod tests {
         for precompute_k in [0, 20] {
             let live =
                 Live::new(snapshot_of(12, 400, 5), &seen, precompute_k, 0.5).with_index(&cfg);
+            live.fill(|| true);
             assert_eq!(live.index.name(), "approximate");
             let m = QueryModel::from_snapshot(&live.snapshot, 0.5, &live.popularity);
             for u in 0..12u32 {
@@ -284,6 +440,10 @@ mod tests {
         };
         let seen = Interactions::from_pairs(5, 30, &[(0, 1), (0, 2), (3, 29)]);
         let live = Live::new(snapshot, &seen, 10, 0.5);
+        // Nothing is computed before the snapshot goes live; `fill` computes every list.
+        assert!(live.precomputed_top(0, 7).is_none() && !live.filled());
+        live.fill(|| true);
+        assert!(live.filled());
         let m = QueryModel::from_snapshot(&live.snapshot, 0.5, &live.popularity);
         for u in 0..5u32 {
             let fresh = query::recommend(

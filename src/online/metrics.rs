@@ -293,6 +293,14 @@ impl Metrics {
         Ok(m)
     }
 
+    /// Registers a metric owned elsewhere (e.g. the query pool's) in this registry.
+    pub fn register(
+        &self,
+        c: Box<dyn prometheus::core::Collector>,
+    ) -> Result<(), prometheus::Error> {
+        self.registry.register(c)
+    }
+
     /// The Prometheus text exposition of every metric, with the live snapshot's age computed
     /// at scrape time.
     pub fn render(&self) -> String {

@@ -4,12 +4,14 @@
 //! Only this module, [`crate::api`] and its adapters know about the async runtime; each trainer
 //! runs on its own thread and talks to handlers through a bounded channel.
 
+pub mod batch;
 pub mod catalogue;
 pub mod feedback_data;
 pub mod gate;
 pub mod live;
 pub mod metrics;
 pub mod query;
+pub mod query_pool;
 pub mod regrow;
 pub mod restart;
 pub mod schedule;

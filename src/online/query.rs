@@ -46,13 +46,11 @@ use std::str::FromStr;
 use crate::model::MfModel;
 use crate::model::blend::{self, Standardiser};
 use crate::model::catalogue::{PairScores, catalogue_len, has_user, raw_scores};
-use crate::model::explore::{gumbel, log_normaliser, sanitize_temperature};
+use crate::model::explore::sanitize_temperature;
 use crate::model::policy;
 use crate::model::similarity::Cosines;
 use crate::model::topk::{IvfIndex, exact};
-use crate::model::topk::{
-    for_each_candidate, for_each_item, rank_order, select_top, select_top_by,
-};
+use crate::model::topk::{for_each_candidate, rank_order, select_top, select_top_by};
 use crate::rng;
 use crate::store::Snapshot;
 
@@ -172,7 +170,7 @@ impl<'a> QueryModel<'a> {
         has_user(self.generator, user) && has_user(self.discriminator, user)
     }
 
-    fn temperature(&self) -> f64 {
+    pub(crate) fn temperature(&self) -> f64 {
         sanitize_temperature(self.generator_temperature, 1.0)
     }
 
@@ -309,11 +307,11 @@ pub fn recommend_indexed(
 /// `softmax(s_G / temperature)`, restricted to the candidates (every item not in `exclude`,
 /// ascending; whose scores are finite), in draw order.
 ///
-/// Gumbel-top-k: each item `i` of the catalogue gets `g_i = −ln(−ln U_i)` with `U_i` uniform in
-/// (0, 1), drawn in item order from `rng::stream(seed, EXPLORE_STREAM, user)`, and the `k`
-/// candidates with the largest `s_G,i / temperature + g_i` are returned, largest first. This is
-/// exactly `k` successive draws without replacement from the policy. The same arguments give
-/// the same result; an item's noise depends only on `(seed, user, item)`, not on `exclude`.
+/// `k` successive draws without replacement, each from the policy restricted to the candidates
+/// not drawn yet, by inverse-CDF lookups over the candidates' weights `exp(z − max)` (see
+/// [`sampler`]): one exponential per item instead of a Gumbel (two logarithms and a random
+/// number) per item. The uniforms come in order from `rng::stream(seed, EXPLORE_STREAM, user)`,
+/// so the same arguments give the same result.
 ///
 /// - `propensity` = the **first-draw propensity**: the probability that the item is drawn first,
 ///   i.e. its softmax probability among the candidates, `exp(z_i) / Σ_candidates exp(z_j)` with
@@ -338,39 +336,41 @@ pub fn explore(
     if k == 0 {
         return Vec::new();
     }
-    let t = sanitize_temperature(temperature, m.temperature());
     let s = user_scores(m, m.knows_user(user).then_some(user as usize));
-    let exclude = sorted(exclude);
-    let z = |i: usize| f64::from(s.g_raw[i]) / t;
-    // Log-sum-exp of the candidates' logits: the propensities' normaliser.
-    let mut candidates = Vec::with_capacity(s.n);
-    for_each_candidate(s.n, &exclude, |i| {
-        if s.valid(i) {
-            candidates.push(i);
-        }
-    });
-    let Some((max, ln_sum)) = log_normaliser(candidates.iter().map(|&i| z(i))) else {
-        return Vec::new();
-    };
-
-    let mut r = rng::stream(seed, EXPLORE_STREAM, u64::from(user));
-    let mut keys = Vec::with_capacity(s.n);
-    for_each_item(s.n, &exclude, |i, excluded| {
-        // One uniform per catalogue item, in item order, excluded or not.
-        let g = gumbel(&mut r);
-        if !excluded && s.valid(i) {
-            // z − max <= 0 and g ∈ [−3.7, 37.5]: the key is finite.
-            keys.push(((z(i) - max) + g, i as u32));
-        }
-    });
-    select_top(&mut keys, k);
-    keys.iter()
-        .map(|&(_, i)| {
-            let i = i as usize;
-            let log_p = ((z(i) - max) - ln_sum).min(0.0);
-            scored(&s, i, log_p, Some(log_p.exp()))
-        })
+    let logits = explore_logits(m, temperature, &s.g_raw[..s.n], exclude, |i| s.valid(i));
+    sampler::draw(&logits, k, &mut explore_rng(seed, user))
+        .into_iter()
+        .map(|(i, log_p)| scored(&s, i as usize, log_p, Some(log_p.exp())))
         .collect()
+}
+
+/// The random stream of [`explore`] for `(seed, user)`.
+pub fn explore_rng(seed: u64, user: u32) -> rng::Rng {
+    rng::stream(seed, EXPLORE_STREAM, u64::from(user))
+}
+
+/// The logits `s_G / t` [`explore`] samples from (`t` = `temperature` sanitised, falling back to
+/// the model's), `−∞` for items in `exclude` (sorted or not) or not `valid`.
+pub fn explore_logits(
+    m: &QueryModel,
+    temperature: f64,
+    g_raw: &[f32],
+    exclude: &[u32],
+    valid: impl Fn(usize) -> bool,
+) -> Vec<f64> {
+    let inv_t = 1.0 / sanitize_temperature(temperature, m.temperature());
+    let mut z: Vec<f64> = g_raw.iter().map(|&g| f64::from(g) * inv_t).collect();
+    for (i, zi) in z.iter_mut().enumerate() {
+        if !valid(i) {
+            *zi = f64::NEG_INFINITY;
+        }
+    }
+    for &e in exclude {
+        if let Some(zi) = z.get_mut(e as usize) {
+            *zi = f64::NEG_INFINITY;
+        }
+    }
+    z
 }
 
 /// The `k` most popular items ([`QueryModel::popularity`]), best first, excluding `exclude`
@@ -475,7 +475,7 @@ pub fn similar(m: &QueryModel, item: u32, k: usize, model: ModelChoice) -> Vec<S
 // Internals
 
 /// The exclusion list sorted ascending (borrowed when it already is).
-fn sorted(exclude: &[u32]) -> Cow<'_, [u32]> {
+pub(crate) fn sorted(exclude: &[u32]) -> Cow<'_, [u32]> {
     if exclude.is_sorted() {
         Cow::Borrowed(exclude)
     } else {
@@ -551,6 +551,9 @@ impl Blend {
         }
     }
 }
+
+pub mod rows;
+mod sampler;
 
 #[cfg(test)]
 mod tests;

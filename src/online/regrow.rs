@@ -151,9 +151,15 @@ mod tests {
         let s = brought_forward(old, &users, &items, &seen, &cfg).unwrap();
         let live = Live::new(s, &seen, 10, 0.5);
         assert_eq!(live.seen.items(2), &[1, 2, 3]);
-        assert_eq!(live.precomputed.len(), 3);
+        live.fill(|| true);
+        assert!(live.filled());
         // ann's seen items are excluded from her list; only x is left.
-        let top: Vec<u32> = live.precomputed[2].iter().map(|s| s.item).collect();
+        let top: Vec<u32> = live
+            .precomputed_top(2, 10)
+            .unwrap()
+            .iter()
+            .map(|s| s.item)
+            .collect();
         assert_eq!(top, vec![0], "{top:?}");
     }
 }

@@ -97,12 +97,20 @@ pub struct ServerConfig {
     pub api_key: String,
     /// Weight of G in the `blend` model (D gets the rest).
     pub blend_weight: f64,
-    /// Length of each user's precomputed default top list (G, seen excluded), refreshed with
-    /// every snapshot; requests with k up to this are lookups. 0 disables.
+    /// Length of each user's precomputed default top list (G, seen excluded), per snapshot:
+    /// computed on the user's first request or in the background once the snapshot is live;
+    /// requests with k up to this are then lookups. 0 disables.
     pub precompute_k: usize,
     /// `/readyz` answers 200 before the first snapshot exists (the service then serves cold
     /// starts and takes feedback), so a fresh Kubernetes pod on an empty volume becomes ready.
     pub ready_without_model: bool,
+    /// Threads of the query pool that runs every query but a cached lookup (0 = one per core).
+    pub query_threads: usize,
+    /// Queries that may wait for the pool; more get 503 + `Retry-After` (gRPC
+    /// `RESOURCE_EXHAUSTED`).
+    pub query_queue: usize,
+    /// Scoring queries on one snapshot answered together (one GEMM per model for all of them).
+    pub query_batch: usize,
 }
 
 /// Storage settings.
@@ -216,6 +224,9 @@ impl Default for ServerConfig {
             blend_weight: 0.5,
             precompute_k: 100,
             ready_without_model: false,
+            query_threads: 0,
+            query_queue: 256,
+            query_batch: 32,
         }
     }
 }
@@ -347,6 +358,12 @@ impl ServiceConfig {
             return bad(
                 "server",
                 "concurrency_limit and body_limit_bytes must be >= 1",
+            );
+        }
+        if self.server.query_queue == 0 || self.server.query_batch == 0 {
+            return bad(
+                "server.query_queue",
+                "query_queue and query_batch must be >= 1",
             );
         }
         if !(0.0..=1.0).contains(&self.server.blend_weight) {

@@ -559,3 +559,43 @@ fn mismatched_catalogues_and_empty_models() {
     assert!(rank(&m, None, &[0, 1], ModelChoice::Generator).is_empty());
     assert!(similar(&m, 0, 3, ModelChoice::Generator).is_empty());
 }
+
+#[test]
+fn explore_first_draw_frequencies_match_the_reported_propensities() {
+    // A larger catalogue with exclusions: how often each item is drawn first, over many seeds,
+    // against the propensity the draw reports for it (χ² over the items expected ≥ 5 times,
+    // the rest pooled; P(χ² > 1.5·df + 30) is far below 0.001 for these df).
+    let mut r = rng::stream(21, 0, 0);
+    let g = MfModel::random(1, 40, 4, 0.8, &mut r);
+    let d = MfModel::random(1, 40, 4, 0.8, &mut r);
+    let m = qm(&g, &d, &[]);
+    let excl = [3u32, 10, 11, 25];
+    let n = 30_000u64;
+    let mut counts = [0u64; 40];
+    let mut p = [0.0f64; 40];
+    for seed in 0..n {
+        let s = &explore(&m, 0, 3, 0.7, seed, &excl)[0];
+        counts[s.item as usize] += 1;
+        let q = s.propensity.unwrap();
+        assert!(p[s.item as usize] == 0.0 || (p[s.item as usize] - q).abs() < 1e-12);
+        p[s.item as usize] = q;
+    }
+    assert!(excl.iter().all(|&e| counts[e as usize] == 0));
+    let total: f64 = p.iter().sum();
+    assert!(total <= 1.0 + 1e-12 && total > 0.99, "{total}");
+    let (mut big_c, mut big_p, mut rest_c, mut rest_p) = (Vec::new(), Vec::new(), 0, 0.0);
+    for i in 0..40 {
+        if p[i] * n as f64 >= 5.0 {
+            big_c.push(counts[i]);
+            big_p.push(p[i]);
+        } else {
+            rest_c += counts[i];
+            rest_p += p[i];
+        }
+    }
+    big_c.push(rest_c);
+    big_p.push(rest_p.max(1.0 - big_p.iter().sum::<f64>()).max(1e-12));
+    let df = (big_c.len() - 1) as f64;
+    let chi = chi_square(&big_c, &big_p);
+    assert!(chi < 1.5 * df + 30.0, "chi-square {chi} (df {df})");
+}
