@@ -6,8 +6,11 @@
 //! of today's; a snapshot whose maps are not (e.g. copied from another data directory) cannot
 //! be brought forward and is refused with the reason.
 
+use std::collections::BTreeSet;
+
 use crate::data::{IdMap, Interactions};
 use crate::model::MfModel;
+use crate::online::catalogue;
 use crate::online::settings::ServiceConfig;
 use crate::rng;
 use crate::store::Snapshot;
@@ -40,8 +43,10 @@ pub fn check_ids(snapshot: &Snapshot, users: &IdMap, items: &IdMap) -> Result<()
     Ok(())
 }
 
-/// `snapshot`'s pair grown to `users` × `items`: new item rows drawn small (seeded by
-/// `stream`), new users folded in on `train` (their iALS solution against the pair's items).
+/// `snapshot`'s pair grown to `users` × `items` (new rows drawn small, seeded by `stream`),
+/// then the new users and the `changed` ones re-solved on `train` against the pair's items and
+/// the new items given vectors from their users, each the way the model was pretrained (see
+/// [`catalogue::refresh`]): the fold-ins the trainer had made since `snapshot` are made again.
 pub fn grown_pair(
     snapshot: &Snapshot,
     n_users: usize,
@@ -49,9 +54,10 @@ pub fn grown_pair(
     train: &Interactions,
     cfg: &ServiceConfig,
     stream: u64,
+    changed: &BTreeSet<u32>,
 ) -> (MfModel, MfModel) {
     let (mut g, mut d) = (snapshot.generator.clone(), snapshot.discriminator.clone());
-    let old_users = g.n_users();
+    let (old_users, old_items) = (g.n_users(), g.n_items());
     let mut r = rng::stream(cfg.training.seed, 0xAC7, stream);
     g.grow(n_users, n_items, cfg.training.generator.init_scale, &mut r);
     d.grow(
@@ -60,10 +66,12 @@ pub fn grown_pair(
         cfg.training.discriminator.init_scale,
         &mut r,
     );
-    if old_users < n_users && train.n_users() >= n_users {
-        let als = &cfg.training.pretrain.als;
-        crate::train::als::fold_in(&mut g, train, old_users..n_users, als);
-        crate::train::als::fold_in(&mut d, train, old_users..n_users, als);
+    if train.n_users() >= n_users {
+        let mut users: BTreeSet<u32> = (old_users..n_users).map(|u| u as u32).collect();
+        users.extend(changed.iter().filter(|&&u| (u as usize) < n_users));
+        let t = &cfg.training;
+        catalogue::refresh(&mut g, &t.generator, t, train, &users, old_items);
+        catalogue::refresh(&mut d, &t.discriminator, t, train, &users, old_items);
     }
     (g, d)
 }
@@ -85,6 +93,7 @@ pub fn brought_forward(
         train,
         cfg,
         snapshot.version,
+        &BTreeSet::new(),
     );
     Ok(Snapshot {
         generator: g,
@@ -136,6 +145,26 @@ mod tests {
         let other = ids(&["b", "a", "ann"]);
         let e = brought_forward(old, &other, &items, &train, &cfg).unwrap_err();
         assert!(e.contains("not a prefix"), "{e}");
+    }
+
+    /// A refused candidate restarts the game from the live pair: the fold-ins of users with
+    /// feedback since that pair was published must be made again, or their feedback is lost.
+    #[test]
+    fn changed_users_are_folded_in_again() {
+        let old = snapshot(&["a", "b"], &["x", "y"]);
+        let train = Interactions::from_pairs(2, 2, &[(0, 1), (1, 0)]);
+        let cfg = ServiceConfig::default();
+        let (same, _) = grown_pair(&old, 2, 2, &train, &cfg, 1, &BTreeSet::new());
+        assert_eq!(same, old.generator);
+        let changed = BTreeSet::from([0]);
+        let (g, d) = grown_pair(&old, 2, 2, &train, &cfg, 1, &changed);
+        assert_ne!(g.user.row(0), old.generator.user.row(0));
+        assert_eq!(g.user.row(1), old.generator.user.row(1));
+        assert_eq!(d.user.row(1), old.discriminator.user.row(1));
+        let mut want = old.generator.clone();
+        let t = &cfg.training;
+        catalogue::refresh(&mut want, &t.generator, t, &train, &changed, 2);
+        assert_eq!(g, want);
     }
 
     /// The README tour's crash: rolling back to a snapshot older than today's users and items

@@ -299,7 +299,9 @@ impl Trainer {
         self.game = Some(Game::new(g, d, settings));
     }
 
-    /// The live pair grown to today's catalogue (new users folded in).
+    /// The live pair grown to today's catalogue, with the feedback folded in since it was
+    /// published (new users and items, and existing users with new feedback) folded in again,
+    /// so restarting the game from it loses none of that feedback.
     fn live_pair(&self, live: &Live) -> (MfModel, MfModel) {
         regrow::grown_pair(
             &live.snapshot,
@@ -308,6 +310,7 @@ impl Trainer {
             &self.data.train,
             &self.cfg,
             live.version(),
+            &self.data.unpublished_changes().users,
         )
     }
 
@@ -347,7 +350,8 @@ impl Trainer {
         let (data, cfg) = (&self.data, &self.cfg);
         let grow_live = |l: &Live| {
             let (nu, ni) = (data.users.len(), data.items.len());
-            regrow::grown_pair(&l.snapshot, nu, ni, &data.train, cfg, l.version()).0
+            let none = std::collections::BTreeSet::new();
+            regrow::grown_pair(&l.snapshot, nu, ni, &data.train, cfg, l.version(), &none).0
         };
         let verdict = self.gate.judge(
             &candidate,
