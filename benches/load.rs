@@ -42,7 +42,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use common::http::{
-    Row, Server, accepted, env_num, get, ids, model_line, once, phase, post_json, tail,
+    Row, Server, accepted, build_release, env_num, get, ids, model_line, once, phase, post_json,
+    tail,
 };
 
 /// Events per feedback request.
@@ -62,36 +63,7 @@ fn run() -> anyhow::Result<()> {
     let deadline_s: u64 = env_num("LOAD_DEADLINE_SECONDS", 360);
 
     // Build (no-op when up to date). Bounded separately from the load test.
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let bin = root.join("target/release/irgan");
-    eprintln!("building: {cargo} build --release --bin irgan");
-    let mut build = Command::new(&cargo)
-        .args(["build", "--release", "--bin", "irgan"])
-        .current_dir(root)
-        .spawn()
-        .context("spawning cargo build")?;
-    let t = Instant::now();
-    let built = loop {
-        if let Some(s) = build.try_wait()? {
-            break s.success();
-        }
-        if t.elapsed() > Duration::from_secs(900) {
-            let _ = build.kill();
-            let _ = build.wait();
-            break false;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    if !built {
-        if bin.exists() {
-            eprintln!(
-                "WARNING: cargo build failed; using the existing {}",
-                bin.display()
-            );
-        } else {
-            bail!("cargo build failed and {} does not exist", bin.display());
-        }
-    }
+    let bin = build_release(root)?;
 
     let tmp = tempfile::tempdir()?;
     let data_dir = tmp.path().join("data");

@@ -206,23 +206,10 @@ fn answer_one(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{IdMap, Interactions};
-    use crate::model::MfModel;
-    use crate::rng;
-    use crate::store::Snapshot;
+    use crate::data::Interactions;
 
     fn live(users: usize, items: usize, precompute_k: usize) -> Live {
-        let mut r = rng::stream(11, 0, 0);
-        let snapshot = Snapshot {
-            version: 1,
-            created_unix_ms: 1,
-            generator: MfModel::random(users, items, 6, 1.0, &mut r),
-            generator_temperature: 0.7,
-            discriminator: MfModel::random(users, items, 6, 1.0, &mut r),
-            users: IdMap::sequential(users),
-            items: IdMap::sequential(items),
-            metadata: serde_json::json!({}),
-        };
+        let snapshot = crate::online::live::tests::snapshot_of(users, items, 11);
         let pairs: Vec<(u32, u32)> = (0..users as u32)
             .flat_map(|u| [(u, u % items as u32), (u, (3 * u + 1) % items as u32)])
             .collect();

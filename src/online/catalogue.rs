@@ -175,17 +175,7 @@ fn items_from_als(model: &mut MfModel, by_item: &BTreeMap<u32, Vec<u32>>, cfg: &
 mod tests {
     use super::*;
 
-    /// 40 users in two tastes over 20 items: even users like items 0..10, odd ones 10..20.
-    fn two_tastes(users: u32) -> Vec<(u32, u32)> {
-        let mut pairs = Vec::new();
-        for u in 0..users {
-            let base = if u % 2 == 0 { 0 } else { 10 };
-            for k in 0..6u32 {
-                pairs.push((u, base + (u + 3 * k) % 10));
-            }
-        }
-        pairs
-    }
+    use crate::train::softmax_fold_in::tests::two_tastes;
 
     fn trained(init: Init) -> (MfModel, Config) {
         let mut cfg = Config::default();

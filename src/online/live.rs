@@ -357,7 +357,7 @@ impl ModelStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::data::IdMap;
     use crate::model::MfModel;
@@ -374,7 +374,8 @@ mod tests {
         }
     }
 
-    fn snapshot_of(users: usize, items: usize, seed: u64) -> Snapshot {
+    /// A random pair over sequential ids (also the batch tests' snapshot).
+    pub(crate) fn snapshot_of(users: usize, items: usize, seed: u64) -> Snapshot {
         let mut r = rng::stream(seed, 0, 0);
         Snapshot {
             version: 1,

@@ -22,23 +22,19 @@ fn is_prefix(old: &IdMap, new: &IdMap) -> bool {
 
 /// Why a snapshot's ids do not fit today's catalogue, if they do not.
 pub fn check_ids(snapshot: &Snapshot, users: &IdMap, items: &IdMap) -> Result<(), String> {
-    if !is_prefix(&snapshot.users, users) {
-        return Err(format!(
-            "snapshot {}'s user ids ({}) are not a prefix of today's ({}): it was not made from \
-             this feedback log",
-            snapshot.version,
-            snapshot.users.len(),
-            users.len()
-        ));
-    }
-    if !is_prefix(&snapshot.items, items) {
-        return Err(format!(
-            "snapshot {}'s item ids ({}) are not a prefix of today's ({}): it was not made from \
-             this feedback log",
-            snapshot.version,
-            snapshot.items.len(),
-            items.len()
-        ));
+    for (kind, old, new) in [
+        ("user", &snapshot.users, users),
+        ("item", &snapshot.items, items),
+    ] {
+        if !is_prefix(old, new) {
+            return Err(format!(
+                "snapshot {}'s {kind} ids ({}) are not a prefix of today's ({}): it was not made \
+                 from this feedback log",
+                snapshot.version,
+                old.len(),
+                new.len()
+            ));
+        }
     }
     Ok(())
 }

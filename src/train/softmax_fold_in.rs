@@ -191,13 +191,14 @@ fn fit(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::rng;
     use crate::train::settings::SoftmaxConfig;
 
     /// 40 users in two tastes over 20 items: even users like items 0..10, odd ones 10..20.
-    fn two_tastes(users: u32) -> Vec<(u32, u32)> {
+    /// (Also the online fold-in tests' data.)
+    pub(crate) fn two_tastes(users: u32) -> Vec<(u32, u32)> {
         let mut pairs = Vec::new();
         for u in 0..users {
             let base = if u % 2 == 0 { 0 } else { 10 };
