@@ -1,7 +1,7 @@
 //! Range checks shared by the configuration types; each error names the offending key.
 
 use crate::config::ConfigError;
-use crate::train::settings::IrganConfig;
+use crate::train::settings::{CandidateMode, IrganConfig};
 
 /// The result of one check.
 pub(crate) type Check = Result<(), ConfigError>;
@@ -83,5 +83,11 @@ pub(crate) fn sampled_game(g: &IrganConfig) -> Check {
         (0.0..=1.0).contains(&g.proposal_uniform),
         "irgan.proposal_uniform",
         "must be in [0, 1] (weight of the uniform distribution in the proposal)",
+    )?;
+    // The guard needs G's rank over the whole catalogue, which a sampled game never computes.
+    require(
+        g.d_skip_top == 0 || g.candidates == CandidateMode::Exhaustive,
+        "irgan.d_skip_top",
+        "needs irgan.candidates = \"exhaustive\" (G's top items are ranked over the whole catalogue)",
     )
 }

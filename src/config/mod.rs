@@ -388,6 +388,7 @@ mod tests {
                 "irgan.proposal_popularity",
             ),
             ("irgan.proposal_uniform=1.5", "irgan.proposal_uniform"),
+            ("irgan.d_skip_top=5", "irgan.d_skip_top"),
         ] {
             let e = Config::load(None, &[set.into()]).unwrap_err().to_string();
             assert!(e.contains(key), "{set}: {e}");

@@ -27,7 +27,7 @@ use crate::train::game::{
 };
 use crate::train::mf_critic::{DTrainer, Triple, draw_negatives};
 pub use crate::train::optim::MfOptimizer;
-use crate::train::settings::{Baseline, IrganConfig, ModelConfig};
+use crate::train::settings::{Baseline, CriticLoss, IrganConfig, ModelConfig};
 
 pub(crate) mod sampled;
 
@@ -151,6 +151,7 @@ impl Game {
                 triples: &self.triples,
                 batch: cfg.d_batch,
                 seed,
+                loss: cfg.d_loss,
             };
             let first = self.d_epochs;
             let ((), drawn) = rayon::join(
@@ -170,14 +171,16 @@ impl Game {
         let (mut loss, mut real_ok, mut fake_ok) = (0.0f64, 0usize, 0usize);
         for &(u, pos, neg) in &self.triples {
             let (u, pos, neg) = (u as usize, pos as usize, neg as usize);
-            let s = f64::from(m.score(u, pos));
-            let (p, tail) = maths::logistic(s);
-            loss += (-s).max(0.0) + tail;
+            let (s_pos, s_neg) = (f64::from(m.score(u, pos)), f64::from(m.score(u, neg)));
+            let (p, tail) = maths::logistic(s_pos);
             real_ok += usize::from(p > 0.5);
-            let s = f64::from(m.score(u, neg));
-            let (p, tail) = maths::logistic(s);
-            loss += s.max(0.0) + tail;
-            fake_ok += usize::from(p < 0.5);
+            let (q, tail_neg) = maths::logistic(s_neg);
+            fake_ok += usize::from(q < 0.5);
+            loss += match self.cfg.d_loss {
+                // Counted twice so the mean over 2n terms is the pair loss's mean.
+                CriticLoss::Pairwise => 2.0 * maths::softplus(s_neg - s_pos),
+                CriticLoss::Logistic => (-s_pos).max(0.0) + tail + s_neg.max(0.0) + tail_neg,
+            };
         }
         let n = self.triples.len().max(1) as f64;
         DStats {
@@ -577,6 +580,34 @@ mod tests {
         stale.d_phase(&pos, 5);
         assert_eq!(once, stale.triples);
         assert_eq!(stale.refreshes, 1);
+    }
+
+    #[test]
+    fn the_guard_keeps_g_top_unobserved_items_out_of_d_negatives() {
+        let (pos, g, d, mut cfg) = toy();
+        cfg.irgan.d_temperature = 0.05; // sharp: without the guard G's top items dominate
+        cfg.irgan.candidates = crate::train::settings::CandidateMode::Exhaustive;
+        let unguarded = draw_negatives(&g, &pos, &cfg.irgan, 1, 0);
+        cfg.irgan.d_skip_top = 3;
+        let guarded = draw_negatives(&g, &pos, &cfg.irgan, 1, 0);
+        let top = |u: usize| {
+            let s = g.scores(u);
+            let mut ids: Vec<u32> = (0..15).filter(|&j| !pos.contains(u, j)).collect();
+            ids.sort_by(|a, b| s[*b as usize].total_cmp(&s[*a as usize]));
+            ids.truncate(3);
+            ids
+        };
+        let hits = |t: &[Triple]| {
+            t.iter()
+                .filter(|&&(u, _, j)| top(u as usize).contains(&j))
+                .count()
+        };
+        assert!(
+            hits(&unguarded) > 0,
+            "the toy must draw G's top items unguarded"
+        );
+        assert_eq!(hits(&guarded), 0);
+        assert_eq!(guarded.len(), unguarded.len());
     }
 
     #[test]

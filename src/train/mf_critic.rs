@@ -13,7 +13,7 @@ use crate::rng;
 use crate::train::game::{Proposal, Resampler, critic};
 use crate::train::irgan::sampled::{ItemBlock, user_rows};
 use crate::train::optim::{MfOptimizer, RowGrads};
-use crate::train::settings::IrganConfig;
+use crate::train::settings::{CriticLoss, IrganConfig};
 
 const NEG_STREAM: u64 = 0xD0;
 const D_SHUFFLE_STREAM: u64 = 0xD1;
@@ -67,8 +67,9 @@ fn exact_negatives(
             |(scores, cum), &u| {
                 let pos = positives.items(u);
                 g.scores_into(u, scores);
-                let skip = if exclude { pos } else { &[] };
-                let total = maths::cumulative_softmax(scores, temperature, skip, cum);
+                let mut skip = if exclude { pos.to_vec() } else { Vec::new() };
+                skip.extend(top_unobserved(scores, pos, cfg.d_skip_top));
+                let total = maths::cumulative_softmax(scores, temperature, &skip, cum);
                 if !(total > 0.0 && total.is_finite()) {
                     return Vec::new();
                 }
@@ -85,6 +86,24 @@ fn exact_negatives(
             },
         )
         .collect()
+}
+
+/// The `m` items with the highest scores among those not in `positives` (sorted): G's likeliest
+/// proposals, which D's guard keeps out of its negatives.
+fn top_unobserved(scores: &[f32], positives: &[u32], m: usize) -> Vec<u32> {
+    if m == 0 {
+        return Vec::new();
+    }
+    let mut ids: Vec<u32> = (0..scores.len() as u32)
+        .filter(|j| positives.binary_search(j).is_err() && scores[*j as usize].is_finite())
+        .collect();
+    if ids.len() > m {
+        ids.select_nth_unstable_by(m - 1, |a, b| {
+            scores[*b as usize].total_cmp(&scores[*a as usize])
+        });
+        ids.truncate(m);
+    }
+    ids
 }
 
 /// Per user, draws by sampling-importance-resampling: every block of [`SIR_USERS`] users
@@ -142,6 +161,8 @@ pub(crate) struct DTrainer<'a> {
     pub(crate) triples: &'a [Triple],
     pub(crate) batch: usize,
     pub(crate) seed: u64,
+    /// D's loss on a triple.
+    pub(crate) loss: CriticLoss,
 }
 
 impl DTrainer<'_> {
@@ -172,7 +193,7 @@ impl DTrainer<'_> {
         {
             let mut buf = BatchRows::default();
             for batch in batches {
-                sgd_batch(self.model, batch, lr, self.opt.l2, &mut buf);
+                sgd_batch(self.model, batch, (lr, self.opt.l2), self.loss, &mut buf);
             }
         } else {
             let (nu, ni, d) = (self.model.n_users(), self.model.n_items(), self.model.dim());
@@ -193,10 +214,11 @@ impl DTrainer<'_> {
         let l2 = self.opt.l2;
         let model = &*self.model;
         for &(u, pos, neg) in batch {
-            for (i, label) in [(pos, 1.0f32), (neg, 0.0)] {
-                let (u, i) = (u as usize, i as usize);
-                // dLoss/ds = σ(s) − label, in f32 like the parameters.
-                let g = critic::logistic_slope_f32(model.score(u, i), label);
+            let u = u as usize;
+            let (s_pos, s_neg) = (model.score(u, pos as usize), model.score(u, neg as usize));
+            let (g_pos, g_neg) = critic::triple_slopes_f32(s_pos, s_neg, self.loss);
+            for (i, g) in [(pos, g_pos), (neg, g_neg)] {
+                let i = i as usize;
                 users.add(u, g, model.item_row(i), l2, model.user_row(u));
                 items.add(i, g, model.user_row(u), l2, model.item_row(i));
                 biases.add(i, g, &[1.0], 0.0, &[0.0]);
@@ -222,15 +244,23 @@ struct BatchRows {
 /// The SGD batch step without gradient tables: since SGD is linear in the gradient, applying
 /// each row's contribution (computed from the pre-step parameters saved in `buf`) one after
 /// another gives exactly the step on the summed gradient.
-fn sgd_batch(model: &mut MfModel, batch: &[Triple], lr: f32, l2: f32, buf: &mut BatchRows) {
+fn sgd_batch(
+    model: &mut MfModel,
+    batch: &[Triple],
+    (lr, l2): (f32, f32),
+    loss: CriticLoss,
+    buf: &mut BatchRows,
+) {
     let d = model.dim();
     buf.rows.clear();
     buf.old.clear();
     for &(u, pos, neg) in batch {
-        for (i, label) in [(pos, 1.0f32), (neg, 0.0)] {
-            let (u, i) = (u as usize, i as usize);
-            buf.rows
-                .push((u, i, critic::logistic_slope_f32(model.score(u, i), label)));
+        let u = u as usize;
+        let (s_pos, s_neg) = (model.score(u, pos as usize), model.score(u, neg as usize));
+        let (g_pos, g_neg) = critic::triple_slopes_f32(s_pos, s_neg, loss);
+        for (i, g) in [(pos, g_pos), (neg, g_neg)] {
+            let i = i as usize;
+            buf.rows.push((u, i, g));
             buf.old.extend_from_slice(model.user_row(u));
             buf.old.extend_from_slice(model.item_row(i));
         }

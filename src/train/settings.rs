@@ -207,6 +207,21 @@ pub struct IrganConfig {
     pub proposal_uniform: f64,
     /// Sampled game: proposal draws per batch of users that D's negatives are resampled from.
     pub d_resample_pool: usize,
+    /// D's loss on its (user, positive, G's sample) triples.
+    pub d_loss: CriticLoss,
+    /// False-negative guard: G's this many top-scored unobserved items of a user are never D's
+    /// negatives (they are the user's likeliest future positives). 0 = off. Exact candidates only.
+    pub d_skip_top: usize,
+}
+
+/// D's loss on a (user, positive, generated) triple in the recommendation game.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CriticLoss {
+    /// The paper's: −log σ(s⁺) − log(1 − σ(s⁻)), a sigmoid critic of each item.
+    Logistic,
+    /// −log σ(s⁺ − s⁻): D ranks the positive above G's sample (BPR with G as the sampler).
+    Pairwise,
 }
 
 /// Which candidates the recommendation game scores.
@@ -305,6 +320,8 @@ impl Default for IrganConfig {
             proposal_popularity: 0.75,
             proposal_uniform: 0.5,
             d_resample_pool: 1024,
+            d_loss: CriticLoss::Logistic,
+            d_skip_top: 0,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::model::policy::{sigmoid, softplus};
 use crate::train::objective::{PairLoss, pairwise};
+use crate::train::settings::CriticLoss;
 
 /// σ(s) in f32 without overflow (the MF critic trains in f32, like its parameters).
 pub fn sigmoid_f32(s: f32) -> f32 {
@@ -17,6 +18,21 @@ pub fn sigmoid_f32(s: f32) -> f32 {
 /// dLoss/ds of the logistic loss of a candidate with `label` (1 real, 0 generated), in f32.
 pub fn logistic_slope_f32(s: f32, label: f32) -> f32 {
     sigmoid_f32(s) - label
+}
+
+/// dLoss/ds⁺ and dLoss/ds⁻ of a (positive, generated) pair of logits under `loss`, in f32:
+/// each item's own logistic loss, or the pair loss −log σ(s⁺ − s⁻).
+pub fn triple_slopes_f32(s_pos: f32, s_neg: f32, loss: CriticLoss) -> (f32, f32) {
+    match loss {
+        CriticLoss::Logistic => (
+            logistic_slope_f32(s_pos, 1.0),
+            logistic_slope_f32(s_neg, 0.0),
+        ),
+        CriticLoss::Pairwise => {
+            let g = sigmoid_f32(s_neg - s_pos);
+            (-g, g)
+        }
+    }
 }
 
 /// (loss, dLoss/ds) of a real candidate with logit `s`: −log σ(s) = softplus(−s).
@@ -65,5 +81,22 @@ mod tests {
             let g32 = logistic_slope_f32(s as f32, 1.0);
             assert!((f64::from(g32) - real(s).1).abs() < 1e-6);
         }
+    }
+
+    #[test]
+    fn pair_slopes_are_the_derivatives_of_the_pair_loss() {
+        let loss = |p: f64, n: f64| softplus(-(p - n));
+        let h = 1e-4;
+        for (p, n) in [(0.3f64, -0.2f64), (-1.0, 2.0), (4.0, 4.5)] {
+            let (gp, gn) = triple_slopes_f32(p as f32, n as f32, CriticLoss::Pairwise);
+            let fp = (loss(p + h, n) - loss(p - h, n)) / (2.0 * h);
+            let fn_ = (loss(p, n + h) - loss(p, n - h)) / (2.0 * h);
+            assert!((f64::from(gp) - fp).abs() < 1e-4 && (f64::from(gn) - fn_).abs() < 1e-4);
+        }
+        let (gp, gn) = triple_slopes_f32(0.5, -0.5, CriticLoss::Logistic);
+        assert_eq!(
+            (gp, gn),
+            (logistic_slope_f32(0.5, 1.0), logistic_slope_f32(-0.5, 0.0))
+        );
     }
 }
