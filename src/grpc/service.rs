@@ -23,7 +23,8 @@ pub const ERROR_CODE_KEY: &str = "irgan-error-code";
 /// Domain of the `google.rpc.ErrorInfo` detail of a failed call (its reason is the code).
 pub const ERROR_DOMAIN: &str = "irgan";
 
-/// Both gRPC services over one [`AppState`] (cheap to clone).
+/// The gRPC services (ranking, admin and, in [`crate::grpc::search`], search) over one
+/// [`AppState`] (cheap to clone).
 #[derive(Clone)]
 pub struct GrpcApi {
     pub(super) state: AppState,
@@ -180,7 +181,7 @@ fn pb_value(v: &Json) -> prost_types::Value {
 }
 
 /// An empty proto3 string is an absent field.
-pub(super) fn non_empty(s: String) -> Option<String> {
+fn non_empty(s: String) -> Option<String> {
     Some(s).filter(|s| !s.is_empty())
 }
 
