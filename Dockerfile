@@ -1,7 +1,10 @@
 # syntax=docker/dockerfile:1
 # irgan service image: `docker build -t irgan .` then
-# `docker run -p 8080:8080 -p 50051:50051 -v irgan-data:/var/lib/irgan irgan` (add `serve --demo ...`
-# to try it). REST on 8080, gRPC on 50051.
+# `docker run -p 8080:8080 -p 50051:50051 -v irgan-data:/var/lib/irgan --env-file irgan.env irgan`
+# (add `serve --demo ...` to try it). REST on 8080, gRPC on 50051. The image listens on all
+# interfaces, so `irgan serve` refuses to start without an API key: pass
+# IRGAN_SERVER__API_KEY=... (an env file or a secret; never bake it into the image), or
+# IRGAN_SERVER__ALLOW_OPEN=true if an open service is meant.
 
 # ---- build ----
 FROM rust:1.95-slim-bookworm AS builder

@@ -85,6 +85,8 @@ pub struct HealthcheckArgs {
 /// `irgan serve`.
 pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let cfg = a.service.load()?;
+    // Before importing or binding anything: an open service off this machine is an error.
+    cfg.server.check_exposure()?;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

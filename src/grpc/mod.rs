@@ -3,14 +3,17 @@
 //!
 //! - [`pb`]: the generated messages, clients and servers (built by `build.rs` with protox, so
 //!   no system `protoc` is needed);
-//! - [`service`]: the two services, thin adapters over [`crate::api`] that add the API key,
-//!   the concurrency limit, the timeout, metrics and error statuses;
+//! - [`service`]: the ranking and admin services, thin adapters over [`crate::api`] that add
+//!   the API key, the concurrency limit, the timeout, metrics and error statuses;
+//! - [`search`]: the search service (`proto/irgan/v1/search.proto`), the same kind of adapter
+//!   over [`crate::api::search`];
 //! - [`server`]: the routes (with server reflection) and serving with graceful shutdown.
 
+pub mod search;
 pub mod server;
 pub mod service;
 
-/// Code generated from `proto/irgan/v1/irgan.proto` at build time (messages, clients and
+/// Code generated from `proto/irgan/v1/*.proto` at build time (messages, clients and
 /// servers); the proto file documents every field.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod pb {

@@ -21,7 +21,8 @@ pub enum GrpcError {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// The gRPC routes: `irgan.v1.RankingService`, `irgan.v1.AdminService` and server reflection
+/// The gRPC routes: `irgan.v1.RankingService`, `irgan.v1.AdminService`,
+/// `irgan.v1.SearchService` and server reflection
 /// (v1 and v1alpha, so `grpcurl` works without the proto file). Messages larger than
 /// `server.body_limit_bytes` are refused by tonic with `OUT_OF_RANGE` (before any handler
 /// runs, so without an `irgan-error-code` and not counted).
@@ -29,6 +30,8 @@ pub fn routes(state: AppState) -> Result<tonic::service::Routes, GrpcError> {
     let limit = state.config.server.body_limit_bytes;
     let api = GrpcApi::new(state);
     let ranking = pb::ranking_service_server::RankingServiceServer::new(api.clone())
+        .max_decoding_message_size(limit);
+    let search = pb::search_service_server::SearchServiceServer::new(api.clone())
         .max_decoding_message_size(limit);
     let admin =
         pb::admin_service_server::AdminServiceServer::new(api).max_decoding_message_size(limit);
@@ -39,6 +42,7 @@ pub fn routes(state: AppState) -> Result<tonic::service::Routes, GrpcError> {
     let mut routes = tonic::service::Routes::new(ranking);
     routes = routes
         .add_service(admin)
+        .add_service(search)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?);
     Ok(routes)

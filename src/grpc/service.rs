@@ -23,10 +23,11 @@ pub const ERROR_CODE_KEY: &str = "irgan-error-code";
 /// Domain of the `google.rpc.ErrorInfo` detail of a failed call (its reason is the code).
 pub const ERROR_DOMAIN: &str = "irgan";
 
-/// Both gRPC services over one [`AppState`] (cheap to clone).
+/// The gRPC services (ranking, admin and, in [`crate::grpc::search`], search) over one
+/// [`AppState`] (cheap to clone).
 #[derive(Clone)]
 pub struct GrpcApi {
-    state: AppState,
+    pub(super) state: AppState,
     in_flight: Arc<Semaphore>,
     timeout: Duration,
 }
@@ -45,7 +46,7 @@ impl GrpcApi {
     /// Runs one call: sheds it beyond `server.concurrency_limit` calls in flight, bounds it by
     /// `server.request_timeout_ms`, maps its error to a status and counts it by method and
     /// status code.
-    async fn call<T>(
+    pub(super) async fn call<T>(
         &self,
         method: &'static str,
         work: impl Future<Output = Result<T, api::Error>>,
@@ -71,7 +72,7 @@ impl GrpcApi {
 
     /// The API key check of write and admin calls (metadata `x-api-key: KEY` or
     /// `authorization: Bearer KEY`).
-    fn authorize(&self, metadata: &MetadataMap) -> Result<(), api::Error> {
+    pub(super) fn authorize(&self, metadata: &MetadataMap) -> Result<(), api::Error> {
         let get = |name: &str| metadata.get(name).and_then(|v| v.to_str().ok());
         api::auth::check(
             &self.state.config.server.api_key,
@@ -129,7 +130,7 @@ pub fn code_name(code: Code) -> &'static str {
 
 /// The model a request names; `MODEL_UNSPECIFIED` is the generator, as an absent REST
 /// `model` is.
-fn model_of(value: i32) -> Result<ModelChoice, api::Error> {
+pub(super) fn model_of(value: i32) -> Result<ModelChoice, api::Error> {
     match pb::Model::try_from(value) {
         Ok(pb::Model::Unspecified | pb::Model::Generator) => Ok(ModelChoice::Generator),
         Ok(pb::Model::Discriminator) => Ok(ModelChoice::Discriminator),
@@ -184,7 +185,7 @@ fn non_empty(s: String) -> Option<String> {
     Some(s).filter(|s| !s.is_empty())
 }
 
-fn usize_of(k: Option<u32>) -> Option<usize> {
+pub(super) fn usize_of(k: Option<u32>) -> Option<usize> {
     k.map(|k| usize::try_from(k).unwrap_or(usize::MAX))
 }
 

@@ -95,6 +95,9 @@ pub struct ServerConfig {
     pub concurrency_limit: usize,
     /// API key for write and admin routes (empty = open). Compared in constant time, never logged.
     pub api_key: String,
+    /// Serve on a non-loopback address without an API key. Off by default: `irgan serve`
+    /// refuses to start open to other machines ([`ServerConfig::check_exposure`]).
+    pub allow_open: bool,
     /// Weight of G in the `blend` model (D gets the rest).
     pub blend_weight: f64,
     /// Length of each user's precomputed default top list (G, seen excluded), per snapshot:
@@ -221,6 +224,7 @@ impl Default for ServerConfig {
             request_timeout_ms: 10_000,
             concurrency_limit: 1024,
             api_key: String::new(),
+            allow_open: false,
             blend_weight: 0.5,
             precompute_k: 100,
             ready_without_model: false,
@@ -284,6 +288,46 @@ impl ServerConfig {
     /// The gRPC listen address, or `None` when gRPC is off (`grpc_bind = ""`).
     pub fn grpc_addr(&self) -> Option<&str> {
         Some(self.grpc_bind.as_str()).filter(|a| !a.is_empty())
+    }
+
+    /// Refuses an open service off this machine: a listener (REST or gRPC) on an address
+    /// other machines can reach, with no API key, is an error naming the fixes, unless
+    /// `allow_open` says it is meant. Loopback stays open, so a laptop demo needs no key.
+    /// Checked by `irgan serve` before it imports or binds (not by [`ServiceConfig::load`]:
+    /// `import` and `export` bind nothing).
+    pub fn check_exposure(&self) -> Result<(), ConfigError> {
+        if self.allow_open || !self.api_key.is_empty() {
+            return Ok(());
+        }
+        let listeners = [("server.bind", Some(self.bind.as_str()))]
+            .into_iter()
+            .chain([("server.grpc_bind", self.grpc_addr())]);
+        for (key, addr) in listeners {
+            let Some(addr) = addr.filter(|a| !is_loopback(a)) else {
+                continue;
+            };
+            return Err(ConfigError::Invalid {
+                key: key.into(),
+                message: format!(
+                    "{addr} is reachable from other machines but server.api_key is empty, so \
+                     anyone could write feedback and publish or roll back snapshots. Set an \
+                     API key (server.api_key, or the IRGAN_SERVER__API_KEY environment \
+                     variable), listen on loopback (127.0.0.1), or set server.allow_open = \
+                     true if an open service is meant"
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// `host:port` names this machine only: 127.0.0.0/8, ::1 (also IPv4-mapped) or `localhost`.
+fn is_loopback(addr: &str) -> bool {
+    match addr.parse::<std::net::SocketAddr>() {
+        Ok(a) => a.ip().to_canonical().is_loopback(),
+        Err(_) => addr
+            .rsplit_once(':')
+            .is_some_and(|(host, _)| host.eq_ignore_ascii_case("localhost")),
     }
 }
 
@@ -539,6 +583,72 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("index.nprobe") && e.contains("nlist"), "{e}");
+    }
+
+    #[test]
+    fn an_open_non_loopback_listener_is_refused_unless_meant() {
+        let check = |sets: &[&str]| {
+            let sets: Vec<String> = sets.iter().map(|s| (*s).to_owned()).collect();
+            ServiceConfig::load(None, Vec::<(String, String)>::new(), &sets)
+                .expect("load")
+                .server
+                .check_exposure()
+        };
+        // The defaults (loopback, no key) and every loopback spelling stay open.
+        check(&[]).unwrap();
+        for bind in [
+            "127.0.0.1:8080",
+            "127.8.9.10:8080",
+            "[::1]:8080",
+            "[::ffff:127.0.0.1]:80",
+        ] {
+            check(&[&format!("server.bind={bind:?}")]).unwrap();
+        }
+        assert!(is_loopback("localhost:8080") && is_loopback("LOCALHOST:1"));
+        assert!(!is_loopback("0.0.0.0:8080") && !is_loopback("[::]:1"));
+        assert!(!is_loopback("192.168.1.5:8080") && !is_loopback("example.com:80"));
+        // Either listener on all interfaces without a key: refused, naming it and the fixes.
+        for (sets, key, addr) in [
+            (
+                vec!["server.bind=\"0.0.0.0:8080\""],
+                "server.bind",
+                "0.0.0.0:8080",
+            ),
+            (
+                vec!["server.grpc_bind=\"[::]:50051\""],
+                "server.grpc_bind",
+                "[::]:50051",
+            ),
+            (
+                vec!["server.bind=\"10.0.0.7:8080\"", "server.grpc_bind=\"\""],
+                "server.bind",
+                "10.0.0.7:8080",
+            ),
+        ] {
+            let e = check(&sets).expect_err("open bind").to_string();
+            for want in [
+                key,
+                addr,
+                "server.api_key",
+                "IRGAN_SERVER__API_KEY",
+                "allow_open",
+            ] {
+                assert!(e.contains(want), "{sets:?}: {want:?} not in {e}");
+            }
+        }
+        // A key, or saying it is meant, lets it start.
+        check(&["server.bind=\"0.0.0.0:8080\"", "server.api_key=k"]).unwrap();
+        check(&["server.bind=\"0.0.0.0:8080\"", "server.allow_open=true"]).unwrap();
+        let env = vec![
+            ("IRGAN_SERVER__BIND".to_owned(), "0.0.0.0:8080".to_owned()),
+            (
+                "IRGAN_SERVER__API_KEY".to_owned(),
+                "from-a-secret".to_owned(),
+            ),
+        ];
+        let c = ServiceConfig::load(None, env, &[]).unwrap();
+        assert_eq!(c.server.api_key, "from-a-secret");
+        c.server.check_exposure().unwrap();
     }
 
     #[test]

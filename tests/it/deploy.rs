@@ -348,6 +348,8 @@ fn compose_agrees_with_the_dockerfile_and_mounts_existing_files() {
         "irgan environment"
     );
 
+    compose_key_comes_from_an_ignored_env_file(irgan);
+
     let volume: Vec<String> = words(&dockerfile_args("VOLUME")[0]);
     let volume = &volume[0];
     let mounts = entries(irgan, "volumes");
@@ -423,4 +425,66 @@ fn compose_agrees_with_the_dockerfile_and_mounts_existing_files() {
             "compose lacks {image}"
         );
     }
+}
+
+/// The irgan service listens on 0.0.0.0 in its container, so it needs an API key: the compose
+/// file takes it from `deploy/irgan.env` (made from the committed example, ignored by git and
+/// by the Docker build context), never inline. With the example as is the service refuses to
+/// start; with a key in it, it starts.
+fn compose_key_comes_from_an_ignored_env_file(irgan: &[String]) {
+    assert_eq!(entries(irgan, "env_file"), ["irgan.env"], "irgan env_file");
+    let environment = entries(irgan, "environment");
+    assert!(
+        environment
+            .iter()
+            .all(|e| !e.contains("API_KEY") && !e.contains("ALLOW_OPEN")),
+        "a key or allow_open inline in compose.yaml: {environment:?}"
+    );
+    for ignore in [".gitignore", ".dockerignore"] {
+        let text = read(&root().join(ignore));
+        assert!(
+            text.lines().any(|l| l.trim() == "/deploy/irgan.env"),
+            "{ignore} does not ignore /deploy/irgan.env"
+        );
+    }
+    let example = read(&deploy().join("irgan.env.example"));
+    let vars: Vec<(String, String)> = example
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (k, v) = l.split_once('=').expect("KEY=VALUE");
+            (k.to_owned(), v.to_owned())
+        })
+        .collect();
+    assert_eq!(
+        vars,
+        [("IRGAN_SERVER__API_KEY".to_owned(), String::new())],
+        "the example holds an empty placeholder, never a key"
+    );
+    // The service's environment: compose's, then the env file.
+    let with_file = |file: &[(String, String)]| -> Vec<(String, String)> {
+        environment
+            .iter()
+            .map(|e| {
+                let (k, v) = e.split_once(": ").expect("KEY: value");
+                (k.to_owned(), v.to_owned())
+            })
+            .chain(file.iter().cloned())
+            .collect()
+    };
+    let config = root().join("config/default.toml");
+    let load =
+        |env| irgan::online::settings::ServiceConfig::load(Some(&config), env, &[]).expect("load");
+    let e = load(with_file(&vars))
+        .server
+        .check_exposure()
+        .expect_err("the example as is must not start")
+        .to_string();
+    assert!(e.contains("IRGAN_SERVER__API_KEY"), "{e}");
+    let keyed = [(
+        "IRGAN_SERVER__API_KEY".to_owned(),
+        "0123456789abcdef".to_owned(),
+    )];
+    load(with_file(&keyed)).server.check_exposure().unwrap();
 }

@@ -276,6 +276,31 @@ fn binary_port_config_and_user_agree() {
     let volumes = words(&single(&instrs, "VOLUME").args);
     assert_eq!(volumes, [data_dir], "VOLUME vs the data dir");
 
+    // The image listens on all interfaces and bakes in no key: run as is, `irgan serve`
+    // refuses to start until one is passed (IRGAN_SERVER__API_KEY from an env file or a
+    // secret), or the operator says the service is meant to be open.
+    for var in ["IRGAN_SERVER__API_KEY", "IRGAN_SERVER__ALLOW_OPEN"] {
+        assert!(env.iter().all(|(k, _)| k != var), "the image sets {var}");
+    }
+    assert!(cfg.server.api_key.is_empty());
+    let e = cfg
+        .server
+        .check_exposure()
+        .expect_err("open on 0.0.0.0")
+        .to_string();
+    assert!(e.contains("IRGAN_SERVER__API_KEY"), "{e}");
+    for (var, value) in [
+        ("IRGAN_SERVER__API_KEY", "from-a-secret"),
+        ("IRGAN_SERVER__ALLOW_OPEN", "true"),
+    ] {
+        let mut run_env = env.clone();
+        run_env.push((var.to_owned(), value.to_owned()));
+        let cfg = ServiceConfig::load(Some(&path), run_env, &[]).expect("load");
+        cfg.server
+            .check_exposure()
+            .unwrap_or_else(|e| panic!("with {var}={value}: {e}"));
+    }
+
     // Not root.
     let user = &single(&instrs, "USER").args;
     let name = user.split(':').next().unwrap_or("");

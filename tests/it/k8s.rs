@@ -135,6 +135,7 @@ fn every_document_is_named_and_namespaced() {
     for kind in [
         "Namespace",
         "ConfigMap",
+        "Secret",
         "StatefulSet",
         "PodDisruptionBudget",
         "ServiceMonitor",
@@ -354,6 +355,75 @@ fn configmap_loads_with_the_service_loader() {
     reference.storage.data_dir = cfg.storage.data_dir.clone();
     reference.server.ready_without_model = true;
     assert_eq!(cfg, reference, "ConfigMap drifted from config/default.toml");
+}
+
+/// The pod listens on 0.0.0.0, so `irgan serve` refuses to start without an API key: the key
+/// comes from a Secret (the example's value an empty placeholder, never a real key), not from
+/// the ConfigMap or a literal in the StatefulSet.
+#[test]
+fn the_api_key_comes_from_a_secret() {
+    let docs = documents();
+    let c = container(one(&docs, "StatefulSet", None));
+    let env = at(c, "env").as_sequence().unwrap();
+    let var = env
+        .iter()
+        .find(|e| e["name"].as_str() == Some("IRGAN_SERVER__API_KEY"))
+        .expect("IRGAN_SERVER__API_KEY in the container's env");
+    assert!(var.get("value").is_none(), "a literal key in the manifest");
+    let name = string(var, "valueFrom.secretKeyRef.name");
+    let key = string(var, "valueFrom.secretKeyRef.key");
+    // A missing Secret stops the pod instead of starting it without a key.
+    assert_ne!(
+        var["valueFrom"]["secretKeyRef"]["optional"].as_bool(),
+        Some(true)
+    );
+    let secret = one(&docs, "Secret", Some(name));
+    assert_eq!(string(secret, "type"), "Opaque");
+    assert!(secret.get("data").is_none(), "keys go in stringData");
+    let placeholder = string(secret, &format!("stringData.{key}"));
+    assert_eq!(
+        placeholder, "",
+        "the example Secret holds a real-looking key"
+    );
+    assert!(
+        env.iter()
+            .all(|e| { e["name"].as_str() != Some("IRGAN_SERVER__ALLOW_OPEN") }),
+        "the StatefulSet opens the service"
+    );
+    let cfg: toml::Value = toml::from_str(config_toml(&docs)).unwrap();
+    assert_eq!(
+        cfg["server"]["api_key"].as_str(),
+        Some(""),
+        "a key in the ConfigMap"
+    );
+    assert_eq!(cfg["server"]["allow_open"].as_bool(), Some(false));
+
+    // What `irgan serve` in the pod sees: the ConfigMap, then the container's env with the
+    // Secret's value. The placeholder as is refuses to start, naming the fix; a key starts.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("default.toml");
+    std::fs::write(&file, config_toml(&docs)).unwrap();
+    let pod_env = |secret_value: &str| -> Vec<(String, String)> {
+        env.iter()
+            .map(|e| {
+                let name = string(e, "name").to_owned();
+                match e["value"].as_str() {
+                    Some(v) => (name, v.to_owned()),
+                    None => (name, secret_value.to_owned()),
+                }
+            })
+            .collect()
+    };
+    let load = |v: &str| ServiceConfig::load(Some(&file), pod_env(v), &[]).unwrap();
+    let e = load(placeholder)
+        .server
+        .check_exposure()
+        .expect_err("an empty key on 0.0.0.0 must not start")
+        .to_string();
+    assert!(e.contains("IRGAN_SERVER__API_KEY"), "{e}");
+    let keyed = load("0123456789abcdef");
+    assert_eq!(keyed.server.api_key, "0123456789abcdef");
+    keyed.server.check_exposure().unwrap();
 }
 
 #[test]

@@ -177,6 +177,12 @@ impl Server {
     /// Starts the server on `data_dir` and waits (at most 20 s) until `/readyz` answers 200.
     /// `sets` come after the ports, so they can override them.
     pub fn start(data_dir: &Path, sets: &[&str]) -> Self {
+        Self::start_on("127.0.0.1", data_dir, sets)
+    }
+
+    /// Like [`Server::start`], with both listeners on `host` (e.g. `0.0.0.0`; the tests still
+    /// connect through 127.0.0.1).
+    pub fn start_on(host: &str, data_dir: &Path, sets: &[&str]) -> Self {
         let [port, grpc_port] = free_ports();
         std::fs::create_dir_all(data_dir).expect("mkdir");
         let log = data_dir.with_extension(format!("{port}.log"));
@@ -189,9 +195,9 @@ impl Server {
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--set")
-            .arg(format!("server.bind=127.0.0.1:{port}"))
+            .arg(format!("server.bind={host}:{port}"))
             .arg("--set")
-            .arg(format!("server.grpc_bind=127.0.0.1:{grpc_port}"));
+            .arg(format!("server.grpc_bind={host}:{grpc_port}"));
         for s in QUICK.iter().chain(sets) {
             cmd.arg("--set").arg(s);
         }

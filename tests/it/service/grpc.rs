@@ -14,7 +14,7 @@ use crate::common::{promtool, promtool_available};
 
 /// A query-only process: no background training (the live snapshot changes only when a test
 /// publishes), and a gate that lets every finite candidate through.
-const STILL: &[&str] = &[
+pub(super) const STILL: &[&str] = &[
     "trainer.enabled=false",
     "trainer.min_entropy=0.0",
     "trainer.min_d_accuracy=0.0",
@@ -22,7 +22,7 @@ const STILL: &[&str] = &[
 ];
 
 /// The API key of the error tests.
-const KEY: &str = "s3cret";
+pub(super) const KEY: &str = "s3cret";
 
 /// Items of the demo catalogue (`iN` is in cluster `N mod 5`).
 const DEMO_CLUSTERS: usize = 5;
@@ -32,7 +32,7 @@ fn demo_cluster(item: &str) -> usize {
     item[1..].parse::<usize>().expect("demo item id") % DEMO_CLUSTERS
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(super) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -110,7 +110,7 @@ async fn reflected(server: &Server) -> (Vec<String>, Vec<String>) {
 
 /// `GET path` over REST, asserting 200.
 #[track_caller]
-fn rest_get(server: &Server, path: &str) -> Value {
+pub(super) fn rest_get(server: &Server, path: &str) -> Value {
     let r = client::get(server.port, path).expect("GET");
     assert_eq!(r.status, 200, "GET {path}: {r:?}");
     r.json()
@@ -118,14 +118,19 @@ fn rest_get(server: &Server, path: &str) -> Value {
 
 /// `POST path` over REST with `headers`; status and JSON body.
 #[track_caller]
-fn rest_post(server: &Server, path: &str, body: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+pub(super) fn rest_post(
+    server: &Server,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
     let r = client::request_with(server.port, "POST", path, Some(body), headers).expect("POST");
     let v = r.json();
     (r.status, v)
 }
 
 /// A gRPC request with `metadata`.
-fn with<T>(message: T, metadata: &[(&'static str, &str)]) -> tonic::Request<T> {
+pub(super) fn with<T>(message: T, metadata: &[(&'static str, &str)]) -> tonic::Request<T> {
     let mut r = tonic::Request::new(message);
     for (k, v) in metadata {
         r.metadata_mut()
@@ -182,7 +187,7 @@ fn assert_same_items(rest: &Value, grpc: &[pb::RankedItem], what: &str) {
 /// The stable code a failed gRPC call carries, from the `irgan-error-code` metadata; also
 /// checks that the `google.rpc.ErrorInfo` detail agrees.
 #[track_caller]
-fn grpc_code(s: &tonic::Status) -> String {
+pub(super) fn grpc_code(s: &tonic::Status) -> String {
     let code = s
         .metadata()
         .get("irgan-error-code")
@@ -201,7 +206,7 @@ fn grpc_code(s: &tonic::Status) -> String {
 
 /// Asserts a gRPC error: this status code and stable code.
 #[track_caller]
-fn assert_grpc_error<T: std::fmt::Debug>(
+pub(super) fn assert_grpc_error<T: std::fmt::Debug>(
     r: Result<tonic::Response<T>, tonic::Status>,
     status: tonic::Code,
     code: &str,
@@ -317,6 +322,7 @@ async fn scenario(server: &Server) -> (RankingServiceClient<Channel>, AdminServi
             "grpc.reflection.v1.ServerReflection",
             "irgan.v1.AdminService",
             "irgan.v1.RankingService",
+            "irgan.v1.SearchService",
         ]
     );
     assert_eq!(
@@ -601,7 +607,7 @@ fn strip_ansi(text: &str) -> String {
 }
 
 /// `v` with every number as an f64 (how `google.protobuf.Value` carries numbers).
-fn as_f64(v: &Value) -> Value {
+pub(super) fn as_f64(v: &Value) -> Value {
     match v {
         Value::Number(n) => json!(n.as_f64().expect("finite")),
         Value::Array(a) => Value::Array(a.iter().map(as_f64).collect()),
@@ -611,7 +617,7 @@ fn as_f64(v: &Value) -> Value {
 }
 
 /// A `google.protobuf.Value` as JSON (unset = null; numbers as f64), to compare with REST.
-fn pb_to_json(v: Option<&prost_types::Value>) -> Value {
+pub(super) fn pb_to_json(v: Option<&prost_types::Value>) -> Value {
     use prost_types::value::Kind;
     let Some(kind) = v.and_then(|v| v.kind.as_ref()) else {
         return Value::Null;

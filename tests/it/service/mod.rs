@@ -1,6 +1,7 @@
 //! The online service (`irgan serve`): most tests drive the router in-process with
-//! `tower::ServiceExt::oneshot` (no socket); `restart` and `grpc` run the real binary on
-//! 127.0.0.1 (`grpc` with a tonic client).
+//! `tower::ServiceExt::oneshot` (no socket); `restart`, `grpc`, `grpc_search` and `open_bind`
+//! run the real binary (on 127.0.0.1; `open_bind` also on 0.0.0.0; the gRPC ones with a tonic
+//! client).
 
 mod admin;
 mod bad_input;
@@ -8,7 +9,9 @@ mod client;
 mod concurrency;
 mod feedback;
 mod grpc;
+mod grpc_search;
 mod learning;
+mod open_bind;
 mod recommendations;
 mod restart;
 mod search;
