@@ -584,7 +584,7 @@ mod tests {
 
     #[test]
     fn the_guard_keeps_g_top_unobserved_items_out_of_d_negatives() {
-        let (pos, g, d, mut cfg) = toy();
+        let (pos, g, _, mut cfg) = toy();
         cfg.irgan.d_temperature = 0.05; // sharp: without the guard G's top items dominate
         cfg.irgan.candidates = crate::train::settings::CandidateMode::Exhaustive;
         let unguarded = draw_negatives(&g, &pos, &cfg.irgan, 1, 0);
