@@ -126,15 +126,15 @@ fn to_event(v: &Value) -> Result<EventIn, String> {
         Invalid events are listed in `rejected` by position while the valid ones are stored; if \
         none is valid, nothing is stored and the answer is a 400.",
     request_body(
-        description = "One event, an array of events, or NDJSON lines of events \
-            (at most `feedback.max_events_per_request` events).",
+        description = "One event, an array of events, or NDJSON: the array's events, one JSON \
+            object per line (1 to `feedback.max_events_per_request` events).",
         content(
             (crate::http::openapi::FeedbackBatch = "application/json",
                 example = json!([
                     {"id": "e1", "user": "ann", "item": "i3", "type": "like"},
                     {"id": "e2", "user": "ann", "item": "i8", "type": "purchase", "value": 2.0, "timestamp": 1700000000000_i64}
                 ])),
-            (crate::http::openapi::FeedbackEvent = "application/x-ndjson"),
+            (Vec<crate::http::openapi::FeedbackEvent> = "application/x-ndjson"),
         ),
     ),
     responses(
