@@ -72,8 +72,18 @@ fn id_field(v: &Value, key: &str) -> Result<Option<String>, String> {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(Value::Number(n)) if n.is_u64() || n.is_i64() => Ok(Some(n.to_string())),
+        // JSON Schema's integer includes `5.0`: the id is the integer's decimal string.
+        Some(Value::Number(n)) if n.as_f64().is_some_and(whole) => {
+            Ok(Some(format!("{:.0}", n.as_f64().unwrap_or_default())))
+        }
         Some(_) => Err(format!("`{key}` must be a string or an integer")),
     }
+}
+
+/// A whole number written as a float, e.g. `5.0`, within ±2^53, where every integer is exact
+/// (serde_json also reads an integer literal beyond 64 bits as a float: that one is refused).
+fn whole(f: f64) -> bool {
+    f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0
 }
 
 /// Decodes one JSON event; the shared validation ([`api::validate`]) checks the rest.
@@ -99,6 +109,10 @@ fn to_event(v: &Value) -> Result<EventIn, String> {
     let timestamp_ms = match v.get("timestamp") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) if n.is_i64() => n.as_i64(),
+        Some(Value::Number(n)) if n.as_f64().is_some_and(whole) => {
+            // In range and whole: the cast is exact.
+            n.as_f64().map(|f| f as i64)
+        }
         Some(_) => {
             return Err("`timestamp` must be integer milliseconds since the Unix epoch".into());
         }

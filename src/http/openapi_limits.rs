@@ -93,7 +93,14 @@ pub fn apply(doc: &mut Value, cfg: &ServiceConfig) -> Vec<String> {
         &format!("{s}/FeedbackEvent/properties/value"),
         &json!({"minimum": -MAX_VALUE, "maximum": MAX_VALUE}),
     );
-    let events = json!({"minItems": 1, "maxItems": cfg.feedback.max_events_per_request});
+    // A batch is stored when at least one event is valid; the others are rejected one by one
+    // (listed in `rejected`), so an array's items may be anything that `contains` one event.
+    let events = json!({
+        "minItems": 1,
+        "maxItems": cfg.feedback.max_events_per_request,
+        "items": {},
+        "contains": {"$ref": "#/components/schemas/FeedbackEvent"},
+    });
     p.merge(&format!("{s}/FeedbackBatch/oneOf/1"), &events);
     p.merge(
         "/paths/~1v1~1feedback/post/requestBody/content/application~1x-ndjson/schema",
