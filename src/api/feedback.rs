@@ -10,7 +10,7 @@ use crate::store::feedback_log::FeedbackEvent;
 /// Largest |value| of an event (keeps summed weights finite).
 pub const MAX_VALUE: f64 = 1e6;
 
-/// Longest accepted id, user or item string.
+/// Longest accepted id, user or item string, in characters (as JSON Schema's `maxLength`).
 pub const MAX_ID_LEN: usize = 256;
 
 /// One event as a transport decoded it, before validation. `None` means the field was absent.
@@ -51,7 +51,7 @@ fn check_id(key: &str, value: Option<String>, required: bool) -> Result<Option<S
             Ok(None)
         };
     };
-    if s.is_empty() || s.len() > MAX_ID_LEN || s.chars().any(char::is_control) {
+    if s.is_empty() || s.chars().count() > MAX_ID_LEN || s.chars().any(char::is_control) {
         return Err(format!(
             "`{key}` must be 1 to {MAX_ID_LEN} printable characters"
         ));

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod feedback;
+pub mod integral;
 pub mod model;
 pub mod queries;
 pub mod search;

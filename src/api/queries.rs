@@ -10,6 +10,9 @@ use crate::online::live::Live;
 use crate::online::query::{self, Scored, rows};
 use crate::online::query_pool::PoolError;
 
+/// Most candidates `POST /v1/rank` takes when `server.max_k` is below it.
+pub const MAX_CANDIDATES: usize = 10_000;
+
 /// One ranked item in a response (external id).
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[schema(as = ItemOut)]
@@ -232,7 +235,7 @@ pub async fn rank(state: &AppState, req: RankRequest) -> Result<Ranked, Error> {
             "items must not be empty",
         ));
     }
-    if req.items.len() > state.config.server.max_k.max(10_000) {
+    if req.items.len() > state.config.server.max_k.max(MAX_CANDIDATES) {
         return Err(Error::invalid(
             ErrorCode::InvalidBody,
             "too many candidate items",

@@ -34,7 +34,7 @@ pub struct RankRequest {
     #[schema(required = false)]
     pub model: Option<ModelChoice>,
     /// Return only the first `k` (default: all).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::api::integral::option")]
     #[schema(required = false, minimum = 1)]
     pub k: Option<usize>,
 }
@@ -75,7 +75,11 @@ pub struct ShownDocument {
     /// Its feature vector (checked to fit f32 before it is logged).
     pub features: Vec<f64>,
     /// Graded relevance judgement (takes precedence over `clicked`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::api::integral::option"
+    )]
     pub label: Option<u8>,
     /// Whether the user clicked it (a click is relevance 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]

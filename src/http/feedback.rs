@@ -72,8 +72,18 @@ fn id_field(v: &Value, key: &str) -> Result<Option<String>, String> {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(Value::Number(n)) if n.is_u64() || n.is_i64() => Ok(Some(n.to_string())),
+        // JSON Schema's integer includes `5.0`: the id is the integer's decimal string.
+        Some(Value::Number(n)) if n.as_f64().is_some_and(whole) => {
+            Ok(Some(format!("{:.0}", n.as_f64().unwrap_or_default())))
+        }
         Some(_) => Err(format!("`{key}` must be a string or an integer")),
     }
+}
+
+/// A whole number written as a float, e.g. `5.0`, within ±2^53, where every integer is exact
+/// (serde_json also reads an integer literal beyond 64 bits as a float: that one is refused).
+fn whole(f: f64) -> bool {
+    f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0
 }
 
 /// Decodes one JSON event; the shared validation ([`api::validate`]) checks the rest.
@@ -99,6 +109,10 @@ fn to_event(v: &Value) -> Result<EventIn, String> {
     let timestamp_ms = match v.get("timestamp") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) if n.is_i64() => n.as_i64(),
+        Some(Value::Number(n)) if n.as_f64().is_some_and(whole) => {
+            // In range and whole: the cast is exact.
+            n.as_f64().map(|f| f as i64)
+        }
         Some(_) => {
             return Err("`timestamp` must be integer milliseconds since the Unix epoch".into());
         }
@@ -126,15 +140,15 @@ fn to_event(v: &Value) -> Result<EventIn, String> {
         Invalid events are listed in `rejected` by position while the valid ones are stored; if \
         none is valid, nothing is stored and the answer is a 400.",
     request_body(
-        description = "One event, an array of events, or NDJSON lines of events \
-            (at most `feedback.max_events_per_request` events).",
+        description = "One event, an array of events, or NDJSON: the array's events, one JSON \
+            object per line (1 to `feedback.max_events_per_request` events).",
         content(
             (crate::http::openapi::FeedbackBatch = "application/json",
                 example = json!([
                     {"id": "e1", "user": "ann", "item": "i3", "type": "like"},
                     {"id": "e2", "user": "ann", "item": "i8", "type": "purchase", "value": 2.0, "timestamp": 1700000000000_i64}
                 ])),
-            (crate::http::openapi::FeedbackEvent = "application/x-ndjson"),
+            (Vec<crate::http::openapi::FeedbackEvent> = "application/x-ndjson"),
         ),
     ),
     responses(

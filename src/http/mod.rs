@@ -5,6 +5,7 @@ pub mod error;
 pub mod feedback;
 pub mod json;
 pub mod openapi;
+pub mod openapi_limits;
 pub mod queries;
 pub mod router;
 pub mod search;

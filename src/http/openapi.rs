@@ -23,6 +23,8 @@
 
 use std::sync::OnceLock;
 
+use axum::Extension;
+use axum::body::Bytes;
 use axum::http::header;
 use axum::response::IntoResponse;
 use serde::Deserialize;
@@ -36,6 +38,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 use crate::api::ModelChoice;
 use crate::http::error::ErrorBody;
+use crate::online::settings::ServiceConfig;
 
 /// The document's derive: every documented handler is listed in `paths(...)`.
 #[derive(OpenApi)]
@@ -65,22 +68,39 @@ use crate::http::error::ErrorBody;
 )]
 pub struct ApiDoc;
 
-/// The document, built once.
+/// The document as the annotations describe it, built once: shapes without the limits of a
+/// configuration (see [`json`]).
 pub fn document() -> &'static utoipa::openapi::OpenApi {
     static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
     DOC.get_or_init(ApiDoc::openapi)
 }
 
-/// The document as JSON text, serialised once.
-pub fn json() -> &'static str {
-    static JSON: OnceLock<String> = OnceLock::new();
-    JSON.get_or_init(|| {
-        serde_json::to_string_pretty(document()).unwrap_or_else(|e| {
-            // Unreachable: the document holds only strings, maps and JSON values.
-            tracing::error!(error = %e, "cannot serialise the OpenAPI document");
-            String::from("{}")
-        })
-    })
+/// The document a service with `config` serves, as JSON text: [`document`] with the limits of
+/// `config` set ([`crate::http::openapi_limits`]). Built once per router ([`Served`]).
+pub fn json(config: &ServiceConfig) -> String {
+    let mut doc = serde_json::to_value(document()).unwrap_or_else(|e| {
+        // Unreachable: the document holds only strings, maps and JSON values.
+        tracing::error!(error = %e, "cannot serialise the OpenAPI document");
+        serde_json::Value::Null
+    });
+    let missing = crate::http::openapi_limits::apply(&mut doc, config);
+    if !missing.is_empty() {
+        // A unit test keeps this empty; a miss leaves that limit undocumented, not wrong.
+        tracing::error!(?missing, "OpenAPI limits without a place in the document");
+    }
+    serde_json::to_string_pretty(&doc).unwrap_or_else(|_| String::from("{}"))
+}
+
+/// The document one router serves, built once at startup from the config in effect (so that
+/// `GET /openapi.json` only copies bytes). Added to the router as an `Extension`.
+#[derive(Debug, Clone)]
+pub struct Served(Bytes);
+
+impl Served {
+    /// Builds the document for `config`.
+    pub fn new(config: &ServiceConfig) -> Self {
+        Self(Bytes::from(json(config)))
+    }
 }
 
 /// `GET /openapi.json`: this document.
@@ -90,12 +110,12 @@ pub fn json() -> &'static str {
     tag = "operations",
     summary = "This OpenAPI document",
     responses(
-        (status = 200, description = "The OpenAPI 3.1 document of this API.", body = Object,
-            content_type = "application/json"),
+        (status = 200, description = "The OpenAPI 3.1 document of this API, with the limits of \
+            the configuration in effect.", body = Object, content_type = "application/json"),
     ),
 )]
-pub async fn serve() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], json())
+pub async fn serve(Extension(doc): Extension<Served>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], doc.0)
 }
 
 const DESCRIPTION: &str = "\
@@ -112,7 +132,14 @@ of `server.query_queue` full; with `Retry-After`).
 
 **Authentication.** When `server.api_key` is set, the write and admin operations (those with a \
 security requirement) need `Authorization: Bearer KEY` or `X-API-Key: KEY`, else `401 \
-unauthorized`. With no key configured they are open. Read routes are always open.";
+unauthorized`. With no key configured they are open: this document then lists the empty \
+requirement `{}` first on each of them and no 401. Read routes are always open.
+
+**Limits.** The ranges, lengths, enums and array sizes in the schemas are those of the \
+configuration in effect (`server.max_k`, `feedback.types`, `feedback.max_events_per_request`, \
+`search.n_features`, `search.max_documents`). Two rules no schema states: the documents of one \
+search list have distinct ids (`duplicate_document`), and no body may exceed \
+`server.body_limit_bytes` (`413 body_too_large`).";
 
 /// Adds what the middleware does to every operation, the security schemes, the tags and the
 /// info block.
@@ -336,7 +363,8 @@ pub struct FeedbackEvent {
     pub timestamp: Option<i64>,
 }
 
-/// The JSON body of `POST /v1/feedback`: one event or an array of events.
+/// The JSON body of `POST /v1/feedback`: one event or an array of events. (As NDJSON, the
+/// array's events one per line.)
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum FeedbackBatch {
@@ -344,4 +372,16 @@ pub enum FeedbackBatch {
     One(FeedbackEvent),
     /// Several events, stored in order.
     Many(Vec<FeedbackEvent>),
+}
+
+// ---- The search feedback request ----
+
+/// The body of `POST /v1/search/feedback`: one impression or an array of impressions.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum ImpressionBatch {
+    /// One impression.
+    One(crate::api::search::Impression),
+    /// Several impressions, stored in order.
+    Many(Vec<crate::api::search::Impression>),
 }

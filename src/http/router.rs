@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::{MatchedPath, Request, State};
@@ -12,6 +11,7 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use tower::ServiceBuilder;
 
 use crate::api::{self, ErrorCode};
@@ -60,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .merge(open)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(Extension(openapi::Served::new(&state.config)))
         .layer(DefaultBodyLimit::max(cfg.body_limit_bytes))
         .layer(limits)
         .layer(middleware::from_fn_with_state(state.clone(), measure))

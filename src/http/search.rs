@@ -75,7 +75,7 @@ pub async fn rank(
     summary = "Log search impressions",
     description = "Appends impressions (a query, the documents shown with their feature vectors,         and per document a relevance `label` or a `clicked` flag) to the durable impression log;         the answer comes after they are committed. The body is one impression object or an         array of them. Impressions are idempotent on `id`. Invalid impressions are listed in         `rejected` while the valid ones are stored; if none is valid, nothing is stored and the         answer is a 400 naming the first problem. The search trainer learns from impressions         with at least one relevant document.",
     request_body(
-        content = Vec<Impression>,
+        content = crate::http::openapi::ImpressionBatch,
         content_type = "application/json",
         example = json!([{"id": "imp-1", "query": "q1", "documents": [
             {"id": "d1", "features": example_features(0.1), "label": 2},

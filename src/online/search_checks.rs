@@ -8,7 +8,7 @@ use crate::online::search::{SearchError, SearchFailure};
 use crate::online::search_settings::SearchServiceConfig;
 use crate::store::impression_log::Impression;
 
-/// Longest accepted query or document id.
+/// Longest accepted query or document id, in characters (as JSON Schema's `maxLength`).
 const MAX_ID_LEN: usize = 256;
 
 /// Finite and representable as a finite `f32` (models compute in f32).
@@ -22,9 +22,9 @@ pub fn row_f32(features: &[f64]) -> Vec<f32> {
 }
 
 fn check_id(id: &str) -> Result<(), String> {
-    if id.is_empty() || id.len() > MAX_ID_LEN || id.chars().any(char::is_control) {
+    if id.is_empty() || id.chars().count() > MAX_ID_LEN || id.chars().any(char::is_control) {
         return Err(format!(
-            "must be 1 to {MAX_ID_LEN} bytes without control characters"
+            "must be 1 to {MAX_ID_LEN} characters, none a control character"
         ));
     }
     Ok(())

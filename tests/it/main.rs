@@ -13,6 +13,7 @@ mod layers;
 mod openapi;
 mod pipeline;
 mod reproducibility;
+mod schemathesis;
 mod search;
 mod service;
 mod snapshot;

@@ -19,16 +19,33 @@ use axum::http::Method;
 use serde_json::{Value, json};
 
 use crate::common::root;
-use crate::service::{IDLE, Reply, Svc};
+use crate::service::{DEFAULT_TOML, IDLE, Reply, Svc};
+use irgan::online::settings::ServiceConfig;
 
 /// HTTP methods an OpenAPI path item can hold, lowercase.
 const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
 ];
 
-/// The document as the service serves it.
+/// The shipped configuration (`config/default.toml`) with `sets` overrides.
+fn config(sets: &[&str]) -> ServiceConfig {
+    let sets: Vec<String> = sets.iter().map(|s| (*s).to_owned()).collect();
+    ServiceConfig::load(
+        Some(std::path::Path::new(DEFAULT_TOML)),
+        Vec::<(String, String)>::new(),
+        &sets,
+    )
+    .unwrap_or_else(|e| panic!("config {sets:?}: {e}"))
+}
+
+/// The document a service with the shipped configuration (no API key) serves.
 fn document() -> Value {
-    serde_json::from_str(irgan::http::openapi::json()).expect("the document is JSON")
+    document_with(&[])
+}
+
+/// The document a service with the shipped configuration and `sets` serves.
+fn document_with(sets: &[&str]) -> Value {
+    serde_json::from_str(&irgan::http::openapi::json(&config(sets))).expect("the document is JSON")
 }
 
 /// `(METHOD, path)` of every operation in the document.
@@ -181,7 +198,13 @@ fn operations(doc: &Value) -> Vec<(String, String, &Value)> {
 
 #[test]
 fn document_is_structurally_openapi_3() {
-    let doc = document();
+    // Open (the shipped default) and with an API key: the security requirements differ.
+    structurally_openapi_3(&document(), false);
+    structurally_openapi_3(&document_with(&[&format!("server.api_key={KEY}")]), true);
+}
+
+fn structurally_openapi_3(doc: &Value, keyed: bool) {
+    let doc = doc.clone();
     let version = doc["openapi"].as_str().expect("openapi field");
     assert!(version.starts_with("3."), "openapi = {version}");
     assert_eq!(doc["info"]["title"], "irgan");
@@ -285,18 +308,23 @@ fn document_is_structurally_openapi_3() {
             );
             assert!(p["description"].is_string(), "{what}: undescribed {p}");
         }
-        // Security: declared schemes only; protected operations document 401.
+        // Security: declared schemes only; operations that need the key document 401; with no
+        // key configured, they list the empty requirement `{}` (no credentials needed).
         let security = op["security"].as_array().cloned().unwrap_or_default();
+        let open = security.iter().any(|r| r == &json!({}));
         for req in &security {
             for name in req.as_object().expect("requirement").keys() {
                 assert!(schemes.contains_key(name), "{what}: unknown scheme {name}");
             }
         }
         assert_eq!(
-            !security.is_empty(),
+            !security.is_empty() && !open,
             responses.contains_key("401"),
             "{what}: 401 documented exactly when a key is required"
         );
+        if !security.is_empty() {
+            assert_eq!(open, !keyed, "{what}: `{{}}` exactly when no key is set");
+        }
         // Request examples match their schemas.
         if let Some(content) = op["requestBody"]["content"].as_object() {
             for (media, c) in content {
@@ -326,11 +354,13 @@ fn openapi_spec_validator_accepts_the_document() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("openapi.json");
-    std::fs::write(&file, irgan::http::openapi::json()).expect("write the document");
+    let (open, keyed) = (dir.path().join("open.json"), dir.path().join("keyed.json"));
+    std::fs::write(&open, irgan::http::openapi::json(&config(&[]))).expect("write");
+    let with_key = config(&[&format!("server.api_key={KEY}")]);
+    std::fs::write(&keyed, irgan::http::openapi::json(&with_key)).expect("write");
     let out = Command::new(&python)
         .args(["-m", "openapi_spec_validator", "--validation-errors", "all"])
-        .arg(&file)
+        .args([&open, &keyed])
         .output()
         .expect("run openapi_spec_validator");
     let (stdout, stderr) = (
@@ -534,7 +564,7 @@ async fn every_documented_operation_is_served_as_documented() {
         "feedback.max_events_per_request=5",
     ]);
     let svc = Svc::start(&sets).await;
-    let doc = document();
+    let doc: Value = serde_json::from_str(&irgan::http::openapi::json(&svc.cfg)).expect("JSON");
     let bearer = format!("Bearer {KEY}");
     // The search routes answer 200 only once a search model is live: train one.
     let search = svc.state.search.clone().expect("search enabled");
@@ -568,7 +598,7 @@ async fn every_documented_operation_is_served_as_documented() {
     // The served document is the one the tests read.
     let r = svc.get("/openapi.json").await;
     assert_eq!(r.status, 200, "{r:?}");
-    assert_eq!(r.body, irgan::http::openapi::json());
+    assert_eq!(r.body, irgan::http::openapi::json(&svc.cfg));
 
     let mut seen = BTreeSet::new();
     for (method, path, op) in operations(&doc) {

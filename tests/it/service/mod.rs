@@ -5,7 +5,7 @@
 
 mod admin;
 mod bad_input;
-mod client;
+pub mod client;
 mod concurrency;
 mod feedback;
 mod grpc;
