@@ -3,9 +3,11 @@
 pub mod admin;
 pub mod error;
 pub mod feedback;
+pub mod history;
 pub mod json;
 pub mod openapi;
 pub mod queries;
 pub mod router;
 pub mod search;
 pub mod state;
+pub mod ui;
