@@ -4,7 +4,7 @@
 
 mod admin;
 mod bad_input;
-mod client;
+pub mod client;
 mod concurrency;
 mod feedback;
 mod grpc;
