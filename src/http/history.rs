@@ -42,8 +42,9 @@ pub struct TrafficOut {
     path = "/v1/training/history",
     tag = "admin",
     summary = "The game's recent steps and gate evaluations",
-    description = "What the recommendation trainer measured in its last `trainer.history` steps \
-        (D's accuracy on real and generated items, G's entropy, mean reward, losses) and decided \
+    description = "What the recommendation trainer measured in its last `trainer.history` \
+        recorded steps (D's accuracy on real and generated items, G's entropy, mean reward, \
+        losses; at most four steps a second are recorded, `step` counts them all) and decided \
         in its last `trainer.history` gate evaluations (published or refused, why, the gate \
         metric of the candidate and the live pair). Kept in memory: empty after a restart.",
     responses(

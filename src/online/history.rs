@@ -3,9 +3,12 @@
 //! the trainer thread and read by `GET /v1/training/history` and the console's charts.
 //!
 //! Two rings, not one, because steps are frequent and gate evaluations rare: one shared ring
-//! would push the evaluations (and their refusals) out within seconds.
+//! would push the evaluations (and their refusals) out within seconds. For the same reason a
+//! step is recorded at most every [`STEP_GAP`] (on the demo the game takes ~100 steps a
+//! second, and 512 records would span five seconds); every gate evaluation is recorded.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -13,6 +16,9 @@ use utoipa::ToSchema;
 
 use crate::store::Snapshot;
 use crate::train::irgan::{DStats, GStats};
+
+/// The least time between two recorded steps.
+pub const STEP_GAP: Duration = Duration::from_millis(250);
 
 /// What one trainer step measured.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
@@ -62,12 +68,14 @@ pub struct GateRecord {
 #[derive(Debug)]
 pub struct History {
     capacity: usize,
+    step_gap: Duration,
     rings: Mutex<Rings>,
 }
 
 #[derive(Debug, Default)]
 struct Rings {
     steps_taken: u64,
+    last_recorded: Option<Instant>,
     steps: VecDeque<StepRecord>,
     gates: VecDeque<GateRecord>,
 }
@@ -104,18 +112,28 @@ fn push<T>(ring: &mut VecDeque<T>, capacity: usize, record: T) {
 }
 
 impl History {
-    /// Empty rings of `capacity` records each (0 keeps nothing).
-    pub fn new(capacity: usize) -> Self {
+    /// Empty rings of `capacity` records each (0 keeps nothing), recording a step at most
+    /// every `step_gap`.
+    pub fn new(capacity: usize, step_gap: Duration) -> Self {
         Self {
             capacity,
+            step_gap,
             rings: Mutex::new(Rings::default()),
         }
     }
 
-    /// Records a step's statistics.
+    /// Counts a step and records its statistics unless one was recorded less than the step
+    /// gap ago.
     pub fn step(&self, d: DStats, g: GStats) {
         let mut r = self.rings.lock();
         r.steps_taken += 1;
+        let now = Instant::now();
+        if r.last_recorded
+            .is_some_and(|t| now.duration_since(t) < self.step_gap)
+        {
+            return;
+        }
+        r.last_recorded = Some(now);
         let record = StepRecord {
             step: r.steps_taken,
             unix_ms: Snapshot::now_unix_ms(),
@@ -174,7 +192,7 @@ mod tests {
 
     #[test]
     fn rings_keep_the_newest_records_and_no_nan() {
-        let h = History::new(3);
+        let h = History::new(3, Duration::ZERO);
         for i in 0..5 {
             let d = DStats {
                 loss: f64::NAN,
@@ -202,6 +220,14 @@ mod tests {
         assert_eq!(v.gates[0].reason, Some("worse"));
         assert_eq!(v.gates[1].outcome, "published");
         assert_eq!((v.gates[1].step, v.gates[1].version), (5, Some(7)));
-        assert!(History::new(0).view().steps.is_empty());
+        assert!(History::new(0, Duration::ZERO).view().steps.is_empty());
+        // Thinned: the first step is recorded, the next ones within the gap only counted.
+        let thin = History::new(3, Duration::from_secs(3600));
+        thin.step(DStats::default(), GStats::default());
+        thin.step(DStats::default(), GStats::default());
+        thin.gate(None, None, None, Some(1));
+        let v = thin.view();
+        assert_eq!(v.steps.len(), 1);
+        assert_eq!(v.gates[0].step, 2);
     }
 }

@@ -177,8 +177,8 @@ pub struct TrainerConfig {
     /// Publish (through the gate) once acknowledged feedback has waited this long, whatever
     /// `publish_every_seconds` says.
     pub feedback_publish_seconds: f64,
-    /// Recent trainer steps, and separately gate evaluations, kept for
-    /// `GET /v1/training/history` and the console's charts (0 keeps none).
+    /// Recent trainer steps (at most four a second are recorded), and separately gate
+    /// evaluations, kept for `GET /v1/training/history` and the console's charts (0 keeps none).
     pub history: usize,
 }
 

@@ -20,7 +20,7 @@ use crate::model::topk::ItemIndex;
 use crate::online::catalogue::{self, Sync};
 use crate::online::feedback_data::FeedbackData;
 use crate::online::gate::{Candidate, Evidence, Gate};
-use crate::online::history::History;
+use crate::online::history::{History, STEP_GAP};
 use crate::online::live::{Live, ModelStore};
 use crate::online::metrics::Metrics;
 use crate::online::regrow;
@@ -187,7 +187,7 @@ impl Trainer {
             gate: Gate::new(cfg.training.seed),
             schedule: Schedule::new(cfg.trainer.patience, cfg.trainer.min_step_scale),
             window: StepWindow::default(),
-            history: Arc::new(History::new(cfg.trainer.history)),
+            history: Arc::new(History::new(cfg.trainer.history, STEP_GAP)),
             cfg,
         };
         t.data.rebuild_sets();

@@ -254,7 +254,7 @@
   function metrics(v) {
     if (!v || typeof v !== "object") return el("span", { class: "muted", text: "–" });
     return el("div", { class: "metrics" },
-      Object.entries(v).map(([k, x]) => el("span", {}, el("b", { text: k }), " ", typeof x === "number" ? num(x, 4) : String(x))));
+      Object.entries(v).map(([k, x]) => el("span", {}, el("b", { text: k }), " ", typeof x === "number" ? (Number.isInteger(x) ? String(x) : num(x, 4)) : String(x))));
   }
 
   async function snapshots() {
@@ -304,15 +304,16 @@
 
   // ----- try it -----
 
+  // An exploration list shows the propensity instead of the score (its score is ln propensity).
   function rankedTable(title, note, items, withPropensity) {
     const head = el("tr", {}, el("th", { class: "num", text: "#" }), el("th", { text: "item" }),
-      el("th", { class: "num", text: "score" }), el("th", { class: "num", text: "G log p" }),
-      el("th", { class: "num", text: "D prob" }), withPropensity ? el("th", { class: "num", text: "propensity" }) : null);
+      el("th", { class: "num", text: withPropensity ? "propensity" : "score" }),
+      el("th", { class: "num", text: "G log p" }), el("th", { class: "num", text: "D prob" }));
     const rows = items.map((it, i) => el("tr", {},
       el("td", { class: "num", text: i + 1 }), el("td", { class: "mono", text: it.item }),
-      el("td", { class: "num", text: num(it.score, 4) }), el("td", { class: "num", text: num(it.generator, 4) }),
-      el("td", { class: "num", text: num(it.discriminator, 4) }),
-      withPropensity ? el("td", { class: "num", text: num(it.propensity, 4) }) : null));
+      el("td", { class: "num", text: num(withPropensity ? it.propensity : it.score, 4) }),
+      el("td", { class: "num", text: num(it.generator, 4) }),
+      el("td", { class: "num", text: num(it.discriminator, 4) })));
     return el("div", { class: "list" }, el("h3", {}, title, " ", el("small", { class: "muted", text: note })),
       el("table", { class: "grid" }, el("thead", {}, head), el("tbody", {}, rows)));
   }
