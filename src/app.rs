@@ -94,6 +94,7 @@ pub fn open(cfg: ServiceConfig) -> Result<AppState, AppError> {
         metrics,
         config: Arc::new(cfg),
         search,
+        traffic: Arc::default(),
     })
 }
 
@@ -116,6 +117,8 @@ pub async fn run(
             let _ = tx.send(true);
         })
     };
+    let sampler =
+        crate::online::traffic::spawn_sampler(state.traffic.clone(), state.metrics.clone());
     let stopping = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|&stop| stop).await;
     };
@@ -140,6 +143,7 @@ pub async fn run(
     };
     let (http, grpc) = tokio::join!(http, grpc);
     signal.abort();
+    sampler.abort();
     let stopped = stop(&state).await;
     http?;
     grpc?;

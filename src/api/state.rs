@@ -7,6 +7,7 @@ use crate::online::metrics::Metrics;
 use crate::online::query_pool::QueryPool;
 use crate::online::search::SearchService;
 use crate::online::settings::ServiceConfig;
+use crate::online::traffic::Traffic;
 use crate::online::trainer::TrainerHandle;
 use crate::store::feedback_log::FeedbackLog;
 use crate::store::snapshot_dir::SnapshotDir;
@@ -30,4 +31,6 @@ pub struct AppState {
     pub queries: Arc<QueryPool>,
     /// The search task, when `search.enabled`.
     pub search: Option<Arc<SearchService>>,
+    /// Request and feedback rates, sampled in the background while serving.
+    pub traffic: Arc<Traffic>,
 }

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod error;
 pub mod feedback;
+pub mod history;
 pub mod json;
 pub mod openapi;
 pub mod openapi_limits;
@@ -10,3 +11,4 @@ pub mod queries;
 pub mod router;
 pub mod search;
 pub mod state;
+pub mod ui;

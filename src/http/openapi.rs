@@ -57,6 +57,8 @@ use crate::online::settings::ServiceConfig;
         crate::http::admin::healthz,
         crate::http::admin::readyz,
         crate::http::admin::metrics,
+        crate::http::history::training,
+        crate::http::history::traffic,
         crate::http::search::rank,
         crate::http::search::feedback,
         crate::http::search::publish,

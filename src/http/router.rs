@@ -17,7 +17,7 @@ use tower::ServiceBuilder;
 use crate::api::{self, ErrorCode};
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
-use crate::http::{admin, feedback, openapi, queries, search};
+use crate::http::{admin, feedback, history, openapi, queries, search, ui};
 
 /// Builds the router: read routes open, write and admin routes behind the optional API key,
 /// all measured, size- and time-limited, and load-shed beyond the concurrency limit.
@@ -48,7 +48,15 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
         .route("/metrics", get(admin::metrics))
-        .route("/openapi.json", get(openapi::serve));
+        .route("/openapi.json", get(openapi::serve))
+        .route("/v1/training/history", get(history::training))
+        .route("/v1/traffic", get(history::traffic))
+        // The operator's console: HTML, not API (left out of the OpenAPI document).
+        .route("/ui", get(ui::overview))
+        .route("/ui/snapshots", get(ui::snapshots))
+        .route("/ui/try", get(ui::try_it))
+        .route("/ui/config", get(ui::configuration))
+        .route("/ui/assets/{file}", get(ui::asset));
     let cfg = &state.config.server;
     let limits = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(overloaded))

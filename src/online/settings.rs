@@ -180,6 +180,9 @@ pub struct TrainerConfig {
     /// Publish (through the gate) once acknowledged feedback has waited this long, whatever
     /// `publish_every_seconds` says.
     pub feedback_publish_seconds: f64,
+    /// Recent trainer steps (at most four a second are recorded), and separately gate
+    /// evaluations, kept for `GET /v1/training/history` and the console's charts (0 keeps none).
+    pub history: usize,
 }
 
 impl Default for ServiceConfig {
@@ -280,6 +283,7 @@ impl Default for TrainerConfig {
             min_step_scale: 0.0625,
             step_users: 4096,
             feedback_publish_seconds: 1.0,
+            history: 512,
         }
     }
 }

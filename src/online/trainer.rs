@@ -20,6 +20,7 @@ use crate::model::topk::ItemIndex;
 use crate::online::catalogue::{self, Sync};
 use crate::online::feedback_data::FeedbackData;
 use crate::online::gate::{Candidate, Evidence, Gate};
+use crate::online::history::{History, STEP_GAP};
 use crate::online::live::{Live, ModelStore};
 use crate::online::metrics::Metrics;
 use crate::online::regrow;
@@ -130,6 +131,7 @@ pub struct Trainer {
     schedule: Schedule,
     window: StepWindow,
     replayed_events: u64,
+    history: Arc<History>,
 }
 
 /// A model with no users or items (what is served before the first snapshot).
@@ -185,6 +187,7 @@ impl Trainer {
             gate: Gate::new(cfg.training.seed),
             schedule: Schedule::new(cfg.trainer.patience, cfg.trainer.min_step_scale),
             window: StepWindow::default(),
+            history: Arc::new(History::new(cfg.trainer.history, STEP_GAP)),
             cfg,
         };
         t.data.rebuild_sets();
@@ -212,9 +215,10 @@ impl Trainer {
     /// Spawns the trainer thread; the handle is the only way to talk to it.
     pub fn spawn(self) -> Result<TrainerHandle, TrainerError> {
         let latest_seq = self.data.latest_seq();
+        let history = self.history.clone();
         let metrics = LoopMetrics::new(&self.metrics, "recommendation");
         let (inner, _thread) = trainer_loop::spawn(self, metrics).map_err(TrainerFailure::from)?;
-        Ok(TrainerHandle::new(inner, latest_seq))
+        Ok(TrainerHandle::new(inner, latest_seq, history))
     }
 
     /// Folds new feedback, rebuilds the sets if it changed, and makes the models cover them.
@@ -378,7 +382,10 @@ impl Trainer {
             .gate_evaluations
             .with_label_values(&[outcome])
             .inc();
+        let scores = (verdict.score, verdict.live_score);
         if let Err(r) = verdict.outcome {
+            let refusal = Some((r.reason, r.detail.clone()));
+            self.history.gate(scores.0, scores.1, refusal, None);
             return Err(self.refuse(clock, r.reason, r.detail));
         }
         let candidate = verdict.validation;
@@ -406,6 +413,7 @@ impl Trainer {
             .write_checkpointed(&snapshot, &checkpoint, self.cfg.storage.keep_snapshots)
             .map_err(TrainerFailure::from)?;
         self.next_version += 1;
+        self.history.gate(scores.0, scores.1, None, Some(version));
         self.go_live(snapshot);
         self.metrics
             .swap_seconds
@@ -496,6 +504,7 @@ impl OnlineTask for Trainer {
         game.d_phase(positives, self.cfg.trainer.d_epochs_per_step);
         self.d = game.d_stats();
         self.g = game.g_epoch(positives);
+        self.history.step(self.d, self.g);
         let m = &self.metrics;
         m.trainer_steps.inc();
         m.d_loss.set(self.d.loss);

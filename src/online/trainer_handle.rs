@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::online::history::{History, HistoryView};
 use crate::online::trainer::{Published, Trainer, TrainerError, TrainerStatus};
 use crate::online::trainer_loop::LoopHandle;
 
@@ -12,6 +13,7 @@ use crate::online::trainer_loop::LoopHandle;
 pub struct TrainerHandle {
     inner: LoopHandle<Trainer>,
     latest_seq: Arc<AtomicU64>,
+    history: Arc<History>,
 }
 
 impl TrainerHandle {
@@ -29,6 +31,11 @@ impl TrainerHandle {
             last_failure: health.last_failure,
             ..self.inner.status()
         }
+    }
+
+    /// The game's recent steps and gate evaluations (`trainer.history` of each), oldest first.
+    pub fn history(&self) -> HistoryView {
+        self.history.view()
     }
 
     /// Validates the current candidate and publishes it if it passes the gate.
@@ -59,8 +66,16 @@ impl TrainerHandle {
 }
 
 impl TrainerHandle {
-    /// Wraps the loop's handle and the trainer's latest-position atomic.
-    pub(crate) fn new(inner: LoopHandle<Trainer>, latest_seq: Arc<AtomicU64>) -> Self {
-        Self { inner, latest_seq }
+    /// Wraps the loop's handle, the trainer's latest-position atomic and its history.
+    pub(crate) fn new(
+        inner: LoopHandle<Trainer>,
+        latest_seq: Arc<AtomicU64>,
+        history: Arc<History>,
+    ) -> Self {
+        Self {
+            inner,
+            latest_seq,
+            history,
+        }
     }
 }

@@ -6,6 +6,7 @@ mod adversarial;
 mod bad_input;
 mod common;
 mod config;
+mod console;
 mod deploy;
 mod dockerfile;
 mod k8s;

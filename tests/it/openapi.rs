@@ -136,7 +136,11 @@ fn served() -> BTreeSet<(String, String)> {
 
 #[test]
 fn every_route_is_documented_and_every_documented_route_is_routed() {
-    let served = served();
+    // The console's pages and assets (`/ui…`) are HTML for people, not API: not documented.
+    let served: BTreeSet<_> = served()
+        .into_iter()
+        .filter(|(_, p)| p != "/ui" && !p.starts_with("/ui/"))
+        .collect();
     let documented = documented(&document());
     assert!(
         served.len() >= 14,
