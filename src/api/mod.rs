@@ -11,6 +11,7 @@ pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod feedback;
+pub mod history;
 pub mod integral;
 pub mod model;
 pub mod queries;
@@ -19,4 +20,4 @@ pub mod state;
 
 pub use error::{Error, ErrorCode, ErrorKind};
 pub use model::ModelChoice;
-pub use state::AppState;
+pub use state::{AppState, ServiceConfig};

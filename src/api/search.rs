@@ -8,6 +8,8 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::api::{AppState, Error, ErrorCode, ErrorKind, ModelChoice};
+/// The largest relevance label an impression may carry.
+pub use crate::data::letor::MAX_LABEL;
 use crate::online::search::{self as domain, SearchFailure, SearchService};
 use crate::store::impression_log as log;
 

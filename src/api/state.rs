@@ -6,7 +6,7 @@ use crate::online::live::ModelStore;
 use crate::online::metrics::Metrics;
 use crate::online::query_pool::QueryPool;
 use crate::online::search::SearchService;
-use crate::online::settings::ServiceConfig;
+pub use crate::online::settings::ServiceConfig;
 use crate::online::traffic::Traffic;
 use crate::online::trainer::TrainerHandle;
 use crate::store::feedback_log::FeedbackLog;

@@ -4,37 +4,9 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde::Serialize;
-use utoipa::ToSchema;
 
+use crate::api::history::{self, TrafficOut, TrainingHistory};
 use crate::http::state::AppState;
-use crate::online::history::{GateRecord, StepRecord};
-use crate::online::traffic::{self, TrafficPoint};
-
-/// Response of `GET /v1/training/history`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TrainingHistory {
-    /// Records kept per list (`trainer.history`).
-    pub capacity: usize,
-    /// The metric the gate compares (`trainer.gate_metric`): what `score` and `live_score` are.
-    #[schema(example = "NDCG@10")]
-    pub gate_metric: String,
-    /// The last trainer steps, oldest first.
-    pub steps: Vec<StepRecord>,
-    /// The last gate evaluations (published or refused), oldest first.
-    pub gates: Vec<GateRecord>,
-}
-
-/// Response of `GET /v1/traffic`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TrafficOut {
-    /// Seconds between samples.
-    pub every_seconds: u64,
-    /// Samples kept (the window is `every_seconds · samples`).
-    pub samples: usize,
-    /// Rates between consecutive samples, oldest first (empty until two samples exist).
-    pub points: Vec<TrafficPoint>,
-}
 
 /// `GET /v1/training/history`
 #[utoipa::path(
@@ -52,13 +24,7 @@ pub struct TrafficOut {
     ),
 )]
 pub async fn training(State(state): State<AppState>) -> Json<TrainingHistory> {
-    let h = state.trainer.history();
-    Json(TrainingHistory {
-        capacity: h.capacity,
-        gate_metric: state.config.trainer.gate_metric.clone(),
-        steps: h.steps,
-        gates: h.gates,
-    })
+    Json(history::training(&state))
 }
 
 /// `GET /v1/traffic`
@@ -75,9 +41,5 @@ pub async fn training(State(state): State<AppState>) -> Json<TrainingHistory> {
     ),
 )]
 pub async fn traffic(State(state): State<AppState>) -> Json<TrafficOut> {
-    Json(TrafficOut {
-        every_seconds: traffic::EVERY.as_secs(),
-        samples: traffic::SAMPLES,
-        points: state.traffic.points(),
-    })
+    Json(history::traffic(&state))
 }

@@ -37,8 +37,8 @@ use utoipa::openapi::{ContentBuilder, Header, RefOr};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 use crate::api::ModelChoice;
+use crate::api::ServiceConfig;
 use crate::http::error::ErrorBody;
-use crate::online::settings::ServiceConfig;
 
 /// The document's derive: every documented handler is listed in `paths(...)`.
 #[derive(OpenApi)]

@@ -12,9 +12,9 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::api::ServiceConfig;
 use crate::api::feedback::{MAX_ID_LEN, MAX_VALUE};
-use crate::data::letor::MAX_LABEL;
-use crate::online::settings::ServiceConfig;
+use crate::api::search::MAX_LABEL;
 
 /// An external id as the checks take it (`char::is_control` is Unicode category Cc): 1 to
 /// [`MAX_ID_LEN`] characters, none of them a control character.

@@ -3,8 +3,8 @@
 
 use toml::{Table, Value};
 
+use crate::api::ServiceConfig;
 use crate::http::ui::escape;
-use crate::online::settings::ServiceConfig;
 
 /// What a redacted secret shows.
 const REDACTED: &str = "<redacted>";
