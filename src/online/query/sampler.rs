@@ -32,24 +32,29 @@ pub fn draw(logits: &[f64], k: usize, rng: &mut Rng) -> Vec<Draw> {
     }
     // Non-finite logits (−∞: not a candidate) get weight 0; `exp_nonpositive` maps −∞ to 0
     // and the select keeps NaN out.
-    let mut w: Vec<f64> = logits
-        .iter()
-        .map(|&z| {
-            if z.is_finite() {
-                exp_nonpositive(z - max)
-            } else {
-                0.0
-            }
-        })
-        .collect();
+    let mut drawn = vec![false; logits.len()];
+    let mut w = weights(logits, &drawn, max);
     let total: f64 = w.iter().sum();
     let ln_sum = total.ln();
     let mut blocks: Vec<f64> = w.chunks(BLOCK).map(|c| c.iter().sum()).collect();
     let mut out = Vec::with_capacity(k.min(logits.len()));
     while out.len() < k {
-        let remaining: f64 = blocks.iter().sum();
+        let mut remaining: f64 = blocks.iter().sum();
         if remaining <= 0.0 {
-            break; // every candidate has been drawn
+            // Either every candidate has been drawn, or the ones left are so far below the
+            // drawn ones (a very low exploration temperature) that their weights underflowed:
+            // then re-weight them against the largest of them.
+            let left_max = logits
+                .iter()
+                .zip(&drawn)
+                .filter(|&(z, &d)| !d && z.is_finite())
+                .fold(f64::NEG_INFINITY, |m, (&z, _)| m.max(z));
+            if !left_max.is_finite() {
+                break;
+            }
+            w = weights(logits, &drawn, left_max);
+            blocks = w.chunks(BLOCK).map(|c| c.iter().sum()).collect();
+            remaining = blocks.iter().sum();
         }
         let mut x = rng::unit(rng) * remaining;
         let b = pick(&blocks, &mut x);
@@ -58,9 +63,25 @@ pub fn draw(logits: &[f64], k: usize, rng: &mut Rng) -> Vec<Draw> {
         let i = start + pick(&w[start..end], &mut x);
         out.push((i as u32, ((logits[i] - max) - ln_sum).min(0.0)));
         w[i] = 0.0;
+        drawn[i] = true;
         blocks[b] = w[start..end].iter().sum();
     }
     out
+}
+
+/// `exp(z − max)` for every finite logit not drawn yet, 0 for the rest.
+fn weights(logits: &[f64], drawn: &[bool], max: f64) -> Vec<f64> {
+    logits
+        .iter()
+        .zip(drawn)
+        .map(|(&z, &d)| {
+            if z.is_finite() && !d {
+                exp_nonpositive(z - max)
+            } else {
+                0.0
+            }
+        })
+        .collect()
 }
 
 /// The index whose cumulative weight first exceeds `x` (which is reduced to an offset inside
@@ -98,6 +119,17 @@ mod tests {
         assert!((total - 1.0).abs() < 1e-12);
         assert!(draw(&[f64::NEG_INFINITY; 3], 2, &mut r).is_empty());
         assert!(draw(&logits, 0, &mut r).is_empty());
+    }
+
+    #[test]
+    fn underflowed_candidates_are_still_drawn_in_order() {
+        // Logits of scores over a tiny exploration temperature: after the first draw every
+        // other weight underflows to 0 against the first one's.
+        let logits = [0.0, -1e6, f64::NEG_INFINITY, -2e6, -3e300];
+        let got = draw(&logits, 5, &mut rng::stream(1, 2, 3));
+        let items: Vec<u32> = got.iter().map(|d| d.0).collect();
+        assert_eq!(items, [0, 1, 3, 4]);
+        assert!(got.iter().all(|d| d.1.is_finite() && d.1 <= 0.0));
     }
 
     #[test]
