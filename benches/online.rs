@@ -5,7 +5,8 @@
 //!
 //! Run: `cargo bench --bench online` (builds `target/release/irgan` first). Phases:
 //! 1. **bootstrap**: `irgan serve --bootstrap` with the models of `config/gowalla.toml`
-//!    (sampled-softmax pretraining, sampled game; dim `ONLINE_DIM`, default 64) and the service
+//!    (sampled-softmax pretraining, sampled game; dim `ONLINE_DIM`, default 32 as in the issue's
+//!    figures) and the service
 //!    defaults otherwise; seconds to `/readyz` 200 and resident memory. The first published
 //!    snapshot is copied aside for the quality check.
 //! 2. **feedback stream**: `ONLINE_RATE` events/s (default 200) of `like`s, in requests of 20 every
@@ -28,7 +29,8 @@
 //! default 40 as in `config/gowalla.toml`; fewer for a quick try), `ONLINE_RATE`, `ONLINE_STREAM_SECONDS`
 //! (default 30 after the load phases), `ONLINE_SETTLE_SECONDS`, `ONLINE_IDLE_SECONDS`,
 //! `ONLINE_DEADLINE_SECONDS` (watchdog, default 3600), `ONLINE_KEEP` (a directory to keep the
-//! data directory and logs in).
+//! data directory and logs in), `ONLINE_FROM` (a directory holding `data/` and `service.toml` of
+//! an earlier bootstrap: phase 1 restarts on a copy of it instead of pretraining).
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod common;
@@ -121,7 +123,7 @@ baseline = "running_mean"
 
 fn run(root: &Path, data: &Path) -> anyhow::Result<()> {
     let bin = build_release(root)?;
-    let dim: usize = env_num("ONLINE_DIM", 64);
+    let dim: usize = env_num("ONLINE_DIM", 32);
     let deadline_s: u64 = env_num("ONLINE_DEADLINE_SECONDS", 3600);
     let tmp = tempfile::tempdir()?;
     let work: PathBuf = match std::env::var("ONLINE_KEEP") {
@@ -141,6 +143,17 @@ fn run(root: &Path, data: &Path) -> anyhow::Result<()> {
     let config = work.join("service.toml");
     let epochs: usize = env_num("ONLINE_EPOCHS", 40);
     std::fs::write(&config, service_config(dim, epochs))?;
+    if let Ok(from) = std::env::var("ONLINE_FROM") {
+        // A data directory bootstrapped before (with the same config): phase 1 is then a
+        // restart on a copy of it, without the pretraining (for quick iterations).
+        let status = Command::new("cp")
+            .args(["-a", &format!("{from}/data"), &work.to_string_lossy()])
+            .status()?;
+        if !status.success() {
+            bail!("cannot copy {from}/data");
+        }
+        std::fs::copy(format!("{from}/service.toml"), &config)?;
+    }
 
     // Watchdog: whatever happens, this process (and with it the server) ends by the deadline.
     std::thread::spawn(move || {

@@ -158,7 +158,7 @@ fn items_out(live: &Live, scored: Vec<Scored>) -> Vec<RankedItem> {
 /// The top `k` items for a user from the live snapshot: by the chosen model, sampled from G's
 /// policy when `explore > 0`, or by popularity for a user the snapshot does not know.
 ///
-/// A cached answer (the user's default list, the cold-start list) is returned at once;
+/// A cached answer (the user's top list by the model, the cold-start list) is returned at once;
 /// anything else is computed on the query pool, batched with other requests.
 pub async fn recommend(state: &AppState, req: RecommendRequest) -> Result<Recommendations, Error> {
     let k = k_of(state, req.k)?;
@@ -189,11 +189,12 @@ pub async fn recommend(state: &AppState, req: RecommendRequest) -> Result<Recomm
         };
         (pool.ask(live.clone(), ask).await, "explore")
     } else if let Some(user) = index {
-        let cached = (model == query::ModelChoice::Generator && req.exclude_seen)
-            .then(|| live.precomputed_top(user, k))
+        let cached = req
+            .exclude_seen
+            .then(|| live.cached_top(user, model, k))
             .flatten();
         let scored = match cached {
-            Some(top) => Ok(top.to_vec()),
+            Some(top) => Ok(top),
             None => {
                 let ask = Ask::Top {
                     user,

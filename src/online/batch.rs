@@ -85,31 +85,31 @@ impl Scores {
 /// unknown user for [`Ask::Top`]) get an empty list.
 pub fn answer(live: &Live, asks: &[Ask]) -> Vec<Vec<Scored>> {
     let m = live.query_model();
-    let default_list = |a: &Ask| match *a {
+    // Requests a cached list answers: any model's top k <= precompute_k, seen excluded.
+    let cached = |a: &Ask| match *a {
         Ask::Top {
-            model: ModelChoice::Generator,
             k,
             exclude_seen: true,
             ..
         } => k <= live.precomputed_k,
         _ => false,
     };
-    let indexed = !matches!(live.index, crate::model::topk::ItemIndex::Exact);
+    let indexed = !matches!(*live.index, crate::model::topk::ItemIndex::Exact);
     let mut need: BTreeMap<u32, Need> = BTreeMap::new();
     for a in asks {
         let Some(u) = a.user().filter(|&u| m.knows_user(u)) else {
             continue;
         };
-        if let Ask::Top { user, k, .. } = *a
-            && default_list(a)
-            && live.precomputed_top(user, k).is_some()
+        if let Ask::Top { user, model, .. } = *a
+            && cached(a)
+            && live.has_list(user, model)
         {
             continue; // computed meanwhile
         }
         let n = need.entry(u).or_default();
         match a {
             Ask::Top { model, .. } => match model {
-                ModelChoice::Generator if indexed && !default_list(a) => {}
+                ModelChoice::Generator if indexed && !cached(a) => {}
                 ModelChoice::Generator => n.g = true,
                 ModelChoice::Discriminator => n.d = true,
                 ModelChoice::Blend => (n.g, n.d) = (true, true),
@@ -133,7 +133,7 @@ pub fn answer(live: &Live, asks: &[Ask]) -> Vec<Vec<Scored>> {
         }
     }
     asks.iter()
-        .map(|a| answer_one(live, &m, a, &g, &d, default_list(a)))
+        .map(|a| answer_one(live, &m, a, &g, &d, cached(a)))
         .collect()
 }
 
@@ -143,7 +143,7 @@ fn answer_one(
     ask: &Ask,
     g: &Scores,
     d: &Scores,
-    default_list: bool,
+    cached: bool,
 ) -> Vec<Scored> {
     let known = ask.user().filter(|&u| m.knows_user(u));
     let user_rows = |u: Option<u32>| UserRows {
@@ -170,14 +170,21 @@ fn answer_one(
             let Some(u) = known else {
                 return Vec::new();
             };
-            if default_list {
-                if let Some(top) = live.precomputed_top(u, k) {
-                    return top.to_vec();
+            if cached {
+                if let Some(top) = live.cached_top(u, model, k) {
+                    return top;
                 }
                 let r = user_rows(Some(u));
-                let list = rows::top(m, &r, model, live.precomputed_k, seen(known, true), None);
-                let list = live.store_precomputed(u, list);
-                return list[..k.min(list.len())].to_vec();
+                let stats = (model == ModelChoice::Blend)
+                    .then(|| live.blend_stats(m, Some(u), r.g.zip(r.d)));
+                let list = rows::top(m, &r, model, live.precomputed_k, seen(known, true), stats);
+                live.store_list(u, model, &list);
+                // Answered the way the cache answers from now on (one dot product per item,
+                // not the GEMM row's last bits), so one version never gives two answers.
+                if let Some(top) = live.cached_top(u, model, k) {
+                    return top;
+                }
+                return list.into_iter().take(k).collect();
             }
             let exclude = seen(known, exclude_seen);
             if model == ModelChoice::Generator

@@ -17,13 +17,19 @@ use crate::online::query::{self, ModelChoice, QueryModel, Scored, rows};
 use crate::online::settings::IndexConfig;
 use crate::store::Snapshot;
 
+mod carry;
+
+pub use carry::Carried;
+
 /// An immutable, query-ready snapshot: the model pair with its catalogue, the items each user
 /// has interacted with, and item popularity for cold starts.
 ///
 /// Building one is cheap (no pass over users × items): what queries need repeatedly is cached
-/// here per user on first use — each user's default top list, G's softmax normaliser, the
-/// blend's standardisers — and [`Live::fill`] (run in the background once the snapshot is live,
-/// see [`ModelStore`]) fills the default lists of every user in batches.
+/// here per user on first use — each user's top list by each model (item ids, seen excluded),
+/// G's softmax normaliser, the blend's standardisers — and [`Live::fill`] (run in the
+/// background once the snapshot is live, see [`ModelStore`]) fills them for every user in
+/// batches. The caches of users whose rows did not change carry over to the next snapshot
+/// ([`Live::carry_from`]).
 #[derive(Debug)]
 pub struct Live {
     /// The model pair, ids and metadata.
@@ -34,14 +40,16 @@ pub struct Live {
     pub popularity: Vec<f32>,
     /// When this snapshot became live (unix ms).
     pub published_unix_ms: u64,
-    /// How many items each user's default list (G, seen excluded) holds; 0 disables them.
+    /// How many items each user's cached top lists (seen excluded) hold; 0 disables them.
     pub precomputed_k: usize,
-    /// G's top-k search: exact, or the approximate index built for this snapshot.
-    pub index: ItemIndex,
+    /// G's top-k search: exact, or the approximate index built for this snapshot (shared with
+    /// the snapshots after it while G's items do not change).
+    pub index: Arc<ItemIndex>,
     /// Weight of G in the blend.
     blend_weight: f64,
-    /// Each known user's default top list, once computed.
-    precomputed: Vec<OnceLock<Vec<Scored>>>,
+    /// Each known user's top list by each model (indexed by [`slot`]), item ids best first,
+    /// once computed; shared with the next snapshot while the user's rows do not change.
+    lists: [Vec<OnceLock<Arc<[u32]>>>; 3],
     /// Each user's G softmax normaliser, once known (so later queries need no pass over the
     /// catalogue for it).
     normalisers: Vec<Normaliser>,
@@ -85,9 +93,9 @@ impl Live {
             popularity,
             published_unix_ms: Snapshot::now_unix_ms(),
             precomputed_k: precompute_k,
-            index: ItemIndex::Exact,
+            index: Arc::new(ItemIndex::Exact),
             blend_weight,
-            precomputed: (0..slots).map(|_| OnceLock::new()).collect(),
+            lists: std::array::from_fn(|_| (0..slots).map(|_| OnceLock::new()).collect()),
             normalisers: (0..nu).map(|_| OnceLock::new()).collect(),
             blend_stats: (0..nu).map(|_| OnceLock::new()).collect(),
             zero: (OnceLock::new(), OnceLock::new()),
@@ -101,12 +109,12 @@ impl Live {
     pub fn with_index(mut self, config: &IndexConfig) -> Self {
         let g = &self.snapshot.generator;
         let n = catalogue_len(g);
-        self.index = ItemIndex::build(
+        self.index = Arc::new(ItemIndex::build(
             config.kind,
             g.item.slice(ndarray::s![..n, ..]),
             &g.bias.as_slice().unwrap_or(&[])[..n],
             &config.params(),
-        );
+        ));
         self
     }
 
@@ -115,19 +123,20 @@ impl Live {
         QueryModel::from_snapshot(&self.snapshot, self.blend_weight, &self.popularity)
     }
 
-    /// Computes every missing default list (and with it the user's normaliser), users scored
-    /// in batches by GEMM, plus the cold-start list; stops early once `keep_going` answers
-    /// false (checked between batches). The lists equal what requests would compute one by
-    /// one. Sequential on the calling thread: a background fill takes one core, leaving the
-    /// others (and rayon's pool) to the trainer and the query pool.
+    /// Computes every missing top list (G's, D's and the blend's, and with them the user's
+    /// normaliser and blend standardisers), users scored in batches by GEMM, plus the
+    /// cold-start list; stops early once `keep_going` answers false (checked between batches).
+    /// The lists equal what requests would compute one by one. Sequential on the calling
+    /// thread: a background fill takes one core, leaving the others (and rayon's pool) to the
+    /// trainer and the query pool.
     pub fn fill(&self, keep_going: impl Fn() -> bool) {
         let _ = self.cold_start_list();
         if self.precomputed_k == 0 {
             return;
         }
         let m = self.query_model();
-        let users: Vec<u32> = (0..self.precomputed.len() as u32)
-            .filter(|&u| m.knows_user(u) && self.precomputed[u as usize].get().is_none())
+        let users: Vec<u32> = (0..self.lists[0].len() as u32)
+            .filter(|&u| m.knows_user(u) && !self.has_lists(u))
             .collect();
         for chunk in users.chunks(USER_BATCH) {
             if !keep_going() {
@@ -135,24 +144,30 @@ impl Live {
             }
             let asks: Vec<Ask> = chunk
                 .iter()
-                .map(|&user| Ask::Top {
-                    user,
-                    model: ModelChoice::Generator,
-                    k: self.precomputed_k,
-                    exclude_seen: true,
+                .flat_map(|&user| {
+                    ModelChoice::ALL.map(|model| Ask::Top {
+                        user,
+                        model,
+                        k: self.precomputed_k,
+                        exclude_seen: true,
+                    })
                 })
                 .collect();
             batch::answer(self, &asks);
         }
     }
 
-    /// True when every known user's default list is computed (or lists are disabled).
+    /// Whether every model's list of `user` is cached.
+    fn has_lists(&self, user: u32) -> bool {
+        self.lists
+            .iter()
+            .all(|l| l.get(user as usize).is_some_and(|s| s.get().is_some()))
+    }
+
+    /// True when every known user's lists are computed (or lists are disabled).
     pub fn filled(&self) -> bool {
         let m = self.query_model();
-        self.precomputed
-            .iter()
-            .enumerate()
-            .all(|(u, l)| l.get().is_some() || !m.knows_user(u as u32))
+        (0..self.lists[0].len() as u32).all(|u| !m.knows_user(u) || self.has_lists(u))
     }
 
     /// G's top `k` for a known `user` through the approximate index, when this snapshot has
@@ -164,28 +179,53 @@ impl Live {
         k: usize,
         exclude: &[u32],
     ) -> Option<Vec<Scored>> {
-        let ItemIndex::Approximate(ix) = &self.index else {
+        let ItemIndex::Approximate(ix) = self.index.as_ref() else {
             return None;
         };
         let norm = self.normaliser(m, Some(user));
         Some(query::recommend_indexed(m, ix, user, k, exclude, norm))
     }
 
-    /// The precomputed top `k` of `user` (G, seen excluded), if computed already.
-    pub fn precomputed_top(&self, user: u32, k: usize) -> Option<&[Scored]> {
+    /// The cached top `k` of known `user` by `model` (seen excluded), if computed already:
+    /// the cached item ids, each scored with one dot product per model.
+    pub fn cached_top(&self, user: u32, model: ModelChoice, k: usize) -> Option<Vec<Scored>> {
         if k > self.precomputed_k {
             return None;
         }
-        let list = self.precomputed.get(user as usize)?.get()?;
+        let ids = self.lists[slot(model)].get(user as usize)?.get()?;
+        let normaliser = *self.normalisers.get(user as usize)?.get()?;
+        let stats = match model {
+            ModelChoice::Blend => Some(*self.blend_stats.get(user as usize)?.get()?),
+            _ => None,
+        };
+        let r = rows::UserRows {
+            user: Some(user),
+            g: None,
+            d: None,
+            normaliser,
+            d_finite: false,
+        };
         // A list shorter than precomputed_k is complete: the user has no more candidates.
-        Some(&list[..k.min(list.len())])
+        let ids = &ids[..k.min(ids.len())];
+        Some(rows::entries(&self.query_model(), &r, model, ids, stats))
     }
 
-    /// Stores `user`'s default list (the first one stored wins) and returns the stored one.
-    pub(crate) fn store_precomputed(&self, user: u32, list: Vec<Scored>) -> &[Scored] {
-        match self.precomputed.get(user as usize) {
-            Some(slot) => slot.get_or_init(|| list),
-            None => &[],
+    /// The cached default list of `user` (G, seen excluded): [`Live::cached_top`] for G.
+    pub fn precomputed_top(&self, user: u32, k: usize) -> Option<Vec<Scored>> {
+        self.cached_top(user, ModelChoice::Generator, k)
+    }
+
+    /// Whether `user`'s list by `model` is cached.
+    pub(crate) fn has_list(&self, user: u32, model: ModelChoice) -> bool {
+        self.lists[slot(model)]
+            .get(user as usize)
+            .is_some_and(|s| s.get().is_some())
+    }
+
+    /// Caches `user`'s top list by `model` (the first one stored wins).
+    pub(crate) fn store_list(&self, user: u32, model: ModelChoice, list: &[Scored]) {
+        if let Some(s) = self.lists[slot(model)].get(user as usize) {
+            let _ = s.get_or_init(|| list.iter().map(|e| e.item).collect());
         }
     }
 
@@ -293,6 +333,15 @@ impl Live {
     }
 }
 
+/// Where a model's lists are kept in [`Live`].
+fn slot(model: ModelChoice) -> usize {
+    match model {
+        ModelChoice::Generator => 0,
+        ModelChoice::Discriminator => 1,
+        ModelChoice::Blend => 2,
+    }
+}
+
 /// The Euclidean norm of a row, in f64.
 fn norm(x: &[f32]) -> f64 {
     x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt()
@@ -364,7 +413,7 @@ pub(crate) mod tests {
     use crate::rng;
 
     /// The same items in the same order, every number to 1e-6.
-    fn assert_close(got: &[Scored], want: &[Scored]) {
+    pub(crate) fn assert_close(got: &[Scored], want: &[Scored]) {
         assert_eq!(got.len(), want.len());
         for (a, b) in got.iter().zip(want) {
             assert_eq!(a.item, b.item);
@@ -455,7 +504,7 @@ pub(crate) mod tests {
                 live.seen.items(u as usize),
             );
             // Batched (GEMM) scores may differ from the one-user loop in the last bits.
-            assert_close(live.precomputed_top(u, 7).unwrap(), &fresh);
+            assert_close(&live.precomputed_top(u, 7).unwrap(), &fresh);
         }
         assert!(live.precomputed_top(0, 11).is_none());
         let store = ModelStore::new(live);

@@ -60,6 +60,11 @@ pub struct Metrics {
     pub snapshot_published: Gauge,
     /// Time to write and swap a snapshot.
     pub swap_seconds: Histogram,
+    /// Snapshots published, by kind: `game` (a gated candidate of the game) or `fold_in` (the
+    /// live pair with the users and items of new feedback solved in).
+    pub publishes: IntCounterVec,
+    /// Users whose cached lists and normalisers the live snapshot took over from the one before.
+    pub carried_users: IntGauge,
     /// Candidates refused, by reason.
     pub publish_refusals: IntCounterVec,
     /// Seconds from an event's acknowledgement to the first published snapshot trained on it.
@@ -198,6 +203,17 @@ impl Metrics {
                 "irgan_snapshot_swap_duration_seconds",
                 "Time to write and swap a snapshot",
             ))?,
+            publishes: IntCounterVec::new(
+                Opts::new(
+                    "irgan_snapshot_publishes_total",
+                    "Snapshots published, by kind (game, fold_in)",
+                ),
+                &["kind"],
+            )?,
+            carried_users: IntGauge::new(
+                "irgan_snapshot_carried_users",
+                "Users whose cached lists the live snapshot took over from the one before",
+            )?,
             publish_refusals: IntCounterVec::new(
                 Opts::new(
                     "irgan_snapshot_publish_refusals_total",
@@ -278,6 +294,8 @@ impl Metrics {
         r.register(Box::new(m.snapshot_version.clone()))?;
         r.register(Box::new(m.snapshot_published.clone()))?;
         r.register(Box::new(m.swap_seconds.clone()))?;
+        r.register(Box::new(m.publishes.clone()))?;
+        r.register(Box::new(m.carried_users.clone()))?;
         r.register(Box::new(m.publish_refusals.clone()))?;
         r.register(Box::new(m.feedback_to_snapshot_seconds.clone()))?;
         r.register(Box::new(m.users.clone()))?;

@@ -21,6 +21,7 @@ pub mod search_checks;
 pub mod search_settings;
 pub mod search_trainer;
 pub mod settings;
+pub mod staging;
 pub mod step_window;
 pub mod traffic;
 pub mod trainer;

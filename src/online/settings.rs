@@ -148,9 +148,10 @@ pub struct TrainerConfig {
     pub enabled: bool,
     /// D-epochs in one trainer step (then one G-epoch).
     pub d_epochs_per_step: usize,
-    /// Consider publishing after this many steps...
+    /// Gate the game's candidate after this many steps...
     pub publish_every_steps: u64,
-    /// ...or after this many seconds with at least one step.
+    /// ...or after this many seconds with at least one step. An accepted candidate is staged:
+    /// it goes live once its caches are filled (one candidate at a time).
     pub publish_every_seconds: f64,
     /// Refuse a candidate whose validation metric is below the live one by more than this
     /// (absolute).
@@ -177,8 +178,10 @@ pub struct TrainerConfig {
     /// cycle through everyone (0 = every user in every step). Bounds a step's time, so feedback
     /// is published between steps at any catalogue size.
     pub step_users: usize,
-    /// Publish (through the gate) once acknowledged feedback has waited this long, whatever
-    /// `publish_every_seconds` says.
+    /// Fold acknowledged feedback into the live pair and publish it once it has waited this
+    /// long: the users (and new items) of the feedback are solved again against the live
+    /// items, no game step and no gate (the item side is the gated one), and every other
+    /// user's cached lists carry over.
     pub feedback_publish_seconds: f64,
     /// Recent trainer steps (at most four a second are recorded), and separately gate
     /// evaluations, kept for `GET /v1/training/history` and the console's charts (0 keeps none).

@@ -16,10 +16,9 @@ use crate::data::loader::InteractionSets;
 use crate::data::train_data::TrainData;
 use crate::data::{IdMap, Interactions};
 use crate::model::MfModel;
-use crate::model::topk::ItemIndex;
 use crate::online::catalogue::{self, Sync};
 use crate::online::feedback_data::FeedbackData;
-use crate::online::gate::{Candidate, Evidence, Gate};
+use crate::online::gate::Gate;
 use crate::online::history::{History, STEP_GAP};
 use crate::online::live::{Live, ModelStore};
 use crate::online::metrics::Metrics;
@@ -27,6 +26,7 @@ use crate::online::regrow;
 use crate::online::restart;
 use crate::online::schedule::Schedule;
 use crate::online::settings::ServiceConfig;
+use crate::online::staging::Staged;
 use crate::online::step_window::StepWindow;
 use crate::online::trainer_loop::{self, Clock, LoopError, LoopMetrics, OnlineTask};
 use crate::online::trainer_status;
@@ -39,6 +39,8 @@ use crate::train::init::{InitError, init_model};
 use crate::train::irgan::{DStats, GStats, Game, GameSettings};
 
 pub use crate::online::trainer_status::TrainerStatus;
+
+mod publish;
 
 /// The result of a publish attempt that succeeded.
 #[derive(Debug, Clone, Serialize)]
@@ -132,6 +134,10 @@ pub struct Trainer {
     window: StepWindow,
     replayed_events: u64,
     history: Arc<History>,
+    /// A game candidate filling its caches before it goes live.
+    staged: Option<Staged>,
+    /// When a fold-in publish last failed (it is retried a second later, not every turn).
+    fold_in_failed: Option<std::time::Instant>,
 }
 
 /// A model with no users or items (what is served before the first snapshot).
@@ -188,6 +194,8 @@ impl Trainer {
             schedule: Schedule::new(cfg.trainer.patience, cfg.trainer.min_step_scale),
             window: StepWindow::default(),
             history: Arc::new(History::new(cfg.trainer.history, STEP_GAP)),
+            staged: None,
+            fold_in_failed: None,
             cfg,
         };
         t.data.rebuild_sets();
@@ -197,7 +205,7 @@ impl Trainer {
                 t.pretrained_size = (t.data.users.len(), t.data.items.len());
                 t.set_game(g, d);
                 t.metrics.snapshot_version.set(s.version as i64);
-                t.go_live(s);
+                t.go_live(s, None);
                 // The replayed events are already in the loaded snapshot's catalogue or not:
                 // either way they count from now for the lag metric only if newer.
                 t.data.unpublished_acks.clear();
@@ -318,6 +326,28 @@ impl Trainer {
         )
     }
 
+    /// Promotes a staged candidate whose caches are filled, and folds waiting feedback into
+    /// the live pair; failures are logged and retried (a fold-in a second later).
+    fn publish_waiting_work(&mut self) {
+        if let Err(e) = self.promote(false) {
+            tracing::error!(error = %e, "cannot publish the staged candidate");
+            self.staged = None;
+        }
+        let backing_off = self
+            .fold_in_failed
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1));
+        if backing_off || !self.fold_in_due() {
+            return;
+        }
+        match self.fold_in() {
+            Ok(_) => self.fold_in_failed = None,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot publish the folded-in feedback");
+                self.fold_in_failed = Some(std::time::Instant::now());
+            }
+        }
+    }
+
     /// Counts a refused candidate and starts a new publish period. The trust region: the
     /// game restarts from the live pair at the (already halved) step size, so the next
     /// candidate starts near what serves instead of drifting further.
@@ -334,132 +364,6 @@ impl Trainer {
             self.set_game(g, d);
         }
         TrainerError::Refused(detail)
-    }
-
-    /// Gates the candidate and, if it passes, writes and swaps it in.
-    fn gate_and_publish(&mut self, clock: &mut Clock) -> Result<Published, TrainerError> {
-        let Some(game) = &self.game else {
-            return Err(TrainerError::Refused("no training data yet".into()));
-        };
-        let (g, d) = (game.generator.clone(), game.discriminator.clone());
-        let (d_epochs, g_epochs) = (game.d_epochs(), game.g_epochs());
-        let live = self.store.current();
-        let candidate = Candidate {
-            g: &g,
-            d: &d,
-            trained: clock.steps_since_publish() > 0,
-            d_stats: self.d,
-            g_stats: self.g,
-        };
-        let (data, cfg) = (&self.data, &self.cfg);
-        let grow_live = |l: &Live| {
-            let (nu, ni) = (data.users.len(), data.items.len());
-            let none = std::collections::BTreeSet::new();
-            regrow::grown_pair(&l.snapshot, nu, ni, &data.train, cfg, l.version(), &none).0
-        };
-        let verdict = self.gate.judge(
-            &candidate,
-            &live,
-            grow_live,
-            Evidence {
-                train: &self.data.train,
-                holdout: &self.data.holdout,
-                seq: self.data.applied_seq,
-            },
-            &self.cfg.trainer,
-        );
-        self.metrics.gate_users.set(self.gate.sample_users() as i64);
-        let accepted = verdict.outcome.is_ok();
-        let reduced = self.schedule.step_scale() < 1.0;
-        self.schedule.evaluated(
-            self.data.applied_seq,
-            verdict.score,
-            verdict.live_score,
-            accepted,
-        );
-        let outcome = if accepted { "published" } else { "refused" };
-        self.metrics
-            .gate_evaluations
-            .with_label_values(&[outcome])
-            .inc();
-        let scores = (verdict.score, verdict.live_score);
-        if let Err(r) = verdict.outcome {
-            let refusal = Some((r.reason, r.detail.clone()));
-            self.history.gate(scores.0, scores.1, refusal, None);
-            return Err(self.refuse(clock, r.reason, r.detail));
-        }
-        let candidate = verdict.validation;
-        let started = std::time::Instant::now();
-        let version = self.next_version;
-        let validation = json!(candidate);
-        let snapshot = Snapshot {
-            version,
-            created_unix_ms: Snapshot::now_unix_ms(),
-            generator: g,
-            generator_temperature: self.cfg.training.generator.temperature as f32,
-            discriminator: d,
-            users: self.data.users.clone(),
-            items: self.data.items.clone(),
-            metadata: json!({
-                "source": "irgan serve",
-                "validation": validation,
-                "training": { "steps": clock.steps(), "d_epochs": d_epochs, "g_epochs": g_epochs },
-                "game": { "d": self.d, "g": self.g },
-                "trained_through_seq": self.data.applied_seq,
-            }),
-        };
-        let checkpoint = self.data.checkpoint();
-        self.snapshots
-            .write_checkpointed(&snapshot, &checkpoint, self.cfg.storage.keep_snapshots)
-            .map_err(TrainerFailure::from)?;
-        self.next_version += 1;
-        self.history.gate(scores.0, scores.1, None, Some(version));
-        self.go_live(snapshot);
-        self.metrics
-            .swap_seconds
-            .observe(started.elapsed().as_secs_f64());
-        let now = Snapshot::now_unix_ms();
-        for &acked in &self.data.unpublished_acks {
-            self.metrics
-                .feedback_to_snapshot_seconds
-                .observe(now.saturating_sub(acked) as f64 / 1e3);
-        }
-        self.data.published();
-        clock.reset();
-        self.last_refusal = None;
-        // An accepted candidate restores the full step size (the schedule did): play on from
-        // it at that size.
-        if reduced && let Some(game) = self.game.take() {
-            self.set_game(game.generator, game.discriminator);
-        }
-        Ok(Published {
-            version,
-            validation,
-        })
-    }
-
-    fn go_live(&mut self, snapshot: Snapshot) {
-        let version = snapshot.version;
-        let server = &self.cfg.server;
-        let live = Live::new(
-            snapshot,
-            &self.data.seen,
-            server.precompute_k,
-            server.blend_weight,
-        )
-        .with_index(&self.cfg.index);
-        let approximate = matches!(live.index, ItemIndex::Approximate(_));
-        self.metrics
-            .topk_index_approximate
-            .set(i64::from(approximate));
-        self.metrics
-            .topk_index_bytes
-            .set(live.index.memory_bytes() as i64);
-        self.metrics.snapshot_version.set(version as i64);
-        self.metrics
-            .snapshot_published
-            .set(live.published_unix_ms as f64 / 1e3);
-        self.store.publish(Arc::new(live));
     }
 }
 
@@ -482,6 +386,7 @@ impl OnlineTask for Trainer {
                 tracing::error!(error = %e, "cannot prepare the models");
             }
         }
+        self.publish_waiting_work();
     }
 
     fn can_step(&self) -> bool {
@@ -516,20 +421,29 @@ impl OnlineTask for Trainer {
     }
 
     fn publish_due(&self, clock: &Clock) -> bool {
-        let waited_ms = self
-            .data
-            .unpublished_acks
-            .first()
-            .map(|&acked| Snapshot::now_unix_ms().saturating_sub(acked));
-        clock.steps_since_publish() >= self.cfg.trainer.publish_every_steps
-            || clock.seconds_since_publish() >= self.cfg.trainer.publish_every_seconds
-            || waited_ms
-                .is_some_and(|ms| ms as f64 >= self.cfg.trainer.feedback_publish_seconds * 1e3)
+        if self.store.current().version() == 0 {
+            // Nothing serves yet: the first pair goes out as soon as feedback waits for it.
+            let wait_ms = self.cfg.trainer.feedback_publish_seconds * 1e3;
+            let waited = self.data.unpublished_acks.first().is_some_and(|&acked| {
+                Snapshot::now_unix_ms().saturating_sub(acked) as f64 >= wait_ms
+            });
+            if waited {
+                return true;
+            }
+        }
+        // One game candidate at a time: a staged one fills before the next is judged.
+        self.staged.is_none()
+            && (clock.steps_since_publish() >= self.cfg.trainer.publish_every_steps
+                || clock.seconds_since_publish() >= self.cfg.trainer.publish_every_seconds)
     }
 
     fn publish(&mut self, clock: &mut Clock) -> Result<Published, TrainerError> {
-        self.gate_and_publish(clock)
-            .inspect_err(|e| tracing::info!(reason = %e, "kept the live snapshot"))
+        let r = if self.store.current().version() == 0 {
+            self.gate_and_publish(clock)
+        } else {
+            self.gate_and_stage(clock)
+        };
+        r.inspect_err(|e| tracing::info!(reason = %e, "kept the live snapshot"))
     }
 
     fn publish_now(&mut self, clock: &mut Clock) -> Result<Published, TrainerError> {
@@ -557,7 +471,9 @@ impl OnlineTask for Trainer {
         .map_err(TrainerError::Incompatible)?;
         self.set_game(s.generator.clone(), s.discriminator.clone());
         clock.reset();
-        self.go_live(s);
+        self.staged = None;
+        let live = self.store.current();
+        self.go_live(s, Some(&live));
         self.schedule.wake();
         Ok(version)
     }
@@ -566,9 +482,20 @@ impl OnlineTask for Trainer {
         let _ = self.data.fold_new_events();
         self.data.rebuild_sets();
         let _ = self.sync_catalogue();
-        let pending = clock.steps_since_publish() > 0 || !self.data.unpublished_acks.is_empty();
-        if pending && let Err(e) = self.gate_and_publish(clock) {
+        if let Err(e) = self.promote(true) {
+            tracing::warn!(error = %e, "cannot publish the staged candidate");
+        }
+        if clock.steps_since_publish() > 0
+            && let Err(e) = self.gate_and_publish(clock)
+        {
             tracing::warn!(reason = %e, "final candidate refused; keeping the live snapshot");
+        }
+        // Feedback the refused candidate would have carried still goes out, folded in.
+        if !self.data.unpublished_acks.is_empty()
+            && self.store.current().version() > 0
+            && let Err(e) = self.fold_in()
+        {
+            tracing::warn!(error = %e, "cannot publish the last feedback");
         }
         Some(self.store.current().version())
     }
@@ -611,6 +538,7 @@ impl OnlineTask for Trainer {
         self.last_refusal = None;
         self.gate.invalidate();
         self.schedule = Schedule::new(self.cfg.trainer.patience, self.cfg.trainer.min_step_scale);
+        self.staged = None;
         let live = self.store.current();
         if live.version() == 0 {
             self.game = None;

@@ -108,6 +108,92 @@ pub fn normaliser(g_row: &[f32], temperature: f64) -> Option<(f64, f64)> {
     Some((max, sum.ln()))
 }
 
+/// `parts` (a normaliser of some items, `None` when none was finite) extended by the raw G
+/// scores `more` of further items: the normaliser of both sets together, as [`normaliser`]
+/// of the whole row would give it up to rounding.
+pub fn extend_normaliser(
+    parts: Option<(f64, f64)>,
+    more: &[f32],
+    temperature: f64,
+) -> Option<(f64, f64)> {
+    let Some(added) = normaliser(more, temperature) else {
+        return parts;
+    };
+    let Some((max, ln_sum)) = parts else {
+        return Some(added);
+    };
+    let top = max.max(added.0);
+    let sum = policy::exp_nonpositive(max - top) * ln_sum.exp()
+        + policy::exp_nonpositive(added.0 - top) * added.1.exp();
+    Some((top, sum.ln()))
+}
+
+/// The entries of `items` for a known user, in the given order, each scored with one dot
+/// product per model (no pass over the catalogue), paired with the key `model` ranks by: G's
+/// log-probability, D's logit, or the blend (which needs `stats`). Items that are not
+/// candidates (a non-finite score, outside the catalogue) are left out.
+fn keyed(
+    m: &QueryModel,
+    r: &UserRows,
+    model: ModelChoice,
+    items: impl IntoIterator<Item = u32>,
+    stats: Option<(Standardiser, Standardiser)>,
+) -> Vec<(f64, Scored)> {
+    let w = blend::sanitize_weight(m.blend_weight);
+    items
+        .into_iter()
+        .filter_map(|i| {
+            let (g, d) = (r.g(m, i as usize), r.d(m, i as usize));
+            let key = match model {
+                ModelChoice::Generator => r.logp(m, g),
+                ModelChoice::Discriminator => f64::from(d),
+                ModelChoice::Blend => {
+                    let (sg, sd) = stats?;
+                    blend::mix(w, sg.z(g), sd.z(d)) + 0.0
+                }
+            };
+            let score = |logp: f64, d: f32| match model {
+                ModelChoice::Generator => logp,
+                ModelChoice::Discriminator => policy::sigmoid(f64::from(d)),
+                ModelChoice::Blend => key,
+            };
+            let e = r.scored(m, i as usize, score, None)?;
+            key.is_finite().then_some((key, e))
+        })
+        .collect()
+}
+
+/// The entries of a cached top list (`items`, best first) as [`top`] reports them for
+/// `model`: each item scored with one dot product per model.
+pub fn entries(
+    m: &QueryModel,
+    r: &UserRows,
+    model: ModelChoice,
+    items: &[u32],
+    stats: Option<(Standardiser, Standardiser)>,
+) -> Vec<Scored> {
+    keyed(m, r, model, items.iter().copied(), stats)
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect()
+}
+
+/// The top `k` by `model` among `items` (ties to the lower index), each scored with one dot
+/// product per model: what [`top`] returns when `items` hold the user's whole top `k` over the
+/// catalogue (an earlier top list plus the items added since, say).
+pub fn top_among(
+    m: &QueryModel,
+    r: &UserRows,
+    model: ModelChoice,
+    items: impl IntoIterator<Item = u32>,
+    k: usize,
+    stats: Option<(Standardiser, Standardiser)>,
+) -> Vec<Scored> {
+    let mut keyed = keyed(m, r, model, items, stats);
+    keyed.sort_by(|a, b| rank_order(&(a.0, a.1.item), &(b.0, b.1.item)));
+    keyed.into_iter().take(k).map(|(_, e)| e).collect()
+}
+
 /// The blend's standardisers of G's and D's raw scores over the shared catalogue (`n` items),
 /// as [`super::recommend`] fits them.
 pub fn blend_stats(g_row: &[f32], d_row: &[f32], n: usize) -> (Standardiser, Standardiser) {
