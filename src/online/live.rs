@@ -401,7 +401,10 @@ impl ModelStore {
         let current = self.generation.clone();
         let _ = std::thread::Builder::new()
             .name("irgan-fill".into())
-            .spawn(move || live.fill(|| current.load(Ordering::SeqCst) == generation));
+            .spawn(move || {
+                crate::online::background::lower_priority();
+                live.fill(|| current.load(Ordering::SeqCst) == generation)
+            });
     }
 }
 

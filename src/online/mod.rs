@@ -4,6 +4,7 @@
 //! Only this module, [`crate::api`] and its adapters know about the async runtime; each trainer
 //! runs on its own thread and talks to handlers through a bounded channel.
 
+pub mod background;
 pub mod batch;
 pub mod catalogue;
 pub mod feedback_data;

@@ -47,6 +47,7 @@ impl Staged {
         let spawned = std::thread::Builder::new()
             .name("irgan-stage".into())
             .spawn(move || {
+                crate::online::background::lower_priority();
                 l.fill(|| !c.load(Ordering::Relaxed));
                 d.store(true, Ordering::Release);
             });

@@ -138,6 +138,9 @@ pub struct Trainer {
     staged: Option<Staged>,
     /// When a fold-in publish last failed (it is retried a second later, not every turn).
     fold_in_failed: Option<std::time::Instant>,
+    /// When the last staged candidate went live: the next is judged no sooner than
+    /// `publish_every_seconds` later, so fills do not run back to back.
+    promoted_at: Option<std::time::Instant>,
 }
 
 /// A model with no users or items (what is served before the first snapshot).
@@ -196,6 +199,7 @@ impl Trainer {
             history: Arc::new(History::new(cfg.trainer.history, STEP_GAP)),
             staged: None,
             fold_in_failed: None,
+            promoted_at: None,
             cfg,
         };
         t.data.rebuild_sets();
@@ -431,8 +435,11 @@ impl OnlineTask for Trainer {
                 return true;
             }
         }
-        // One game candidate at a time: a staged one fills before the next is judged.
+        // One game candidate at a time: a staged one fills (and then serves for a while)
+        // before the next is judged.
+        let every = Duration::from_secs_f64(self.cfg.trainer.publish_every_seconds);
         self.staged.is_none()
+            && self.promoted_at.is_none_or(|t| t.elapsed() >= every)
             && (clock.steps_since_publish() >= self.cfg.trainer.publish_every_steps
                 || clock.seconds_since_publish() >= self.cfg.trainer.publish_every_seconds)
     }

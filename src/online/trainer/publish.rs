@@ -167,6 +167,7 @@ impl Trainer {
         let mut metadata = st.metadata.clone();
         metadata["staged_seconds"] = json!(st.since.elapsed().as_secs_f64());
         let version = self.publish_from(&st.live, &st.changed, metadata, "game")?;
+        self.promoted_at = Some(std::time::Instant::now());
         self.history
             .gate(st.scores.0, st.scores.1, None, Some(version));
         Ok(Some(version))
@@ -200,6 +201,7 @@ impl Trainer {
         kind: &str,
     ) -> Result<u64, TrainerError> {
         let (nu, ni) = (self.data.users.len(), self.data.items.len());
+        let solving = std::time::Instant::now();
         let (g, d) = regrow::grown_pair(
             &base.snapshot,
             nu,
@@ -209,7 +211,17 @@ impl Trainer {
             base.version(),
             changed,
         );
-        self.write_and_go_live(g, d, metadata, Some(base), kind)
+        let solved_s = solving.elapsed().as_secs_f64();
+        let version = self.write_and_go_live(g, d, metadata, Some(base), kind)?;
+        tracing::debug!(
+            version,
+            kind,
+            users = changed.len(),
+            solve_s = solved_s,
+            total_s = solving.elapsed().as_secs_f64(),
+            "published"
+        );
+        Ok(version)
     }
 
     /// A snapshot of the pair over today's ids, trained through the log position folded so far.
