@@ -13,11 +13,14 @@ use crate::data::{IdMap, synth};
 use crate::http::router::router;
 use crate::http::state::AppState;
 use crate::online::metrics::Metrics;
+use crate::online::roles::{self, ClusterMetrics};
 use crate::online::search::{SearchService, SearchStartError};
-use crate::online::settings::ServiceConfig;
-use crate::online::trainer::{Trainer, TrainerError};
+use crate::online::settings::{Role, ServiceConfig, StorageBackend};
+use crate::online::trainer::{Trainer, TrainerError, TrainerHandle};
+use crate::store::backend::{EventLog, SharedLog, SharedSnapshots};
 use crate::store::feedback_log::{FeedbackEvent, FeedbackLog, LogError, LogOptions};
 use crate::store::impression_log::ImpressionLogError;
+use crate::store::nats::{Lease, Nats, NatsError, NatsEventLog, NatsSnapshots};
 use crate::store::snapshot::SnapshotError;
 use crate::store::snapshot_dir::SnapshotDir;
 
@@ -51,6 +54,9 @@ pub enum AppError {
     /// Two generated ids collide.
     #[error("duplicate id {0}")]
     DuplicateId(String),
+    /// NATS could not be reached or refused a request.
+    #[error("NATS")]
+    Nats(#[from] NatsError),
     /// The gRPC server failed.
     #[error("gRPC server")]
     Grpc(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -67,12 +73,40 @@ pub const IMPORT_TYPE: &str = "import";
 /// take seconds): call it before serving or from `spawn_blocking`.
 pub fn open(cfg: ServiceConfig) -> Result<AppState, AppError> {
     std::fs::create_dir_all(&cfg.storage.data_dir)?;
-    let log = FeedbackLog::open(&cfg.log_path(), LogOptions::default())?;
-    let snapshots = SnapshotDir::open(&cfg.snapshot_path())?;
+    let (log, nats) = open_log(&cfg)?;
+    let snapshots: SharedSnapshots = match &nats {
+        None => SnapshotDir::open(&cfg.snapshot_path())?.into(),
+        Some(n) => Arc::new(NatsSnapshots::open(
+            n.clone(),
+            &cfg.storage.data_dir.join("nats-cache"),
+            cfg.storage.keep_snapshots,
+        )?),
+    };
     let metrics = Arc::new(Metrics::new()?);
-    let (trainer, models) =
-        Trainer::start(cfg.clone(), log.clone(), snapshots.clone(), metrics.clone())?;
-    let trainer = trainer.spawn()?;
+    let (trainer, models) = match (cfg.server.role, &nats) {
+        (Role::Serve, _) => (
+            TrainerHandle::absent(cfg.trainer.history),
+            roles::follow_live(&cfg, snapshots.clone(), metrics.clone())?,
+        ),
+        (role, nats) => {
+            let cluster = match nats {
+                Some(_) => Some(ClusterMetrics::register(&metrics)?),
+                None => None,
+            };
+            if let (Role::Train, Some(n), Some(c)) = (role, nats, &cluster) {
+                // A standby waits here, before binding its listeners, until the lease is free.
+                let lease = Lease::open(n.clone(), holder_name())?;
+                roles::hold_lease(lease, c)?;
+            }
+            let (trainer, models) =
+                Trainer::start(cfg.clone(), log.clone(), snapshots.clone(), metrics.clone())?;
+            let trainer = trainer.spawn()?;
+            if let Some(c) = cluster {
+                roles::follow_tail(&log, &trainer, c.consumer_lag);
+            }
+            (trainer, models)
+        }
+    };
     let search = if cfg.search.enabled {
         Some(SearchService::start(
             cfg.search.clone(),
@@ -96,6 +130,34 @@ pub fn open(cfg: ServiceConfig) -> Result<AppState, AppError> {
         search,
         traffic: Arc::default(),
     })
+}
+
+/// The feedback log `storage.backend` names (and the NATS connection it uses, if any).
+/// Blocking; not from an async worker.
+pub fn open_log(cfg: &ServiceConfig) -> Result<(SharedLog, Option<Arc<Nats>>), AppError> {
+    match cfg.storage.backend {
+        StorageBackend::Local => {
+            std::fs::create_dir_all(&cfg.storage.data_dir)?;
+            let log = FeedbackLog::open(&cfg.log_path(), LogOptions::default())?;
+            Ok((log.into(), None))
+        }
+        StorageBackend::Nats => {
+            let nats = Nats::connect(&cfg.nats)?;
+            let log: SharedLog = Arc::new(NatsEventLog::open(nats.clone())?);
+            Ok((log, Some(nats)))
+        }
+    }
+}
+
+/// This process's name in the trainer lease: host name and process id.
+fn holder_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "irgan".into());
+    format!("{host}-{}", std::process::id())
 }
 
 /// Serves the REST API on `listener` and, when given, the gRPC API on `grpc` until
@@ -213,7 +275,7 @@ fn import_events(
 
 /// Appends the interactions of `path` (the training file format) to the log; returns how
 /// many were new.
-pub fn import_file(log: &FeedbackLog, path: &Path, opts: &LoadOptions) -> Result<usize, AppError> {
+pub fn import_file(log: &dyn EventLog, path: &Path, opts: &LoadOptions) -> Result<usize, AppError> {
     let (mut users, mut items) = (IdMap::new(), IdMap::new());
     let records = loader::read_records(path, opts, &mut users, &mut items)?;
     let source = format!("import:{}", path.display());
@@ -224,7 +286,11 @@ pub fn import_file(log: &FeedbackLog, path: &Path, opts: &LoadOptions) -> Result
 }
 
 /// Appends a synthetic latent-cluster catalogue (ids `u0…`, `i0…`) to the log.
-pub fn import_demo(log: &FeedbackLog, cfg: &SyntheticConfig, seed: u64) -> Result<usize, AppError> {
+pub fn import_demo(
+    log: &dyn EventLog,
+    cfg: &SyntheticConfig,
+    seed: u64,
+) -> Result<usize, AppError> {
     let (train, _) = synth::generate(
         &SyntheticConfig {
             test_fraction: 0.0,
@@ -243,7 +309,7 @@ pub fn import_demo(log: &FeedbackLog, cfg: &SyntheticConfig, seed: u64) -> Resul
 /// logged, every earlier one is too (chunks commit in order), so a restart with the same
 /// `--bootstrap` or `--demo` costs one lookup instead of re-offering every event before the
 /// listener binds.
-fn append_all(log: &FeedbackLog, events: Vec<FeedbackEvent>) -> Result<usize, AppError> {
+fn append_all(log: &dyn EventLog, events: Vec<FeedbackEvent>) -> Result<usize, AppError> {
     if let Some(id) = events.last().and_then(|e| e.id.as_deref())
         && log.contains_id(id)?
     {

@@ -15,6 +15,7 @@ pub mod query;
 pub mod query_pool;
 pub mod regrow;
 pub mod restart;
+pub mod roles;
 pub mod schedule;
 pub mod search;
 pub mod search_checks;
