@@ -83,27 +83,28 @@ pub fn open(cfg: ServiceConfig) -> Result<AppState, AppError> {
         )?),
     };
     let metrics = Arc::new(Metrics::new()?);
-    let (trainer, models) = match (cfg.server.role, &nats) {
-        (Role::Serve, _) => (
+    let cluster = ClusterMetrics::register(&metrics)?;
+    let (trainer, models) = match cfg.server.role {
+        Role::Serve => (
             TrainerHandle::absent(cfg.trainer.history),
             roles::follow_live(&cfg, snapshots.clone(), metrics.clone())?,
         ),
-        (role, nats) => {
-            let cluster = match nats {
-                Some(_) => Some(ClusterMetrics::register(&metrics)?),
-                None => None,
-            };
-            if let (Role::Train, Some(n), Some(c)) = (role, nats, &cluster) {
-                // A standby waits here, before binding its listeners, until the lease is free.
-                let lease = Lease::open(n.clone(), holder_name())?;
-                roles::hold_lease(lease, c)?;
+        role => {
+            match (role, &nats) {
+                (Role::Train, Some(n)) => {
+                    // A standby waits here, before binding its listeners, until the lease
+                    // is free.
+                    let lease = Lease::open(n.clone(), holder_name())?;
+                    roles::hold_lease(lease, &cluster)?;
+                }
+                // The single trainer of its data directory (or, with NATS, by the operator's
+                // word): the lease is implicitly its own.
+                _ => cluster.lease_held.set(1),
             }
             let (trainer, models) =
                 Trainer::start(cfg.clone(), log.clone(), snapshots.clone(), metrics.clone())?;
             let trainer = trainer.spawn()?;
-            if let Some(c) = cluster {
-                roles::follow_tail(&log, &trainer, c.consumer_lag);
-            }
+            roles::follow_tail(&log, &trainer, cluster.consumer_lag.clone());
             (trainer, models)
         }
     };

@@ -212,7 +212,10 @@ impl FeedbackData {
                 break;
             }
             for e in batch.iter().take_while(|e| e.seq <= through) {
-                self.fold(e);
+                // A repeat of an id past the log's duplicate window counts once: skip it.
+                if !e.repeat {
+                    self.fold(e);
+                }
                 self.applied_seq = e.seq;
             }
             self.latest_seq

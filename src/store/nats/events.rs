@@ -4,8 +4,8 @@
 //!
 //! Ids repeated within the stream's duplicate window are refused by JetStream and reported as
 //! duplicates with the original's seq. A repeat after the window is stored again; the reader
-//! skips it (an event whose id was first stored at a lower seq), so the trainer folds every id
-//! once. For that the reader knows the first seq of every id up to where it has read, loading
+//! marks it ([`LoggedEvent::repeat`]: its id was first stored at a lower seq) and the trainer
+//! advances past it without folding it, so every id is trained on once. For that the reader knows the first seq of every id up to where it has read, loading
 //! the ids before its starting point once from message headers only.
 
 use std::collections::HashMap;
@@ -300,21 +300,21 @@ impl EventLog for NatsEventLog {
             }
             for (seq, body, id, acked) in raw {
                 start = seq + 1;
-                if let Some(id) = &id {
-                    match r.ids.entry(id.clone()) {
-                        Entry::Occupied(first) if *first.get() < seq => continue,
-                        Entry::Occupied(_) => {}
-                        Entry::Vacant(v) => {
-                            v.insert(seq);
-                        }
+                let repeat = match id.map(|id| r.ids.entry(id)) {
+                    Some(Entry::Occupied(first)) => *first.get() < seq,
+                    Some(Entry::Vacant(v)) => {
+                        v.insert(seq);
+                        false
                     }
-                }
+                    None => false,
+                };
                 // Bodies are written by `append` only; an unreadable one is skipped.
                 if let Ok(event) = serde_json::from_slice::<FeedbackEvent>(&body) {
                     out.push(LoggedEvent {
                         seq,
                         acked_unix_ms: acked,
                         event,
+                        repeat,
                     });
                 }
             }

@@ -49,21 +49,15 @@ impl Lease {
         let ttl = Duration::from_secs_f64(c.lease_ttl_seconds);
         let js = nats.js.clone();
         let store = nats.run(async move {
-            match js.get_key_value(&c.lease_bucket).await {
-                Ok(s) => Ok(s),
-                Err(_) => js
-                    .create_key_value(kv::Config {
-                        bucket: c.lease_bucket.clone(),
-                        description: "irgan trainer lease".into(),
-                        history: 1,
-                        max_age: ttl,
-                        storage: Nats::storage(),
-                        num_replicas: c.replicas,
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(|e| NatsError::request("creating the lease bucket", e)),
-            }
+            Nats::ensure_kv(
+                &js,
+                &c.lease_bucket,
+                "irgan trainer lease",
+                1,
+                ttl,
+                c.replicas,
+            )
+            .await
         })??;
         Ok(Self {
             nats,

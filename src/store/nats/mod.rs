@@ -56,7 +56,14 @@ pub enum NatsError {
     /// The client's runtime stopped before answering.
     #[error("the NATS client runtime has stopped")]
     Stopped,
+    /// NATS did not answer in time.
+    #[error("NATS did not answer within {0:?}")]
+    TimedOut(Duration),
 }
+
+/// The longest a blocking call waits for NATS (a stuck read becomes an error the caller
+/// retries, never a hung trainer or follower thread).
+const CALL_LIMIT: Duration = Duration::from_secs(30);
 
 impl NatsError {
     /// A request error with its context.
@@ -157,9 +164,11 @@ impl Nats {
     {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.handle.spawn(async move {
-            let _ = tx.send(fut.await);
+            let _ = tx.send(tokio::time::timeout(CALL_LIMIT, fut).await);
         });
-        rx.recv().map_err(|_| NatsError::Stopped)
+        rx.recv()
+            .map_err(|_| NatsError::Stopped)?
+            .map_err(|_| NatsError::TimedOut(CALL_LIMIT))
     }
 
     /// Runs `fut` on the client runtime; awaitable from any runtime.
@@ -168,7 +177,11 @@ impl Nats {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.handle.spawn(fut).await.map_err(|_| NatsError::Stopped)
+        self.handle
+            .spawn(tokio::time::timeout(CALL_LIMIT, fut))
+            .await
+            .map_err(|_| NatsError::Stopped)?
+            .map_err(|_| NatsError::TimedOut(CALL_LIMIT))
     }
 
     /// Spawns a background task on the client runtime.
@@ -177,6 +190,44 @@ impl Nats {
         F: Future<Output = ()> + Send + 'static,
     {
         self.handle.spawn(fut);
+    }
+
+    /// The key-value bucket `bucket`, created if missing. The stream is created here with the
+    /// bucket's layout rather than by the client's `create_key_value`, which first reads the
+    /// account info in a shape nats-server 2.9 does not send.
+    pub(crate) async fn ensure_kv(
+        js: &async_nats::jetstream::Context,
+        bucket: &str,
+        description: &str,
+        history: i64,
+        max_age: Duration,
+        replicas: usize,
+    ) -> Result<async_nats::jetstream::kv::Store, NatsError> {
+        use async_nats::jetstream::stream;
+        if let Ok(store) = js.get_key_value(bucket).await {
+            return Ok(store);
+        }
+        let config = stream::Config {
+            name: format!("KV_{bucket}"),
+            description: Some(description.into()),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: history.max(1),
+            max_age,
+            storage: Self::storage(),
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            num_replicas: replicas.max(1),
+            discard: stream::DiscardPolicy::New,
+            ..Default::default()
+        };
+        let context = || format!("creating the key-value bucket {bucket}");
+        js.get_or_create_stream(config)
+            .await
+            .map_err(|e| NatsError::request(context(), e))?;
+        js.get_key_value(bucket)
+            .await
+            .map_err(|e| NatsError::request(context(), e))
     }
 
     /// The storage type of everything the service creates: files, so a restart keeps them.

@@ -46,6 +46,26 @@ fn remote(e: impl std::fmt::Display) -> SnapshotError {
     SnapshotError::Remote(e.to_string())
 }
 
+/// Tries a write a few times: a cluster that just lost the stream's leader answers "no
+/// stream" until it has elected another (a second or two).
+fn retrying(mut write: impl FnMut() -> Result<(), SnapshotError>) -> Result<(), SnapshotError> {
+    let mut tries = 0;
+    loop {
+        match write() {
+            Ok(()) => return Ok(()),
+            Err(e) if tries >= WRITE_RETRIES => return Err(e),
+            Err(e) => {
+                tries += 1;
+                tracing::warn!(error = %e, tries, "snapshot store write failed; retrying");
+                std::thread::sleep(Duration::from_millis(500) * tries);
+            }
+        }
+    }
+}
+
+/// Retries of a failed write (after 0.5, 1, 1.5, 2 s).
+const WRITE_RETRIES: u32 = 4;
+
 /// The pointer as the watcher last saw it (0 = none yet), and who waits for it to change.
 #[derive(Default)]
 struct Watched {
@@ -94,20 +114,15 @@ impl NatsSnapshots {
                         .await
                         .map_err(|e| NatsError::request("creating the snapshot bucket", e))?,
                 };
-                let pointer = match js.get_key_value(&c.pointer_bucket).await {
-                    Ok(p) => p,
-                    Err(_) => js
-                        .create_key_value(kv::Config {
-                            bucket: c.pointer_bucket.clone(),
-                            description: "irgan live snapshot pointer".into(),
-                            history: keep.clamp(1, 64) as i64,
-                            storage: Nats::storage(),
-                            num_replicas: c.replicas,
-                            ..Default::default()
-                        })
-                        .await
-                        .map_err(|e| NatsError::request("creating the pointer bucket", e))?,
-                };
+                let pointer = Nats::ensure_kv(
+                    &js,
+                    &c.pointer_bucket,
+                    "irgan live snapshot pointer",
+                    keep.clamp(1, 64) as i64,
+                    Duration::ZERO,
+                    c.replicas,
+                )
+                .await?;
                 Ok::<_, NatsError>((objects, pointer))
             })
             .map_err(remote)?
@@ -195,29 +210,46 @@ impl NatsSnapshots {
                 path: path.clone(),
                 source,
             })?;
-            let objects = self.objects.clone();
             let object = format!("{}{name}", prefix(version));
-            self.nats
-                .run(async move { objects.put(object.as_str(), &mut bytes.as_slice()).await })
-                .map_err(remote)?
-                .map_err(|e| remote(format!("uploading {name} of version {version}: {e}")))?;
+            retrying(|| {
+                let (objects, object, bytes) =
+                    (self.objects.clone(), object.clone(), bytes.clone());
+                self.nats
+                    .run(async move { objects.put(object.as_str(), &mut bytes.as_slice()).await })
+                    .map_err(remote)?
+                    .map_err(|e| remote(format!("uploading {name} of version {version}: {e}")))
+                    .map(drop)
+            })?;
         }
         Ok(())
     }
 
-    /// Downloads `version` into the cache (replacing a partial or corrupt copy).
+    /// One object's bytes.
+    fn get(&self, object: String) -> Result<Vec<u8>, SnapshotError> {
+        let objects = self.objects.clone();
+        self.nats
+            .run(async move {
+                let mut o = objects.get(object.as_str()).await.map_err(remote)?;
+                let mut buf = Vec::new();
+                o.read_to_end(&mut buf).await.map_err(remote)?;
+                Ok::<_, SnapshotError>(buf)
+            })
+            .map_err(remote)?
+    }
+
+    /// Downloads `version` into the cache (replacing a partial or corrupt copy): the manifest
+    /// first, then every file it lists. A version pruned meanwhile fails (the caller moves on
+    /// to the pointer's next value).
     fn download(&self, version: u64) -> Result<(), SnapshotError> {
-        let files: Vec<String> = self
-            .list()?
-            .into_iter()
-            .filter(|(v, _)| *v == version)
-            .map(|(_, f)| f)
-            .collect();
-        if !files.iter().any(|f| f == MANIFEST) {
-            return Err(remote(format!(
-                "version {version} is not in the object store"
-            )));
-        }
+        let manifest = self
+            .get(format!("{}{MANIFEST}", prefix(version)))
+            .map_err(|e| remote(format!("version {version}: {e}")))?;
+        let listed: serde_json::Value = serde_json::from_slice(&manifest)
+            .map_err(|e| SnapshotError::Format(format!("{MANIFEST}: {e}")))?;
+        let files: Vec<String> = listed["files"]
+            .as_object()
+            .map(|f| f.keys().cloned().collect())
+            .unwrap_or_default();
         let dir = self.cache.path_of(version);
         let tmp = dir.with_extension("download");
         let io = |path: &Path| {
@@ -226,23 +258,17 @@ impl NatsSnapshots {
         };
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-        let mut ordered = files;
-        ordered.sort_by_key(|f| (f == MANIFEST, f.clone()));
-        for file in ordered {
-            let objects = self.objects.clone();
-            let object = format!("{}{file}", prefix(version));
-            let bytes = self
-                .nats
-                .run(async move {
-                    let mut o = objects.get(object.as_str()).await.map_err(remote)?;
-                    let mut buf = Vec::new();
-                    o.read_to_end(&mut buf).await.map_err(remote)?;
-                    Ok::<_, SnapshotError>(buf)
-                })
-                .map_err(remote)??;
+        for file in files {
+            // Names come from the manifest: keep them inside the directory.
+            if file.contains('/') || file.contains("..") || file == MANIFEST {
+                return Err(SnapshotError::Format(format!("bad file name {file:?}")));
+            }
+            let bytes = self.get(format!("{}{file}", prefix(version)))?;
             let path = tmp.join(&file);
             std::fs::write(&path, bytes).map_err(io(&path))?;
         }
+        let path = tmp.join(MANIFEST);
+        std::fs::write(&path, manifest).map_err(io(&path))?;
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::rename(&tmp, &dir).map_err(io(&dir))?;
         Ok(())
@@ -347,11 +373,14 @@ impl SnapshotStore for NatsSnapshots {
     }
 
     fn set_live(&self, version: u64) -> Result<(), SnapshotError> {
-        let pointer = self.pointer.clone();
-        self.nats
-            .run(async move { pointer.put(POINTER_KEY, version.to_string().into()).await })
-            .map_err(remote)?
-            .map_err(remote)?;
+        retrying(|| {
+            let pointer = self.pointer.clone();
+            self.nats
+                .run(async move { pointer.put(POINTER_KEY, version.to_string().into()).await })
+                .map_err(remote)?
+                .map_err(remote)
+                .map(drop)
+        })?;
         self.known_set().insert(version);
         Ok(())
     }
