@@ -79,8 +79,10 @@ pub struct NatsSnapshots {
     objects: ObjectStore,
     pointer: kv::Store,
     cache: SnapshotDir,
-    /// Complete versions in the object store, as far as this process knows.
-    known: Mutex<BTreeSet<u64>>,
+    /// Complete versions in the object store, as far as this process knows (listed at open
+    /// and at start-up reads, added to by writes and by every pointer value the watcher
+    /// sees), so a standby that takes over numbers its snapshots after the active one's.
+    known: Arc<Mutex<BTreeSet<u64>>>,
     watched: Arc<Watched>,
 }
 
@@ -132,21 +134,28 @@ impl NatsSnapshots {
             objects,
             pointer,
             cache,
-            known: Mutex::new(BTreeSet::new()),
+            known: Arc::default(),
             watched: Arc::default(),
         };
-        let listed = store.list()?;
-        *store.known_set() = listed
-            .iter()
-            .filter(|(_, f)| f == MANIFEST)
-            .map(|(v, _)| *v)
-            .collect();
+        store.refresh_known()?;
         store.watch();
         Ok(store)
     }
 
     fn known_set(&self) -> std::sync::MutexGuard<'_, BTreeSet<u64>> {
         self.known.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds the complete versions in the bucket to the known ones.
+    fn refresh_known(&self) -> Result<(), SnapshotError> {
+        let listed = self.list()?;
+        self.known_set().extend(
+            listed
+                .iter()
+                .filter(|(_, f)| f == MANIFEST)
+                .map(|(v, _)| *v),
+        );
+        Ok(())
     }
 
     /// Every (version, file) object in the bucket.
@@ -171,7 +180,11 @@ impl NatsSnapshots {
 
     /// Follows the pointer on the client runtime (re-subscribing after a failure).
     fn watch(&self) {
-        let (pointer, watched) = (self.pointer.clone(), self.watched.clone());
+        let (pointer, watched, known) = (
+            self.pointer.clone(),
+            self.watched.clone(),
+            self.known.clone(),
+        );
         self.nats.background(async move {
             loop {
                 if let Ok(mut w) = pointer.watch_with_history(POINTER_KEY).await {
@@ -182,6 +195,10 @@ impl NatsSnapshots {
                         else {
                             continue;
                         };
+                        known
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .insert(v);
                         *watched.value.lock().unwrap_or_else(PoisonError::into_inner) = v;
                         watched.changed.notify_all();
                     }
@@ -325,6 +342,10 @@ impl SnapshotStore for NatsSnapshots {
 
     fn newest_valid_checkpointed(&self) -> (Option<Checkpointed>, Vec<(u64, SnapshotError)>) {
         let mut skipped = Vec::new();
+        // Start-up (a standby may have waited long for its lease): list what is there now.
+        if let Err(e) = self.refresh_known() {
+            skipped.push((0, e));
+        }
         let live = match self.live() {
             Ok(v) => v,
             Err(e) => {

@@ -40,10 +40,15 @@ fn a_standby_trainer_takes_over_and_loses_nothing() {
 
     let mut acked = BTreeSet::new();
     let mut killed_at = None;
+    let mut before = 0;
     for b in 0..20 {
         if b == 10 {
             active.kill();
             killed_at = Some(Instant::now());
+        }
+        if b == 12 {
+            // Whatever the active trainer published last: the standby numbers after it.
+            before = replica.version();
         }
         let r = replica.post(&burst(b)).unwrap();
         assert_eq!(r.status, 200, "{r:?}");
@@ -75,6 +80,7 @@ fn a_standby_trainer_takes_over_and_loses_nothing() {
         standby.log_text()
     );
     let version = standby.publish();
+    assert!(version > before, "version {version} after {before}");
     let pairs = standby.checkpoint(version);
     for b in &acked {
         for k in 0..20 {
