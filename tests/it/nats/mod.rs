@@ -8,6 +8,7 @@
 mod cluster;
 mod failover;
 mod replicas;
+mod settings;
 
 use std::collections::BTreeMap;
 use std::fs::File;
