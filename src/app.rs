@@ -12,6 +12,7 @@ use crate::data::loader::{self, DataError, LoadOptions, Record};
 use crate::data::{IdMap, synth};
 use crate::http::router::router;
 use crate::http::state::AppState;
+use crate::online::lease_holder::HeldLease;
 use crate::online::metrics::Metrics;
 use crate::online::roles::{self, ClusterMetrics};
 use crate::online::search::{SearchService, SearchStartError};
@@ -84,6 +85,7 @@ pub fn open(cfg: ServiceConfig) -> Result<AppState, AppError> {
     };
     let metrics = Arc::new(Metrics::new()?);
     let cluster = ClusterMetrics::register(&metrics)?;
+    let mut lease = None;
     let (trainer, models) = match cfg.server.role {
         Role::Serve => (
             TrainerHandle::absent(cfg.trainer.history),
@@ -94,8 +96,8 @@ pub fn open(cfg: ServiceConfig) -> Result<AppState, AppError> {
                 (Role::Train, Some(n)) => {
                     // A standby waits here, before binding its listeners, until the lease
                     // is free.
-                    let lease = Lease::open(n.clone(), holder_name())?;
-                    roles::hold_lease(lease, &cluster)?;
+                    let l = Lease::open(n.clone(), holder_name())?;
+                    lease = Some(HeldLease::acquire(l, cluster.lease_held.clone())?);
                 }
                 // The single trainer of its data directory (or, with NATS, by the operator's
                 // word): the lease is implicitly its own.
@@ -130,6 +132,7 @@ pub fn open(cfg: ServiceConfig) -> Result<AppState, AppError> {
         config: Arc::new(cfg),
         search,
         traffic: Arc::default(),
+        lease,
     })
 }
 
@@ -220,6 +223,10 @@ pub async fn stop(state: &AppState) -> Result<(), AppError> {
         tracing::info!(version = v, "search trainer stopped");
     }
     let version = state.trainer.shutdown().await;
+    if let Some(lease) = state.lease.clone() {
+        // After the final snapshot: a standby takes over now rather than after the TTL.
+        tokio::task::spawn_blocking(move || lease.release()).await?;
+    }
     let log = state.log.clone();
     tokio::task::spawn_blocking(move || log.close()).await??;
     match version {

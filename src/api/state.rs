@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::online::lease_holder::HeldLease;
 use crate::online::live::ModelStore;
 use crate::online::metrics::Metrics;
 use crate::online::query_pool::QueryPool;
@@ -32,4 +33,6 @@ pub struct AppState {
     pub search: Option<Arc<SearchService>>,
     /// Request and feedback rates, sampled in the background while serving.
     pub traffic: Arc<Traffic>,
+    /// The trainer lease this process holds (`server.role = "train"`), released on stop.
+    pub lease: Option<Arc<HeldLease>>,
 }

@@ -9,6 +9,7 @@ pub mod catalogue;
 pub mod feedback_data;
 pub mod gate;
 pub mod history;
+pub mod lease_holder;
 pub mod live;
 pub mod metrics;
 pub mod query;

@@ -1,6 +1,7 @@
 //! What one `irgan serve` process does past one machine (`server.role`): a serving replica
-//! follows the live pointer and hot-swaps each new snapshot; a trainer holds the lease before
-//! it trains and learns of events other replicas appended by following the log's tail.
+//! follows the live pointer and hot-swaps each new snapshot; a trainer holds the lease (see
+//! [`crate::online::lease_holder`]) before it trains and learns of events other replicas
+//! appended by following the log's tail.
 //!
 //! A serving replica is stateless: it starts from the live snapshot in the store (ready
 //! without a trainer), keeps no feedback of its own (it appends to the shared log) and has no
@@ -10,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use prometheus::IntGauge;
 use serde_json::json;
@@ -24,13 +25,10 @@ use crate::online::trainer::TrainerHandle;
 use crate::rng;
 use crate::store::Snapshot;
 use crate::store::backend::{SharedLog, SharedSnapshots};
-use crate::store::nats::{Lease, NatsError, lease::Attempt};
 use crate::store::snapshot_dir::Checkpointed;
 
 /// How long the follower waits on the pointer before checking again.
 const POINTER_WAIT: Duration = Duration::from_secs(1);
-/// Exit status of a trainer that lost its lease (a supervisor restarts it as a standby).
-pub const LOST_LEASE_EXIT: i32 = 75;
 
 /// The metrics of the parts shared through NATS.
 #[derive(Clone)]
@@ -149,76 +147,6 @@ pub fn follow_live(
             }
         })?;
     Ok(store)
-}
-
-/// Blocks until this process holds the trainer lease (a standby waits here), then renews it on
-/// a thread of its own. A trainer that can no longer be sure it holds the lease (someone else
-/// has it, or no renewal succeeded for a whole TTL) exits with [`LOST_LEASE_EXIT`] at once,
-/// so two trainers never publish for longer than that.
-pub fn hold_lease(lease: Lease, metrics: &ClusterMetrics) -> Result<(), NatsError> {
-    let poll = lease.ttl / 4;
-    metrics.lease_held.set(0);
-    let mut waiting_on = None;
-    let mut revision = loop {
-        match lease.try_acquire()? {
-            Attempt::Held(r) => break r,
-            Attempt::Taken(who) => {
-                if waiting_on.as_ref() != Some(&who) {
-                    tracing::info!(holder = %who, "standby: another trainer holds the lease");
-                    waiting_on = Some(who);
-                }
-            }
-        }
-        std::thread::sleep(poll);
-    };
-    metrics.lease_held.set(1);
-    tracing::info!(holder = lease.holder(), "took the trainer lease");
-    let held = metrics.lease_held.clone();
-    std::thread::Builder::new()
-        .name("irgan-lease".into())
-        .spawn(move || {
-            let renew_every = lease.ttl / 3;
-            let mut renewed = Instant::now();
-            loop {
-                std::thread::sleep(renew_every);
-                match lease.renew(revision) {
-                    Ok(r) => {
-                        revision = r;
-                        renewed = Instant::now();
-                    }
-                    Err(e) => {
-                        // Why did the compare-and-set fail? Ours at another revision (a lost
-                        // reply): carry on from it. Lapsed and free: take it again. Someone
-                        // else's, or no answer for a whole TTL: stop.
-                        let lost = match lease.current() {
-                            Ok(Some((who, r))) if who == lease.holder() => {
-                                revision = r;
-                                false
-                            }
-                            Ok(Some(_)) => true,
-                            Ok(None) => match lease.try_acquire() {
-                                Ok(Attempt::Held(r)) => {
-                                    revision = r;
-                                    renewed = Instant::now();
-                                    false
-                                }
-                                Ok(Attempt::Taken(_)) => true,
-                                Err(_) => renewed.elapsed() >= lease.ttl,
-                            },
-                            Err(_) => renewed.elapsed() >= lease.ttl,
-                        };
-                        if lost {
-                            held.set(0);
-                            tracing::error!(error = %e, "lost the trainer lease; exiting so a supervisor restarts this trainer as a standby");
-                            std::process::exit(LOST_LEASE_EXIT);
-                        }
-                        tracing::warn!(error = %e, "cannot renew the trainer lease; retrying");
-                    }
-                }
-            }
-        })
-        .map_err(NatsError::Runtime)?;
-    Ok(())
 }
 
 /// Makes the trainer read events other processes appended to a shared log, and exports how

@@ -294,10 +294,13 @@ impl EventLog for NatsEventLog {
                 .unwrap_or(usize::MAX)
                 .min(limit - out.len());
             let (consumer, raw) = self.fetch(r.consumer.take(), start, want, false)?;
-            r.consumer = Some(consumer);
             if raw.is_empty() {
+                // The stream has these events but the reader delivered none: its consumer
+                // may have lived on a node that is gone (ephemeral consumers have one
+                // replica). The next read starts a new one.
                 break;
             }
+            r.consumer = Some(consumer);
             for (seq, body, id, acked) in raw {
                 start = seq + 1;
                 let repeat = match id.map(|id| r.ids.entry(id)) {

@@ -63,7 +63,7 @@ pub enum NatsError {
 
 /// The longest a blocking call waits for NATS (a stuck read becomes an error the caller
 /// retries, never a hung trainer or follower thread).
-const CALL_LIMIT: Duration = Duration::from_secs(30);
+const CALL_LIMIT: Duration = Duration::from_secs(15);
 
 impl NatsError {
     /// A request error with its context.

@@ -43,7 +43,9 @@ fn a_three_node_cluster_loses_no_acknowledged_event_when_a_node_dies() {
         .map(NatsServer::url)
         .collect::<Vec<_>>()
         .join(",");
-    let sets = ["nats.replicas=3"];
+    // A lease that outlasts a leader election (the 3 s of the other tests does not: the
+    // trainer would give up and exit, with no supervisor here to restart it).
+    let sets = ["nats.replicas=3", "nats.lease_ttl_seconds=30.0"];
     // The cluster elects its JetStream leader after the routes connect: retry the first start.
     let started = Instant::now();
     let trainer = loop {

@@ -95,3 +95,33 @@ fn a_standby_trainer_takes_over_and_loses_nothing() {
     // The replica follows the new trainer's snapshots.
     assert!(eventually(Duration::from_secs(10), || replica.version() >= version));
 }
+
+/// A trainer stopped cleanly (SIGTERM) gives its lease up after its final snapshot: with a
+/// 60 s TTL, the standby serving within 30 s shows it did not wait for the lease to lapse.
+#[test]
+fn a_clean_stop_hands_the_lease_over_at_once() {
+    if !nats_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start(&tmp.path().join("nats"));
+    let url = nats.url();
+    let sets = ["nats.lease_ttl_seconds=60.0"];
+    let limit = Duration::from_secs(60);
+    let mut active = Irgan::start(&tmp.path().join("t1"), &url, "train", true, &sets, limit);
+    let mut standby = Irgan::spawn(&tmp.path().join("t2"), &url, "train", false, &sets);
+    assert!(
+        eventually(Duration::from_secs(10), || standby
+            .log_text()
+            .contains("another trainer holds the lease")),
+        "{}",
+        standby.log_text()
+    );
+    active.terminate();
+    assert!(
+        active.log_text().contains("released the trainer lease"),
+        "{}",
+        active.log_text()
+    );
+    standby.wait_ready(Duration::from_secs(30));
+}

@@ -70,6 +70,23 @@ impl Proc {
             .is_none_or(|c| c.try_wait().ok().flatten().is_some())
     }
 
+    /// SIGTERM, then wait (at most 60 s) for the exit.
+    pub fn terminate(&mut self) {
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
+        let started = Instant::now();
+        while c.try_wait().ok().flatten().is_none() && started.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+
     /// SIGKILL and wait.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -285,6 +302,11 @@ impl Irgan {
         self.proc.kill();
     }
 
+    /// SIGTERM and wait for the exit.
+    pub fn terminate(&mut self) {
+        self.proc.terminate();
+    }
+
     /// The live version it serves.
     pub fn version(&self) -> u64 {
         let r = client::get(self.port, "/v1/model").expect("GET /v1/model");
@@ -297,8 +319,8 @@ impl Irgan {
         client::post(self.port, "/v1/feedback", &json!(events).to_string())
     }
 
-    /// `POST /v1/snapshots` (publish now); the new version. A 500 or 503 (NATS electing a
-    /// leader, the trainer restarting after it) is retried for at most 30 s.
+    /// `POST /v1/snapshots` (publish now); the new version. A 408, 500 or 503 (NATS electing
+    /// a leader, the trainer restarting after it) is retried for at most 120 s.
     pub fn publish(&self) -> u64 {
         let started = Instant::now();
         loop {
@@ -307,7 +329,7 @@ impl Irgan {
                 return r.json()["version"].as_u64().expect("version");
             }
             assert!(
-                matches!(r.status, 500 | 503) && started.elapsed() < Duration::from_secs(30),
+                matches!(r.status, 408 | 500 | 503) && started.elapsed() < Duration::from_secs(120),
                 "publish: {r:?}\n{}",
                 self.log_text()
             );
