@@ -1,7 +1,8 @@
 //! Two serving replicas and one trainer on one nats-server: events through either replica are
 //! trained on exactly once (a repeat through the other is a duplicate, within JetStream's
 //! window or, skipped by the trainer, beyond it); both replicas serve a new version within
-//! 2 s of its publish; a replica started afterwards is ready from the live snapshot in < 5 s.
+//! 2 s of its publish; a rollback on the trainer moves both; a replica started afterwards is
+//! ready from the live snapshot in < 5 s.
 
 use std::time::{Duration, Instant};
 
@@ -100,6 +101,22 @@ fn replicas_share_one_log_and_follow_the_live_pointer() {
     let r = super::client::get(a.port, "/v1/users/nu-b/recommendations?k=3").unwrap();
     assert_eq!(r.status, 200, "{r:?}");
 
+    // Roll back on the trainer (paused, so it publishes nothing newer meanwhile): the pointer
+    // moves to a kept older version and both replicas follow it.
+    let r = super::client::post(trainer.port, "/v1/training/pause", "{}").unwrap();
+    assert!(r.status < 300, "{r:?}");
+    let older = version - 1;
+    let path = format!("/v1/snapshots/{older}/activate");
+    let r = super::client::post(trainer.port, &path, "{}").unwrap();
+    assert_eq!(r.status, 200, "{r:?}\n{}", trainer.log_text());
+    assert!(
+        eventually(Duration::from_secs(10), || a.version() == older
+            && b.version() == older),
+        "replicas at {} and {} after rolling back to {older}",
+        a.version(),
+        b.version()
+    );
+
     // Training commands on a replica answer a clear error.
     let r = super::client::post(a.port, "/v1/snapshots", "{}").unwrap();
     assert_eq!(r.status, 409, "{r:?}");
@@ -113,6 +130,10 @@ fn replicas_share_one_log_and_follow_the_live_pointer() {
     c.wait_ready(Duration::from_secs(60));
     let ready_in = started.elapsed();
     eprintln!("a late replica was ready in {ready_in:?}");
-    assert_eq!(c.version(), version);
+    assert_eq!(
+        c.version(),
+        older,
+        "the late replica serves the live (rolled back) version"
+    );
     assert!(ready_in < Duration::from_secs(5), "ready in {ready_in:?}");
 }
