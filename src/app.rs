@@ -12,12 +12,16 @@ use crate::data::loader::{self, DataError, LoadOptions, Record};
 use crate::data::{IdMap, synth};
 use crate::http::router::router;
 use crate::http::state::AppState;
+use crate::online::lease_holder::HeldLease;
 use crate::online::metrics::Metrics;
+use crate::online::roles::{self, ClusterMetrics};
 use crate::online::search::{SearchService, SearchStartError};
-use crate::online::settings::ServiceConfig;
-use crate::online::trainer::{Trainer, TrainerError};
+use crate::online::settings::{Role, ServiceConfig, StorageBackend};
+use crate::online::trainer::{Trainer, TrainerError, TrainerHandle};
+use crate::store::backend::{EventLog, SharedLog, SharedSnapshots};
 use crate::store::feedback_log::{FeedbackEvent, FeedbackLog, LogError, LogOptions};
 use crate::store::impression_log::ImpressionLogError;
+use crate::store::nats::{Lease, Nats, NatsError, NatsEventLog, NatsSnapshots};
 use crate::store::snapshot::SnapshotError;
 use crate::store::snapshot_dir::SnapshotDir;
 
@@ -51,6 +55,9 @@ pub enum AppError {
     /// Two generated ids collide.
     #[error("duplicate id {0}")]
     DuplicateId(String),
+    /// NATS could not be reached or refused a request.
+    #[error("NATS")]
+    Nats(#[from] NatsError),
     /// The gRPC server failed.
     #[error("gRPC server")]
     Grpc(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -67,12 +74,42 @@ pub const IMPORT_TYPE: &str = "import";
 /// take seconds): call it before serving or from `spawn_blocking`.
 pub fn open(cfg: ServiceConfig) -> Result<AppState, AppError> {
     std::fs::create_dir_all(&cfg.storage.data_dir)?;
-    let log = FeedbackLog::open(&cfg.log_path(), LogOptions::default())?;
-    let snapshots = SnapshotDir::open(&cfg.snapshot_path())?;
+    let (log, nats) = open_log(&cfg)?;
+    let snapshots: SharedSnapshots = match &nats {
+        None => SnapshotDir::open(&cfg.snapshot_path())?.into(),
+        Some(n) => Arc::new(NatsSnapshots::open(
+            n.clone(),
+            &cfg.storage.data_dir.join("nats-cache"),
+            cfg.storage.keep_snapshots,
+        )?),
+    };
     let metrics = Arc::new(Metrics::new()?);
-    let (trainer, models) =
-        Trainer::start(cfg.clone(), log.clone(), snapshots.clone(), metrics.clone())?;
-    let trainer = trainer.spawn()?;
+    let cluster = ClusterMetrics::register(&metrics)?;
+    let mut lease = None;
+    let (trainer, models) = match cfg.server.role {
+        Role::Serve => (
+            TrainerHandle::absent(cfg.trainer.history),
+            roles::follow_live(&cfg, snapshots.clone(), metrics.clone())?,
+        ),
+        role => {
+            match (role, &nats) {
+                (Role::Train, Some(n)) => {
+                    // A standby waits here, before binding its listeners, until the lease
+                    // is free.
+                    let l = Lease::open(n.clone(), holder_name())?;
+                    lease = Some(HeldLease::acquire(l, cluster.lease_held.clone())?);
+                }
+                // The single trainer of its data directory (or, with NATS, by the operator's
+                // word): the lease is implicitly its own.
+                _ => cluster.lease_held.set(1),
+            }
+            let (trainer, models) =
+                Trainer::start(cfg.clone(), log.clone(), snapshots.clone(), metrics.clone())?;
+            let trainer = trainer.spawn()?;
+            roles::follow_tail(&log, &trainer, cluster.consumer_lag.clone());
+            (trainer, models)
+        }
+    };
     let search = if cfg.search.enabled {
         Some(SearchService::start(
             cfg.search.clone(),
@@ -95,7 +132,36 @@ pub fn open(cfg: ServiceConfig) -> Result<AppState, AppError> {
         config: Arc::new(cfg),
         search,
         traffic: Arc::default(),
+        lease,
     })
+}
+
+/// The feedback log `storage.backend` names (and the NATS connection it uses, if any).
+/// Blocking; not from an async worker.
+pub fn open_log(cfg: &ServiceConfig) -> Result<(SharedLog, Option<Arc<Nats>>), AppError> {
+    match cfg.storage.backend {
+        StorageBackend::Local => {
+            std::fs::create_dir_all(&cfg.storage.data_dir)?;
+            let log = FeedbackLog::open(&cfg.log_path(), LogOptions::default())?;
+            Ok((log.into(), None))
+        }
+        StorageBackend::Nats => {
+            let nats = Nats::connect(&cfg.nats)?;
+            let log: SharedLog = Arc::new(NatsEventLog::open(nats.clone())?);
+            Ok((log, Some(nats)))
+        }
+    }
+}
+
+/// This process's name in the trainer lease: host name and process id.
+fn holder_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "irgan".into());
+    format!("{host}-{}", std::process::id())
 }
 
 /// Serves the REST API on `listener` and, when given, the gRPC API on `grpc` until
@@ -157,6 +223,10 @@ pub async fn stop(state: &AppState) -> Result<(), AppError> {
         tracing::info!(version = v, "search trainer stopped");
     }
     let version = state.trainer.shutdown().await;
+    if let Some(lease) = state.lease.clone() {
+        // After the final snapshot: a standby takes over now rather than after the TTL.
+        tokio::task::spawn_blocking(move || lease.release()).await?;
+    }
     let log = state.log.clone();
     tokio::task::spawn_blocking(move || log.close()).await??;
     match version {
@@ -213,7 +283,7 @@ fn import_events(
 
 /// Appends the interactions of `path` (the training file format) to the log; returns how
 /// many were new.
-pub fn import_file(log: &FeedbackLog, path: &Path, opts: &LoadOptions) -> Result<usize, AppError> {
+pub fn import_file(log: &dyn EventLog, path: &Path, opts: &LoadOptions) -> Result<usize, AppError> {
     let (mut users, mut items) = (IdMap::new(), IdMap::new());
     let records = loader::read_records(path, opts, &mut users, &mut items)?;
     let source = format!("import:{}", path.display());
@@ -224,7 +294,11 @@ pub fn import_file(log: &FeedbackLog, path: &Path, opts: &LoadOptions) -> Result
 }
 
 /// Appends a synthetic latent-cluster catalogue (ids `u0…`, `i0…`) to the log.
-pub fn import_demo(log: &FeedbackLog, cfg: &SyntheticConfig, seed: u64) -> Result<usize, AppError> {
+pub fn import_demo(
+    log: &dyn EventLog,
+    cfg: &SyntheticConfig,
+    seed: u64,
+) -> Result<usize, AppError> {
     let (train, _) = synth::generate(
         &SyntheticConfig {
             test_fraction: 0.0,
@@ -243,7 +317,7 @@ pub fn import_demo(log: &FeedbackLog, cfg: &SyntheticConfig, seed: u64) -> Resul
 /// logged, every earlier one is too (chunks commit in order), so a restart with the same
 /// `--bootstrap` or `--demo` costs one lookup instead of re-offering every event before the
 /// listener binds.
-fn append_all(log: &FeedbackLog, events: Vec<FeedbackEvent>) -> Result<usize, AppError> {
+fn append_all(log: &dyn EventLog, events: Vec<FeedbackEvent>) -> Result<usize, AppError> {
     if let Some(id) = events.last().and_then(|e| e.id.as_deref())
         && log.contains_id(id)?
     {

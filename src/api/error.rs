@@ -95,6 +95,8 @@ error_codes! {
     InvalidK => "invalid_k",
     /// The impression log could not be written.
     StorageError => "storage_error",
+    /// A training command sent to a serving replica, which has no trainer.
+    NoTrainer => "no_trainer",
 }
 
 impl std::fmt::Display for ErrorCode {
@@ -244,6 +246,11 @@ impl From<TrainerError> for Error {
             TrainerError::Restarting => Self::new(
                 ErrorKind::Unavailable,
                 ErrorCode::TrainerBusy,
+                e.to_string(),
+            ),
+            TrainerError::NoTrainer => Self::new(
+                ErrorKind::FailedPrecondition,
+                ErrorCode::NoTrainer,
                 e.to_string(),
             ),
             TrainerError::Internal(m) => Self::internal(m),

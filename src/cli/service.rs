@@ -48,6 +48,11 @@ pub struct ServeArgs {
     /// Start with a synthetic demo catalogue (users u0…, items i0…) so the examples work.
     #[arg(long)]
     demo: bool,
+    /// What this process does (overrides server.role): all = serve and train; serve = a
+    /// stateless replica; train = the lease-holding trainer (serve and train need
+    /// storage.backend = "nats").
+    #[arg(long, value_parser = ["all", "serve", "train"])]
+    role: Option<String>,
 }
 
 #[derive(Args)]
@@ -83,7 +88,10 @@ pub struct HealthcheckArgs {
 }
 
 /// `irgan serve`.
-pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
+pub fn serve(mut a: ServeArgs) -> anyhow::Result<()> {
+    if let Some(role) = &a.role {
+        a.service.set.push(format!("server.role={role:?}"));
+    }
     let cfg = a.service.load()?;
     // Before importing or binding anything: an open service off this machine is an error.
     cfg.server.check_exposure()?;
@@ -95,17 +103,16 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         .init();
     set_threads(cfg.training.threads);
     if a.demo || a.bootstrap.is_some() {
-        std::fs::create_dir_all(&cfg.storage.data_dir)?;
-        let log = FeedbackLog::open(&cfg.log_path(), LogOptions::default())?;
+        let (log, _nats) = app::open_log(&cfg)?;
         let new = match &a.bootstrap {
             Some(file) => {
                 let opts = LoadOptions {
                     format: Format::Ratings,
                     positive_threshold: 4.0,
                 };
-                app::import_file(&log, file, &opts)?
+                app::import_file(&*log, file, &opts)?
             }
-            None => app::import_demo(&log, &irgan::config::SyntheticConfig::default(), 42)?,
+            None => app::import_demo(&*log, &irgan::config::SyntheticConfig::default(), 42)?,
         };
         log.close()?;
         tracing::info!(new_events = new, "imported");

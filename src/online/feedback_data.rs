@@ -13,8 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::data::{IdMap, Interactions};
 use crate::online::settings::FeedbackConfig;
+use crate::store::backend::SharedLog;
 use crate::store::checkpoint::{Checkpoint, PairState};
-use crate::store::feedback_log::{FeedbackLog, LogError, LoggedEvent};
+use crate::store::feedback_log::{LogError, LoggedEvent};
 
 /// Most events read from the log in one batch.
 const BATCH: usize = 50_000;
@@ -62,7 +63,7 @@ struct Pair {
 /// Everything the trainer knows from feedback.
 pub struct FeedbackData {
     cfg: FeedbackConfig,
-    log: FeedbackLog,
+    log: SharedLog,
     /// Highest log position known to hold an event (raised by the handlers, see
     /// [`FeedbackData::latest_seq`]).
     latest_seq: Arc<AtomicU64>,
@@ -94,10 +95,10 @@ pub struct FeedbackData {
 
 impl FeedbackData {
     /// Empty data over `log`, continuing the id maps of the loaded snapshot.
-    pub fn new(cfg: FeedbackConfig, log: FeedbackLog, users: IdMap, items: IdMap) -> Self {
+    pub fn new(cfg: FeedbackConfig, log: impl Into<SharedLog>, users: IdMap, items: IdMap) -> Self {
         Self {
             cfg,
-            log,
+            log: log.into(),
             latest_seq: Arc::default(),
             users,
             items,
@@ -119,7 +120,7 @@ impl FeedbackData {
     /// already reflect it.
     pub fn restore(
         cfg: FeedbackConfig,
-        log: FeedbackLog,
+        log: impl Into<SharedLog>,
         users: IdMap,
         items: IdMap,
         checkpoint: &Checkpoint,
@@ -211,7 +212,10 @@ impl FeedbackData {
                 break;
             }
             for e in batch.iter().take_while(|e| e.seq <= through) {
-                self.fold(e);
+                // A repeat of an id past the log's duplicate window counts once: skip it.
+                if !e.repeat {
+                    self.fold(e);
+                }
                 self.applied_seq = e.seq;
             }
             self.latest_seq
@@ -293,7 +297,7 @@ impl FeedbackData {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::feedback_log::{FeedbackEvent, LogOptions};
+    use crate::store::feedback_log::{FeedbackEvent, FeedbackLog, LogOptions};
 
     #[test]
     fn hold_out_is_a_stable_fraction() {

@@ -9,18 +9,20 @@ use crate::data::IdMap;
 use crate::online::feedback_data::FeedbackData;
 use crate::online::settings::FeedbackConfig;
 use crate::store::Snapshot;
+use crate::store::backend::SharedLog;
 use crate::store::checkpoint::Checkpoint;
-use crate::store::feedback_log::{FeedbackLog, LogError};
+use crate::store::feedback_log::LogError;
 
 /// The training data at the log's end: restored from `checkpoint` (taken with `snapshot`) and
 /// the events after it, or replayed from the whole log without one. Only events the snapshot's
 /// models do not cover are left as changes to fold in; `folded_events` counts the events read.
 pub fn restore_data(
     cfg: &FeedbackConfig,
-    log: FeedbackLog,
+    log: impl Into<SharedLog>,
     snapshot: Option<&Snapshot>,
     checkpoint: Option<Checkpoint>,
 ) -> Result<FeedbackData, LogError> {
+    let log: SharedLog = log.into();
     let Some(s) = snapshot else {
         let mut data = FeedbackData::new(cfg.clone(), log, IdMap::new(), IdMap::new());
         data.fold_through(u64::MAX)?;
@@ -77,7 +79,7 @@ mod tests {
     use super::*;
     use crate::model::MfModel;
     use crate::rng;
-    use crate::store::feedback_log::{FeedbackEvent, LogOptions};
+    use crate::store::feedback_log::{FeedbackEvent, FeedbackLog, LogOptions};
 
     fn like(user: &str, item: &str) -> FeedbackEvent {
         FeedbackEvent {

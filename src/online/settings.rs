@@ -28,6 +28,8 @@ pub struct ServiceConfig {
     pub search: crate::online::search::SearchServiceConfig,
     /// Top-k search of G's queries: exact or an approximate index.
     pub index: IndexConfig,
+    /// The NATS JetStream backend (used when `storage.backend = "nats"`).
+    pub nats: crate::store::nats::NatsConfig,
 }
 
 /// How the service finds G's top items: every item scored, or an approximate
@@ -77,6 +79,8 @@ impl IndexConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
+    /// What this process does: `all` (serve and train), `serve` or `train` (`--role`).
+    pub role: Role,
     /// Address the REST API listens on.
     pub bind: String,
     /// Address the gRPC API listens on (empty = no gRPC server). Every other setting of this
@@ -124,6 +128,33 @@ pub struct StorageConfig {
     pub data_dir: PathBuf,
     /// Snapshots kept on disk.
     pub keep_snapshots: usize,
+    /// Where the feedback log and snapshots live: this data directory, or NATS JetStream
+    /// (see the `[nats]` section) shared by several machines.
+    pub backend: StorageBackend,
+}
+
+/// Which store holds the shared state.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// SQLite feedback log and snapshot directories under `storage.data_dir` (one process).
+    #[default]
+    Local,
+    /// A JetStream stream, object store and key-value buckets (`[nats]`).
+    Nats,
+}
+
+/// What one `irgan serve` process does.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Serve and train in one process (the single-node service).
+    #[default]
+    All,
+    /// Serve queries and take feedback; follow the live pointer; no trainer.
+    Serve,
+    /// Train (while holding the lease; a standby waits for it) and serve.
+    Train,
 }
 
 /// Feedback settings.
@@ -215,6 +246,7 @@ impl Default for ServiceConfig {
             training,
             search: Default::default(),
             index: IndexConfig::default(),
+            nats: Default::default(),
         }
     }
 }
@@ -222,6 +254,7 @@ impl Default for ServiceConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
+            role: Role::All,
             bind: "127.0.0.1:8080".into(),
             grpc_bind: "127.0.0.1:50051".into(),
             body_limit_bytes: 8 << 20,
@@ -246,6 +279,7 @@ impl Default for StorageConfig {
         Self {
             data_dir: PathBuf::from("data"),
             keep_snapshots: 5,
+            backend: StorageBackend::Local,
         }
     }
 }
@@ -440,6 +474,21 @@ impl ServiceConfig {
         }
         if self.index.kmeans_iterations == 0 {
             return bad("index.kmeans_iterations", "must be >= 1");
+        }
+        if let Err((key, message)) = self.nats.validate() {
+            return bad(&format!("nats.{key}"), &message);
+        }
+        if self.storage.backend == StorageBackend::Local && self.server.role != Role::All {
+            return bad(
+                "server.role",
+                "serve and train roles share state through storage.backend = \"nats\"",
+            );
+        }
+        if self.storage.backend == StorageBackend::Nats && self.search.enabled {
+            return bad(
+                "search.enabled",
+                "the search task keeps local state only; set it to false with storage.backend = \"nats\"",
+            );
         }
         if self.storage.keep_snapshots == 0 {
             return bad("storage.keep_snapshots", "must be >= 1");

@@ -32,9 +32,9 @@ use crate::online::trainer_loop::{self, Clock, LoopError, LoopMetrics, OnlineTas
 use crate::online::trainer_status;
 use crate::rng;
 use crate::store::Snapshot;
-use crate::store::feedback_log::{FeedbackLog, LogError};
+use crate::store::backend::{SharedLog, SharedSnapshots};
+use crate::store::feedback_log::LogError;
 use crate::store::snapshot::SnapshotError;
-use crate::store::snapshot_dir::SnapshotDir;
 use crate::train::init::{InitError, init_model};
 use crate::train::irgan::{DStats, GStats, Game, GameSettings};
 
@@ -69,6 +69,11 @@ pub enum TrainerError {
     /// The snapshot cannot be made live over today's catalogue (the message says why).
     #[error("{0}")]
     Incompatible(String),
+    /// This process does not train (a serving replica); training commands go to the trainer.
+    #[error(
+        "this replica only serves (server.role = \"serve\"); send training commands to the trainer"
+    )]
+    NoTrainer,
     /// The trainer failed and is restarting from the live snapshot.
     #[error("the trainer is restarting after a failure; retry shortly")]
     Restarting,
@@ -120,7 +125,7 @@ pub use crate::online::trainer_handle::TrainerHandle;
 pub struct Trainer {
     cfg: ServiceConfig,
     data: FeedbackData,
-    snapshots: SnapshotDir,
+    snapshots: SharedSnapshots,
     store: Arc<ModelStore>,
     metrics: Arc<Metrics>,
     game: Option<Game>,
@@ -154,10 +159,11 @@ impl Trainer {
     /// data but no snapshot. Returns the trainer and the live store to serve.
     pub fn start(
         cfg: ServiceConfig,
-        log: FeedbackLog,
-        snapshots: SnapshotDir,
+        log: impl Into<SharedLog>,
+        snapshots: impl Into<SharedSnapshots>,
         metrics: Arc<Metrics>,
     ) -> Result<(Self, Arc<ModelStore>), TrainerError> {
+        let snapshots: SharedSnapshots = snapshots.into();
         let (loaded, skipped) = snapshots.newest_valid_checkpointed();
         for (v, e) in skipped {
             tracing::warn!(version = v, error = %e, "skipping unreadable snapshot");
@@ -476,6 +482,10 @@ impl OnlineTask for Trainer {
             &self.cfg,
         )
         .map_err(TrainerError::Incompatible)?;
+        // Other replicas follow the pointer (a no-op for the local store).
+        self.snapshots
+            .set_live(version)
+            .map_err(TrainerFailure::from)?;
         self.set_game(s.generator.clone(), s.discriminator.clone());
         clock.reset();
         self.staged = None;

@@ -488,3 +488,91 @@ fn compose_key_comes_from_an_ignored_env_file(irgan: &[String]) {
     )];
     load(with_file(&keyed)).server.check_exposure().unwrap();
 }
+
+/// `deploy/compose-nats.yaml` parsed (YAML merge keys applied).
+fn compose_nats() -> serde_yaml_ng::Value {
+    let text = read(&deploy().join("compose-nats.yaml"));
+    let mut v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("compose-nats.yaml");
+    v.apply_merge().expect("merge keys");
+    v
+}
+
+/// The past-one-machine stack: NATS with JetStream, two serving replicas behind one port, an
+/// active and a standby trainer, Prometheus and Grafana; every file it mounts exists, and the
+/// single-node compose.yaml is still there.
+#[test]
+fn compose_nats_runs_replicas_and_two_trainers_on_jetstream() {
+    assert!(
+        deploy().join("compose.yaml").is_file(),
+        "single-node stack kept"
+    );
+    let c = compose_nats();
+    let svc = |name: &str| {
+        c["services"]
+            .get(name)
+            .unwrap_or_else(|| panic!("service {name}"))
+            .clone()
+    };
+    let args = |s: &serde_yaml_ng::Value| -> Vec<String> {
+        s["command"]
+            .as_sequence()
+            .expect("command")
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let nats = svc("nats");
+    assert!(args(&nats).contains(&"-js".to_string()), "JetStream on");
+    let serve = svc("irgan-serve");
+    assert_eq!(serve["deploy"]["replicas"].as_u64(), Some(2));
+    assert!(args(&serve).windows(2).any(|w| w == ["--role", "serve"]));
+    for t in ["irgan-train-a", "irgan-train-b"] {
+        let s = svc(t);
+        assert!(args(&s).windows(2).any(|w| w == ["--role", "train"]), "{t}");
+    }
+    for name in ["irgan-serve", "irgan-train-a", "irgan-train-b"] {
+        let s = svc(name);
+        let env = &s["environment"];
+        assert_eq!(
+            env["IRGAN_STORAGE__BACKEND"].as_str(),
+            Some("nats"),
+            "{name}"
+        );
+        assert_eq!(env["IRGAN_NATS__URL"].as_str(), Some("nats://nats:4222"));
+        assert_eq!(env["IRGAN_SEARCH__ENABLED"].as_str(), Some("false"));
+        // No key inline: it comes from the ignored env file, as in compose.yaml.
+        assert!(env.get("IRGAN_SERVER__API_KEY").is_none());
+        assert_eq!(s["env_file"][0].as_str(), Some("irgan.env"));
+    }
+    // Each irgan process's settings load with the service's own loader.
+    let env = svc("irgan-serve")["environment"].clone();
+    let vars: Vec<(String, String)> = env
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.as_str().unwrap().into(), v.as_str().unwrap().into()))
+        .collect();
+    let cfg = irgan::online::settings::ServiceConfig::load(
+        Some(&root().join("config/default.toml")),
+        vars,
+        &["server.role=serve".into(), "server.allow_open=true".into()],
+    )
+    .expect("the replicas' settings load");
+    assert_eq!(
+        cfg.storage.backend,
+        irgan::online::settings::StorageBackend::Nats
+    );
+    // One port in front of the replicas, and every mounted file exists.
+    assert!(svc("lb")["ports"][0].as_str().unwrap().starts_with("8080:"));
+    for name in ["lb", "prometheus", "grafana"] {
+        for v in svc(name)["volumes"].as_sequence().unwrap() {
+            let src = v.as_str().unwrap().split(':').next().unwrap();
+            if let Some(rel) = src.strip_prefix("./") {
+                assert!(deploy().join(rel).exists(), "{name} mounts missing {src}");
+            }
+        }
+    }
+    for s in ["prometheus", "grafana"] {
+        svc(s);
+    }
+}

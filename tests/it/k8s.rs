@@ -484,3 +484,89 @@ fn service_and_servicemonitor_wiring() {
         .collect();
     assert_eq!(matched, ["irgan"], "ServiceMonitor selector");
 }
+
+/// Every YAML document under `deploy/k8s-nats` (the NATS chart's values file aside).
+fn nats_documents() -> Vec<Value> {
+    let dir = root().join("deploy/k8s-nats");
+    let mut out = Vec::new();
+    for name in ["serve.yaml", "train.yaml"] {
+        let text = std::fs::read_to_string(dir.join(name)).unwrap();
+        for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+            let v = <Value as serde::Deserialize>::deserialize(doc).unwrap();
+            if !v.is_null() {
+                out.push(v);
+            }
+        }
+    }
+    out
+}
+
+/// Past one machine: a serving Deployment with an HPA on CPU, a trainer Deployment of 2, NATS
+/// from its official chart through a values file (JetStream, 3 nodes); the single-node
+/// StatefulSet of deploy/k8s stays. Each container's settings (the ConfigMap plus its env)
+/// load with the service's own loader.
+#[test]
+fn nats_manifests_scale_replicas_and_run_two_trainers() {
+    let docs = nats_documents();
+    let find = |kind: &str, name: &str| {
+        docs.iter()
+            .find(|d| string(d, "kind") == kind && string(d, "metadata.name") == name)
+            .unwrap_or_else(|| panic!("{kind} {name}"))
+    };
+    for d in &docs {
+        assert_eq!(string(d, "metadata.namespace"), "irgan");
+    }
+    let serve = find("Deployment", "irgan-serve");
+    let train = find("Deployment", "irgan-train");
+    assert_eq!(at(train, "spec.replicas").as_u64(), Some(2));
+    let hpa = find("HorizontalPodAutoscaler", "irgan-serve");
+    assert_eq!(string(hpa, "spec.scaleTargetRef.name"), "irgan-serve");
+    assert_eq!(string(hpa, "spec.metrics.0.resource.name"), "cpu");
+    find("Service", "irgan-serve");
+    let local = documents();
+    one(&local, "StatefulSet", None);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("default.toml");
+    std::fs::write(&file, config_toml(&local)).unwrap();
+    for (d, role) in [(serve, "serve"), (train, "train")] {
+        let c = container(d);
+        let args: Vec<&str> = at(c, "args")
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert!(args.windows(2).any(|w| w == ["--role", role]), "{args:?}");
+        let env: Vec<(String, String)> = at(c, "env")
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(|e| Some((e["name"].as_str()?.into(), e["value"].as_str()?.into())))
+            .collect();
+        let cfg = ServiceConfig::load(
+            Some(&file),
+            env,
+            &[
+                format!("server.role={role}"),
+                "server.api_key=test".to_string(),
+            ],
+        )
+        .unwrap_or_else(|e| panic!("{role}: {e}"));
+        assert_eq!(
+            cfg.storage.backend,
+            irgan::online::settings::StorageBackend::Nats
+        );
+        assert_eq!(cfg.nats.replicas, 3);
+    }
+
+    let values: Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(root().join("deploy/k8s-nats/nats-values.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        at(&values, "config.jetstream.enabled").as_bool(),
+        Some(true)
+    );
+    assert_eq!(at(&values, "config.cluster.replicas").as_u64(), Some(3));
+}

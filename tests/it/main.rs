@@ -11,6 +11,7 @@ mod deploy;
 mod dockerfile;
 mod k8s;
 mod layers;
+mod nats;
 mod openapi;
 mod pipeline;
 mod reproducibility;

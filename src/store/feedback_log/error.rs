@@ -69,6 +69,10 @@ pub enum LogError {
     /// The writer thread panicked (reported by [`FeedbackLog::close`](super::FeedbackLog::close)).
     #[error("feedback log writer thread panicked")]
     WriterPanicked,
+    /// A remote log (NATS JetStream) failed; nothing is known to be stored for the batch
+    /// unless a retry reports its events as duplicates.
+    #[error("feedback log: {0}")]
+    Remote(String),
 }
 
 /// Attaches context to rusqlite errors.

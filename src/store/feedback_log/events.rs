@@ -32,6 +32,10 @@ pub struct LoggedEvent {
     /// The event as received.
     #[serde(flatten)]
     pub event: FeedbackEvent,
+    /// A repeat of an id stored at a lower seq (possible only in a log whose deduplication
+    /// has a time window, like JetStream's): readers advance past it without folding it.
+    #[serde(skip)]
+    pub repeat: bool,
 }
 
 /// Result of appending one event.

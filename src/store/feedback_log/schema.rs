@@ -128,6 +128,7 @@ pub(super) fn logged_event(r: &Row<'_>) -> rusqlite::Result<LoggedEvent> {
             value: r.get(5)?,
             timestamp_ms: r.get(6)?,
         },
+        repeat: false,
     })
 }
 

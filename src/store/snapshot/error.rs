@@ -56,6 +56,9 @@ pub enum SnapshotError {
     /// The directory has no `manifest.json`: not a snapshot, or its write never completed.
     #[error("{}: no manifest.json (not a snapshot, or its write did not complete)", .0.display())]
     MissingManifest(PathBuf),
+    /// A remote store (NATS object store or key-value bucket) failed.
+    #[error("snapshot store: {0}")]
+    Remote(String),
 }
 
 /// Maps an I/O error to [`SnapshotError::Io`] naming `path`.
