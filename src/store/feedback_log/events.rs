@@ -47,8 +47,9 @@ pub struct Appended {
     pub duplicate: bool,
 }
 
-/// Rejects events SQLite cannot store faithfully.
-pub(super) fn validate(events: &[FeedbackEvent]) -> Result<(), LogError> {
+/// Rejects events a log cannot store faithfully (a non-finite value); every backend checks
+/// a batch with it before storing anything.
+pub(crate) fn validate(events: &[FeedbackEvent]) -> Result<(), LogError> {
     for (index, e) in events.iter().enumerate() {
         if let Some(v) = e.value
             && !v.is_finite()

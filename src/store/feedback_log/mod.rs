@@ -62,6 +62,7 @@ use crate::store::atomic::sync_dir;
 use append::{Request, Writer};
 pub use error::LogError;
 use error::SqlContext;
+pub(crate) use events::validate;
 pub use events::{Appended, FeedbackEvent, LoggedEvent};
 pub use schema::{FORMAT, SCHEMA_VERSION};
 use schema::{init_schema, open_connection, open_reader, to_u64};

@@ -224,17 +224,7 @@ impl NatsEventLog {
         if self.closed.load(Ordering::Acquire) {
             return Err(LogError::Closed);
         }
-        for (index, e) in events.iter().enumerate() {
-            if let Some(v) = e.value
-                && !v.is_finite()
-            {
-                return Err(LogError::Invalid {
-                    index,
-                    reason: format!("value {v} is not finite"),
-                });
-            }
-        }
-        Ok(())
+        crate::store::feedback_log::validate(events)
     }
 
     /// Calls `on_tail` with the stream's last seq every [`FOLLOW_EVERY`] (polled on the client
