@@ -20,19 +20,19 @@ pub fn log_softmax(logits: &[f32], temperature: f64, out: &mut [f64]) -> Option<
 /// [`log_prob`], bit for bit.
 pub fn log_softmax_parts(logits: &[f32], temperature: f64, out: &mut [f64]) -> Option<(f64, f64)> {
     let inv_t = 1.0 / temperature;
-    let mut max = f64::NEG_INFINITY;
     for (o, &s) in out.iter_mut().zip(logits) {
         *o = if s.is_finite() {
             f64::from(s) * inv_t
         } else {
             f64::NEG_INFINITY
         };
-        max = max.max(*o);
     }
+    let n = logits.len().min(out.len());
+    let max = lane_max(&out[..n], |z| z);
     if !max.is_finite() {
         return None;
     }
-    let sum: f64 = out.iter().map(|&z| exp_nonpositive(z - max)).sum();
+    let sum = lane_sum(&out[..n], |z| exp_nonpositive(z - max));
     let log_sum = sum.ln();
     // Shift before subtracting: `z − (max + log_sum)` would lose log_sum when |max| is huge.
     for o in out.iter_mut() {
@@ -147,7 +147,50 @@ pub fn exp_nonpositive(x: f64) -> f64 {
     p = p * r + 1.0;
     let ki = (t.to_bits() as i64).wrapping_sub(SHIFTER.to_bits() as i64);
     let scale = f64::from_bits(((ki + 1023) << 52) as u64);
-    if x < -708.0 { 0.0 } else { p * scale }
+    // A bit mask, not an `if`: LLVM turns a select around this much arithmetic into a branch,
+    // and a branch keeps the catalogue loops from vectorising. NaN fails the comparison too.
+    let keep = u64::from(x >= -708.0).wrapping_neg();
+    f64::from_bits((p * scale).to_bits() & keep)
+}
+
+/// `max f(x)` over `xs` (−∞ when empty), in eight interleaved lanes: the same value as a
+/// fold in order (`f64::max` is exact and ignores NaN), without its serial dependency chain.
+#[inline]
+pub fn lane_max<T: Copy>(xs: &[T], f: impl Fn(T) -> f64) -> f64 {
+    let mut lanes = [f64::NEG_INFINITY; 8];
+    let mut chunks = xs.chunks_exact(8);
+    for c in &mut chunks {
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            *l = l.max(f(x));
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .map(|&x| f(x))
+        .chain(lanes)
+        .fold(f64::NEG_INFINITY, f64::max)
+}
+
+/// `Σ f(x)` over `xs`, added in eight interleaved partial sums (then the remainder), so a loop
+/// of exponentials vectorises; f64 addition in order would serialise it. Every sum that must
+/// agree bit for bit with another (a cached normaliser and a full log-softmax) goes through
+/// this one order.
+#[inline]
+pub fn lane_sum<T: Copy>(xs: &[T], f: impl Fn(T) -> f64) -> f64 {
+    let mut lanes = [0.0f64; 8];
+    let mut chunks = xs.chunks_exact(8);
+    for c in &mut chunks {
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            *l += f(x);
+        }
+    }
+    let mut sum = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]))
+        + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+    for &x in chunks.remainder() {
+        sum += f(x);
+    }
+    sum
 }
 
 /// `exp(x)` in f32 for `x <= 0`, relative error below 3e-7, branch-free so catalogue loops
@@ -177,8 +220,9 @@ pub fn exp_nonpositive_f32(x: f32) -> f32 {
     p = p * r + 1.0;
     let ki = (t.to_bits() as i32).wrapping_sub(SHIFTER.to_bits() as i32);
     let scale = f32::from_bits(((ki + 127) << 23) as u32);
-    // Written so NaN also gives 0.
-    if x >= -87.0 { p * scale } else { 0.0 }
+    // A mask rather than an `if` (see `exp_nonpositive`); NaN also gives 0.
+    let keep = u32::from(x >= -87.0).wrapping_neg();
+    f32::from_bits((p * scale).to_bits() & keep)
 }
 
 /// The largest finite value of `scores` (−∞ if none): NaN and ±∞ are ignored. Written as a

@@ -94,17 +94,11 @@ pub fn normaliser(g_row: &[f32], temperature: f64) -> Option<(f64, f64)> {
             f64::NEG_INFINITY
         }
     };
-    let max = g_row
-        .iter()
-        .map(|&s| z(s))
-        .fold(f64::NEG_INFINITY, f64::max);
+    let max = policy::lane_max(g_row, z);
     if !max.is_finite() {
         return None;
     }
-    let sum: f64 = g_row
-        .iter()
-        .map(|&s| policy::exp_nonpositive(z(s) - max))
-        .sum();
+    let sum = policy::lane_sum(g_row, |s| policy::exp_nonpositive(z(s) - max));
     Some((max, sum.ln()))
 }
 

@@ -7,7 +7,7 @@
 //! This replaces a Gumbel per item (two logarithms and a random number for each of the
 //! catalogue's items): the cost of a request is now one exponential per item plus k lookups.
 
-use crate::model::policy::exp_nonpositive;
+use crate::model::policy::{exp_nonpositive, lane_max, lane_sum};
 use crate::rng::{self, Rng};
 
 /// Items per block of the two-level lookup.
@@ -22,11 +22,7 @@ pub type Draw = (u32, f64);
 /// not drawn yet (successive sampling without replacement), using `rng`'s uniforms in order.
 /// Returns the draws in draw order; empty when no logit is finite.
 pub fn draw(logits: &[f64], k: usize, rng: &mut Rng) -> Vec<Draw> {
-    let max = logits
-        .iter()
-        .copied()
-        .filter(|z| z.is_finite())
-        .fold(f64::NEG_INFINITY, f64::max);
+    let max = finite_max(logits, &[]);
     if k == 0 || !max.is_finite() {
         return Vec::new();
     }
@@ -34,9 +30,8 @@ pub fn draw(logits: &[f64], k: usize, rng: &mut Rng) -> Vec<Draw> {
     // and the select keeps NaN out.
     let mut drawn = vec![false; logits.len()];
     let mut w = weights(logits, &drawn, max);
-    let total: f64 = w.iter().sum();
-    let ln_sum = total.ln();
-    let mut blocks: Vec<f64> = w.chunks(BLOCK).map(|c| c.iter().sum()).collect();
+    let ln_sum = lane_sum(&w, |x| x).ln();
+    let mut blocks = block_sums(&w);
     let mut out = Vec::with_capacity(k.min(logits.len()));
     while out.len() < k {
         let mut remaining: f64 = blocks.iter().sum();
@@ -44,16 +39,12 @@ pub fn draw(logits: &[f64], k: usize, rng: &mut Rng) -> Vec<Draw> {
             // Either every candidate has been drawn, or the ones left are so far below the
             // drawn ones (a very low exploration temperature) that their weights underflowed:
             // then re-weight them against the largest of them.
-            let left_max = logits
-                .iter()
-                .zip(&drawn)
-                .filter(|&(z, &d)| !d && z.is_finite())
-                .fold(f64::NEG_INFINITY, |m, (&z, _)| m.max(z));
+            let left_max = finite_max(logits, &drawn);
             if !left_max.is_finite() {
                 break;
             }
             w = weights(logits, &drawn, left_max);
-            blocks = w.chunks(BLOCK).map(|c| c.iter().sum()).collect();
+            blocks = block_sums(&w);
             remaining = blocks.iter().sum();
         }
         let mut x = rng::unit(rng) * remaining;
@@ -64,22 +55,37 @@ pub fn draw(logits: &[f64], k: usize, rng: &mut Rng) -> Vec<Draw> {
         out.push((i as u32, ((logits[i] - max) - ln_sum).min(0.0)));
         w[i] = 0.0;
         drawn[i] = true;
-        blocks[b] = w[start..end].iter().sum();
+        blocks[b] = lane_sum(&w[start..end], |x| x);
     }
     out
 }
 
-/// `exp(z − max)` for every finite logit not drawn yet, 0 for the rest.
+/// The largest finite logit not drawn yet (`drawn` empty: none is), −∞ if none.
+fn finite_max(logits: &[f64], drawn: &[bool]) -> f64 {
+    let open = |i: usize| !drawn.get(i).copied().unwrap_or(false);
+    let fin = |z: f64| if z.is_finite() { z } else { f64::NEG_INFINITY };
+    if drawn.is_empty() {
+        return lane_max(logits, fin);
+    }
+    (0..logits.len())
+        .filter(|&i| open(i))
+        .fold(f64::NEG_INFINITY, |m, i| m.max(fin(logits[i])))
+}
+
+/// Each block's total weight.
+fn block_sums(w: &[f64]) -> Vec<f64> {
+    w.chunks(BLOCK).map(|c| lane_sum(c, |x| x)).collect()
+}
+
+/// `exp(z − max)` for every finite logit not drawn yet, 0 for the rest. The exponential is
+/// computed for every entry and masked out (branch-free, so the loop vectorises).
 fn weights(logits: &[f64], drawn: &[bool], max: f64) -> Vec<f64> {
     logits
         .iter()
         .zip(drawn)
         .map(|(&z, &d)| {
-            if z.is_finite() && !d {
-                exp_nonpositive(z - max)
-            } else {
-                0.0
-            }
+            let keep = u64::from(z.is_finite() & !d).wrapping_neg();
+            f64::from_bits(exp_nonpositive(z - max).to_bits() & keep)
         })
         .collect()
 }
