@@ -20,6 +20,9 @@ pub struct RowOptimizer {
     m: Vec<f32>,
     v: Vec<f32>,
     t: i32,
+    /// Adam's bias-corrected step size at `t` ([`adam_step`]), kept so each row's update does
+    /// not recompute two powers (they dominated updates of narrow rows such as biases).
+    step: f32,
 }
 
 impl RowOptimizer {
@@ -37,6 +40,7 @@ impl RowOptimizer {
             m: vec![0.0; n],
             v: vec![0.0; n],
             t: 0,
+            step: adam_step(lr, 1),
         }
     }
 
@@ -48,6 +52,7 @@ impl RowOptimizer {
     /// Advances the step counter (once per batch; Adam's bias correction uses it).
     pub fn next_step(&mut self) {
         self.t = self.t.saturating_add(1);
+        self.step = adam_step(self.lr, self.t.max(1));
     }
 
     /// Applies `grad` to `param` (one row, index `row`).
@@ -57,7 +62,7 @@ impl RowOptimizer {
             OptimizerKind::Adam => {
                 let r = row * self.width..(row + 1) * self.width;
                 let (m, v) = (&mut self.m[r.clone()], &mut self.v[r]);
-                adam(param, grad, m, v, self.lr, self.t.max(1));
+                adam(param, grad, m, v, self.step);
             }
         }
     }
@@ -69,10 +74,14 @@ fn sgd(param: &mut [f32], grad: &[f32], lr: f32) {
     }
 }
 
-fn adam(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], lr: f32, t: i32) {
+/// Adam's step size at step `t` with both bias corrections folded in.
+fn adam_step(lr: f32, t: i32) -> f32 {
     let c1 = 1.0 - BETA1.powi(t);
     let c2 = 1.0 - BETA2.powi(t);
-    let step = lr * c2.sqrt() / c1;
+    lr * c2.sqrt() / c1
+}
+
+fn adam(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], step: f32) {
     for i in 0..param.len() {
         let g = grad[i];
         m[i] = BETA1 * m[i] + (1.0 - BETA1) * g;
