@@ -10,7 +10,8 @@
 
 use serde::Serialize;
 
-/// A gate metric must beat the best so far by more than this to count as an improvement.
+/// A gate metric must beat the best so far by more than this (and by more than
+/// `trainer.min_improvement` of it) to count as an improvement.
 const MIN_IMPROVEMENT: f64 = 1e-4;
 
 /// Why the trainer is busy or idle.
@@ -56,6 +57,8 @@ impl Reason {
 pub struct Schedule {
     patience: u32,
     min_scale: f64,
+    /// Relative gain over the best metric that counts as an improvement.
+    min_improvement: f64,
     /// Gate evaluations in a row without improvement.
     stale: u32,
     /// Best gate metric since the last wake-up (the live one to start with).
@@ -66,12 +69,18 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// A schedule going idle after `patience` stale evaluations (0 = never) and halving the
-    /// step size down to `min_scale`.
-    pub fn new(patience: u32, min_scale: f64) -> Self {
+    /// A schedule going idle after `patience` stale evaluations (0 = never), an evaluation
+    /// being stale unless it beats the best by more than `min_improvement` of it, and halving
+    /// the step size down to `min_scale`.
+    pub fn new(patience: u32, min_scale: f64, min_improvement: f64) -> Self {
         Self {
             patience,
             min_scale: min_scale.clamp(f64::MIN_POSITIVE, 1.0),
+            min_improvement: if min_improvement.is_finite() {
+                min_improvement.max(0.0)
+            } else {
+                0.0
+            },
             stale: 0,
             best: None,
             seen_seq: 0,
@@ -113,7 +122,9 @@ impl Schedule {
         }
         let best = self.best.or(live);
         match (score, best) {
-            (Some(s), Some(b)) if s <= b + MIN_IMPROVEMENT => self.stale += 1,
+            (Some(s), Some(b)) if s <= b + MIN_IMPROVEMENT.max(self.min_improvement * b.abs()) => {
+                self.stale += 1
+            }
             (Some(s), _) => {
                 self.best = Some(s);
                 self.stale = 0;
@@ -164,7 +175,7 @@ mod tests {
 
     #[test]
     fn idles_after_patience_and_wakes_on_data_or_publish() {
-        let mut s = Schedule::new(2, 0.25);
+        let mut s = Schedule::new(2, 0.25, 0.0);
         let why = |s: &Schedule, seq| s.reason(true, false, true, seq);
         assert_eq!(why(&s, 10), Reason::NewData);
         s.evaluated(10, Some(0.30), Some(0.28), true);
@@ -187,19 +198,34 @@ mod tests {
         assert_eq!(s.reason(false, false, true, 11), Reason::Disabled);
         assert_eq!(s.reason(true, false, false, 11), Reason::NoData);
         assert!(
-            Schedule::new(0, 1.0).wants_steps(0),
+            Schedule::new(0, 1.0, 0.0).wants_steps(0),
             "patience 0 never idles"
         );
     }
 
     #[test]
     fn refusals_halve_the_step_down_to_the_floor_and_a_publish_restores_it() {
-        let mut s = Schedule::new(5, 0.25);
+        let mut s = Schedule::new(5, 0.25, 0.0);
         for want in [0.5, 0.25, 0.25] {
             s.evaluated(1, Some(0.1), Some(0.3), false);
             assert_eq!(s.step_scale(), want);
         }
         s.evaluated(1, Some(0.4), Some(0.3), true);
         assert_eq!(s.step_scale(), 1.0);
+    }
+
+    #[test]
+    fn gains_below_the_relative_threshold_are_stale() {
+        let mut s = Schedule::new(2, 0.25, 0.01);
+        s.evaluated(1, Some(0.200), Some(0.200), true);
+        assert_eq!(s.stale(), 1, "no gain");
+        s.evaluated(1, Some(0.2019), Some(0.200), true);
+        assert_eq!(s.stale(), 2, "0.95 % < 1 %");
+        assert!(!s.wants_steps(1));
+        s.wake();
+        s.evaluated(1, Some(0.2021), Some(0.2), true);
+        assert_eq!(s.stale(), 0, "1.05 % counts");
+        s.evaluated(1, Some(0.2030), Some(0.2021), true);
+        assert_eq!(s.stale(), 1, "judged against the best, 0.2021");
     }
 }

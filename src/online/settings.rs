@@ -201,6 +201,11 @@ pub struct TrainerConfig {
     /// Gate evaluations in a row without a better gate metric (and no new data) before the
     /// trainer goes idle until new feedback arrives or someone publishes (0 = never idle).
     pub patience: u32,
+    /// A gate evaluation counts as an improvement only when it beats the best metric since the
+    /// trainer woke by more than this fraction of it (at least 1e-4 absolute): smaller gains
+    /// are within what a fixed sample of hold-out users can tell apart, and chasing them kept a
+    /// converged game busy for ever.
+    pub min_improvement: f64,
     /// Trust region: after a refused candidate the game restarts from the live pair with its
     /// learning rates halved, down to this fraction (1 = no halving); an accepted publish
     /// restores them.
@@ -318,6 +323,7 @@ impl Default for TrainerConfig {
             gate_users: 2000,
             patience: 5,
             min_step_scale: 0.0625,
+            min_improvement: 0.005,
             step_users: 4096,
             feedback_publish_seconds: 1.0,
             history: 512,
@@ -453,6 +459,9 @@ impl ServiceConfig {
         }
         if !(0.0..=1.0).contains(&self.server.blend_weight) {
             return bad("server.blend_weight", "must be in [0, 1]");
+        }
+        if !(self.trainer.min_improvement.is_finite() && self.trainer.min_improvement >= 0.0) {
+            return bad("trainer.min_improvement", "must be a fraction >= 0");
         }
         if !(self.trainer.min_step_scale > 0.0 && self.trainer.min_step_scale <= 1.0) {
             return bad("trainer.min_step_scale", "must be in (0, 1]");

@@ -200,7 +200,11 @@ impl Trainer {
             g: GStats::default(),
             last_refusal: None,
             gate: Gate::new(cfg.training.seed),
-            schedule: Schedule::new(cfg.trainer.patience, cfg.trainer.min_step_scale),
+            schedule: Schedule::new(
+                cfg.trainer.patience,
+                cfg.trainer.min_step_scale,
+                cfg.trainer.min_improvement,
+            ),
             window: StepWindow::default(),
             history: Arc::new(History::new(cfg.trainer.history, STEP_GAP)),
             staged: None,
@@ -554,7 +558,11 @@ impl OnlineTask for Trainer {
         self.g = GStats::default();
         self.last_refusal = None;
         self.gate.invalidate();
-        self.schedule = Schedule::new(self.cfg.trainer.patience, self.cfg.trainer.min_step_scale);
+        self.schedule = Schedule::new(
+            self.cfg.trainer.patience,
+            self.cfg.trainer.min_step_scale,
+            self.cfg.trainer.min_improvement,
+        );
         self.staged = None;
         let live = self.store.current();
         if live.version() == 0 {
