@@ -98,7 +98,7 @@ pub fn normaliser(g_row: &[f32], temperature: f64) -> Option<(f64, f64)> {
     if !max.is_finite() {
         return None;
     }
-    let sum = policy::lane_sum(g_row, |s| policy::exp_nonpositive(z(s) - max));
+    let sum = policy::lane_sum(g_row, |s| policy::softmax_term(z(s) - max));
     Some((max, sum.ln()))
 }
 
