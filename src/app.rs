@@ -173,9 +173,9 @@ pub fn open_impressions(
             Ok(Arc::new(ImpressionLog::open(&path)?))
         }
         (StorageBackend::Nats, Some(n)) => Ok(Arc::new(NatsImpressionLog::open(n.clone())?)),
-        (StorageBackend::Nats, None) => {
-            Ok(Arc::new(NatsImpressionLog::open(Nats::connect(&cfg.nats)?)?))
-        }
+        (StorageBackend::Nats, None) => Ok(Arc::new(NatsImpressionLog::open(Nats::connect(
+            &cfg.nats,
+        )?)?)),
     }
 }
 

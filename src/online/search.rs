@@ -414,7 +414,8 @@ impl SearchService {
             move |seen, timeout| pointer.wait_live_change(seen, timeout),
             move |v| {
                 let s = snapshots.read(v)?;
-                check_features(&shared.cfg, &s).map_err(|e| SnapshotError::Format(e.to_string()))?;
+                check_features(&shared.cfg, &s)
+                    .map_err(|e| SnapshotError::Format(e.to_string()))?;
                 shared.metrics.search_snapshot_version.set(s.version as i64);
                 shared.go_live(s);
                 Ok(())
@@ -559,15 +560,18 @@ impl SearchService {
             n_features: self.shared.cfg.n_features,
             live,
             // A serving replica reports an absent (down) trainer.
-            trainer: self.trainer.as_ref().map_or_else(SearchTrainerStatus::default, |t| {
-                let health = t.health();
-                SearchTrainerStatus {
-                    up: health.up,
-                    restarts: health.restarts,
-                    last_failure: health.last_failure,
-                    ..t.status()
-                }
-            }),
+            trainer: self
+                .trainer
+                .as_ref()
+                .map_or_else(SearchTrainerStatus::default, |t| {
+                    let health = t.health();
+                    SearchTrainerStatus {
+                        up: health.up,
+                        restarts: health.restarts,
+                        last_failure: health.last_failure,
+                        ..t.status()
+                    }
+                }),
         }
     }
 

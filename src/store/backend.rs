@@ -25,8 +25,8 @@ use std::time::Duration;
 use crate::store::Snapshot;
 use crate::store::checkpoint::Checkpoint;
 use crate::store::feedback_log::{Appended, FeedbackEvent, FeedbackLog, LogError, LoggedEvent};
-use crate::store::impression_log::{self, Impression, ImpressionLog, ImpressionLogError};
 use crate::store::impression_log::LoggedImpression;
+use crate::store::impression_log::{self, Impression, ImpressionLog, ImpressionLogError};
 use crate::store::snapshot::SnapshotError;
 use crate::store::snapshot_dir::{Checkpointed, SnapshotDir, Versioned};
 
@@ -177,7 +177,11 @@ impl<S: Versioned + Debug + 'static> VersionStore<S> for SnapshotDir<S> {
     fn write(&self, snapshot: &S, keep: usize) -> Result<(), SnapshotError> {
         SnapshotDir::write(self, snapshot, keep)
     }
-    fn wait_live_change(&self, _seen: u64, timeout: Duration) -> Result<Option<u64>, SnapshotError> {
+    fn wait_live_change(
+        &self,
+        _seen: u64,
+        timeout: Duration,
+    ) -> Result<Option<u64>, SnapshotError> {
         local_pointer_wait(timeout)
     }
 }

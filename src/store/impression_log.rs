@@ -254,9 +254,11 @@ impl ImpressionLog {
     pub fn contains_id(&self, id: &str) -> Result<bool, ImpressionLogError> {
         let conn = self.conn.lock();
         let seen: Option<i64> = ctx(
-            conn.query_row("SELECT seq FROM impressions WHERE id = ?1", params![id], |r| {
-                r.get(0)
-            })
+            conn.query_row(
+                "SELECT seq FROM impressions WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
             .optional(),
             "lookup",
         )?;

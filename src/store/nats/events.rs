@@ -263,8 +263,8 @@ impl<R: Record> StreamLog<R> {
         for chunk in records.chunks(PUBLISH_WINDOW) {
             let mut acks: Vec<PublishAckFuture> = Vec::with_capacity(chunk.len());
             for r in chunk {
-                let body =
-                    serde_json::to_vec(r).map_err(|e| NatsError::request("encoding a record", e))?;
+                let body = serde_json::to_vec(r)
+                    .map_err(|e| NatsError::request("encoding a record", e))?;
                 let mut m = PublishMessage::build().payload(body.into());
                 if let Some(id) = r.id() {
                     m = m.message_id(id);

@@ -414,7 +414,11 @@ impl<S: SharedKind> NatsSnapshots<S> {
         retrying(|| {
             let pointer = self.pointer.clone();
             self.nats
-                .run(async move { pointer.put(S::POINTER_KEY, version.to_string().into()).await })
+                .run(async move {
+                    pointer
+                        .put(S::POINTER_KEY, version.to_string().into())
+                        .await
+                })
                 .map_err(remote)?
                 .map_err(remote)
                 .map(drop)
