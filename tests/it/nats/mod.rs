@@ -193,7 +193,7 @@ impl NatsServer {
 }
 
 /// Settings every NATS test shares: small models, a lenient gate, quick publishes, a short
-/// lease.
+/// lease; search off (less CPU) except where a test turns it on (`search.rs`).
 pub const SETS: &[&str] = &[
     "storage.backend=nats",
     "search.enabled=false",
