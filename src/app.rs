@@ -18,10 +18,13 @@ use crate::online::roles::{self, ClusterMetrics};
 use crate::online::search::{SearchService, SearchStartError};
 use crate::online::settings::{Role, ServiceConfig, StorageBackend};
 use crate::online::trainer::{Trainer, TrainerError, TrainerHandle};
-use crate::store::backend::{EventLog, SharedLog, SharedSnapshots};
+use crate::store::backend::{
+    EventLog, ImpressionStore, SharedImpressions, SharedLog, SharedSnapshots, SharedVersions,
+};
 use crate::store::feedback_log::{FeedbackEvent, FeedbackLog, LogError, LogOptions};
-use crate::store::impression_log::ImpressionLogError;
-use crate::store::nats::{Lease, Nats, NatsError, NatsEventLog, NatsSnapshots};
+use crate::store::impression_log::{ImpressionLog, ImpressionLogError};
+use crate::store::nats::{Lease, Nats, NatsError, NatsEventLog, NatsImpressionLog, NatsSnapshots};
+use crate::store::search_snapshot::SearchSnapshot;
 use crate::store::snapshot::SnapshotError;
 use crate::store::snapshot_dir::SnapshotDir;
 
@@ -110,10 +113,14 @@ pub fn open(cfg: ServiceConfig) -> Result<AppState, AppError> {
             (trainer, models)
         }
     };
+    // After the lease (role train): the search trainer, too, runs only where it is held.
     let search = if cfg.search.enabled {
+        let (log, snapshots) = open_search_stores(&cfg, nats.as_ref())?;
         Some(SearchService::start(
             cfg.search.clone(),
-            &cfg.storage.data_dir,
+            log,
+            snapshots,
+            cfg.server.role != Role::Serve,
             cfg.storage.keep_snapshots,
             cfg.training.seed,
             metrics.clone(),
@@ -151,6 +158,46 @@ pub fn open_log(cfg: &ServiceConfig) -> Result<(SharedLog, Option<Arc<Nats>>), A
             Ok((log, Some(nats)))
         }
     }
+}
+
+/// The search task's impression log for `storage.backend` (with NATS, on the connection
+/// `nats`, or a new one when `None`). Blocking; not from an async worker.
+pub fn open_impressions(
+    cfg: &ServiceConfig,
+    nats: Option<&Arc<Nats>>,
+) -> Result<SharedImpressions, AppError> {
+    match (cfg.storage.backend, nats) {
+        (StorageBackend::Local, _) => {
+            std::fs::create_dir_all(&cfg.storage.data_dir)?;
+            let path = cfg.storage.data_dir.join("search.sqlite3");
+            Ok(Arc::new(ImpressionLog::open(&path)?))
+        }
+        (StorageBackend::Nats, Some(n)) => Ok(Arc::new(NatsImpressionLog::open(n.clone())?)),
+        (StorageBackend::Nats, None) => Ok(Arc::new(NatsImpressionLog::open(Nats::connect(
+            &cfg.nats,
+        )?)?)),
+    }
+}
+
+/// The search task's impression log and snapshot store for `storage.backend` (with NATS, on
+/// the connection `nats`). Blocking; not from an async worker.
+fn open_search_stores(
+    cfg: &ServiceConfig,
+    nats: Option<&Arc<Nats>>,
+) -> Result<(SharedImpressions, SharedVersions<SearchSnapshot>), AppError> {
+    let log = open_impressions(cfg, nats)?;
+    let dir = &cfg.storage.data_dir;
+    let snapshots: SharedVersions<SearchSnapshot> = match nats {
+        None => Arc::new(SnapshotDir::<SearchSnapshot>::open(
+            &dir.join("search-snapshots"),
+        )?),
+        Some(n) => Arc::new(NatsSnapshots::<SearchSnapshot>::open(
+            n.clone(),
+            &dir.join("nats-search-cache"),
+            cfg.storage.keep_snapshots,
+        )?),
+    };
+    Ok((log, snapshots))
 }
 
 /// This process's name in the trainer lease: host name and process id.
@@ -335,14 +382,14 @@ fn append_all(log: &dyn EventLog, events: Vec<FeedbackEvent>) -> Result<usize, A
 }
 
 /// Appends a synthetic search data set (queries `q0…`, documents `q0-d0…`, graded labels from a
-/// hidden linear relevance; see [`crate::data::letor_synth`]) to `data_dir/search.sqlite3`, once
+/// hidden linear relevance; see [`crate::data::letor_synth`]) to the impression log, once
 /// (ids `demo-search:q0…` make a second import a no-op). Returns the new impressions.
 pub fn import_search_demo(
-    data_dir: &Path,
+    log: &dyn ImpressionStore,
     n_features: usize,
     seed: u64,
 ) -> Result<usize, AppError> {
-    use crate::store::impression_log::{Impression, ImpressionLog, ShownDocument};
+    use crate::store::impression_log::{Impression, ShownDocument};
     let data = crate::data::letor_synth::synthetic_ltr(200, 20, n_features, seed);
     let impressions: Vec<Impression> = data
         .queries
@@ -360,7 +407,12 @@ pub fn import_search_demo(
                 .collect(),
         })
         .collect();
-    let log = ImpressionLog::open(&data_dir.join("search.sqlite3"))?;
+    // Imported before: every one is there (one append), so skip the lookups a repeat costs.
+    if let Some(id) = impressions.last().and_then(|i| i.id.as_deref())
+        && log.contains_id(id)?
+    {
+        return Ok(0);
+    }
     let appended = log.append(&impressions)?;
     Ok(appended.iter().filter(|a| !a.duplicate).count())
 }

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use crate::api::{AppState, Error, ErrorCode, ErrorKind, ModelChoice};
 /// The largest relevance label an impression may carry.
 pub use crate::data::letor::MAX_LABEL;
-use crate::online::search::{self as domain, SearchFailure, SearchService};
+use crate::online::search::{self as domain, SearchFailure, SearchPublishError, SearchService};
 use crate::store::impression_log as log;
 
 /// A candidate document to rank.
@@ -303,14 +303,15 @@ pub fn ingest(search: &SearchService, batch: Vec<Impression>) -> Result<IngestRe
 }
 
 /// Gates and publishes the search trainer's candidate now: the new version, or
-/// `publish_refused` with the gate's reason.
+/// `publish_refused` with the gate's reason (`no_trainer` on a serving replica, as the
+/// recommendation side answers there).
 pub async fn publish(search: &SearchService) -> Result<u64, Error> {
-    search.publish().await.map_err(|reason| {
-        Error::new(
-            ErrorKind::FailedPrecondition,
-            ErrorCode::PublishRefused,
-            reason,
-        )
+    search.publish().await.map_err(|e| {
+        let code = match e {
+            SearchPublishError::NoTrainer => ErrorCode::NoTrainer,
+            SearchPublishError::Refused(_) => ErrorCode::PublishRefused,
+        };
+        Error::new(ErrorKind::FailedPrecondition, code, e.to_string())
     })
 }
 

@@ -119,11 +119,8 @@ pub fn serve(mut a: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(new_events = new, "imported");
     }
     if a.demo && cfg.search.enabled {
-        let new = app::import_search_demo(
-            &cfg.storage.data_dir,
-            cfg.search.n_features,
-            cfg.training.seed,
-        )?;
+        let log = app::open_impressions(&cfg, None)?;
+        let new = app::import_search_demo(&*log, cfg.search.n_features, cfg.training.seed)?;
         tracing::info!(new_impressions = new, "imported the search demo");
     }
     let state = app::open(cfg.clone())?;

@@ -146,7 +146,7 @@ pub struct SearchPublished {
     responses(
         (status = 200, description = "Published.", body = SearchPublished),
         (status = 404, description = "Codes: `search_disabled`.", body = ErrorBody),
-        (status = 409, description = "Codes: `publish_refused` (not enough judged queries yet,             nothing new since the last publish, non-finite parameters, or worse than the live             pair; the message says which).", body = ErrorBody),
+        (status = 409, description = "Codes: `publish_refused` (not enough judged queries yet,             nothing new since the last publish, non-finite parameters, or worse than the live             pair; the message says which), `no_trainer` (a serving replica, role `serve`: publish on             the trainer).", body = ErrorBody),
     ),
     security(("bearer" = []), ("api_key" = [])),
 )]

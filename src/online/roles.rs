@@ -3,6 +3,8 @@
 //! [`crate::online::lease_holder`]) before it trains and learns of events other replicas
 //! appended by following the log's tail.
 //!
+//! The search task's replicas follow their own pointer the same way ([`follow_pointer`]).
+//!
 //! A serving replica is stateless: it starts from the live snapshot in the store (ready
 //! without a trainer), keeps no feedback of its own (it appends to the shared log) and has no
 //! trainer thread, so training commands answer `no_trainer`. Its "seen" pairs (excluded from
@@ -25,6 +27,7 @@ use crate::online::trainer::TrainerHandle;
 use crate::rng;
 use crate::store::Snapshot;
 use crate::store::backend::{SharedLog, SharedSnapshots};
+use crate::store::snapshot::SnapshotError;
 use crate::store::snapshot_dir::Checkpointed;
 
 /// How long the follower waits on the pointer before checking again.
@@ -119,34 +122,56 @@ pub fn follow_live(
     tracing::info!(version = live.version(), "replica loaded the live snapshot");
     let store = Arc::new(ModelStore::new(live));
     let (cfg, follower) = (cfg.clone(), store.clone());
+    let current = store.current().version();
+    let pointer = snapshots.clone();
+    follow_pointer(
+        "recommendation",
+        current,
+        move |seen, timeout| pointer.wait_live_change(seen, timeout),
+        move |v| {
+            let live = live_of(&cfg, snapshots.read_checkpointed(v)?);
+            count(&metrics, &live);
+            follower.publish(Arc::new(live));
+            Ok(())
+        },
+    )?;
+    Ok(store)
+}
+
+/// Follows the live pointer of the `kind` task's snapshots on a thread of its own: waits for
+/// it to move from `current` (`wait`, in slices of a second), then has `load` read, verify
+/// and swap in the new version. A failed wait or load is logged and retried a second later,
+/// while the replica goes on serving what it has.
+pub fn follow_pointer(
+    kind: &'static str,
+    mut current: u64,
+    wait: impl Fn(u64, Duration) -> Result<Option<u64>, SnapshotError> + Send + 'static,
+    mut load: impl FnMut(u64) -> Result<(), SnapshotError> + Send + 'static,
+) -> Result<(), std::io::Error> {
     std::thread::Builder::new()
-        .name("irgan-follower".into())
+        .name(format!("{kind}-follower"))
         .spawn(move || {
-            let mut current = follower.current().version();
             loop {
-                match snapshots.wait_live_change(current, POINTER_WAIT) {
+                match wait(current, POINTER_WAIT) {
                     Ok(None) => {}
-                    Ok(Some(v)) => match snapshots.read_checkpointed(v) {
-                        Ok(c) => {
-                            let live = live_of(&cfg, c);
-                            count(&metrics, &live);
-                            follower.publish(Arc::new(live));
+                    Ok(Some(v)) => match load(v) {
+                        Ok(()) => {
                             current = v;
-                            tracing::info!(version = v, "replica swapped in the live snapshot");
+                            tracing::info!(kind, version = v, "replica swapped in the live snapshot");
                         }
                         Err(e) => {
-                            tracing::warn!(version = v, error = %e, "cannot load the live snapshot; retrying");
+                            tracing::warn!(kind, version = v, error = %e, "cannot load the live snapshot; retrying");
                             std::thread::sleep(POINTER_WAIT);
                         }
                     },
                     Err(e) => {
-                        tracing::warn!(error = %e, "cannot watch the live pointer; retrying");
+                        tracing::warn!(kind, error = %e, "cannot watch the live pointer; retrying");
                         std::thread::sleep(POINTER_WAIT);
                     }
                 }
             }
         })?;
-    Ok(store)
+    Ok(())
 }
 
 /// Makes the trainer read events other processes appended to a shared log, and exports how

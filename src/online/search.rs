@@ -3,9 +3,13 @@
 //! what is live; the trainer is [`crate::online::search_trainer`].
 //!
 //! - Ranking reads one immutable [`SearchSnapshot`] behind an `Arc` (swapped, never mutated).
-//! - Feedback is validated, appended to the [`ImpressionLog`] (durable before acknowledged) and
-//!   picked up by the trainer thread by log position, so nothing acknowledged is lost to a
-//!   full queue or a crash: a restart replays the log.
+//! - Feedback is validated, appended to the impression log (durable before acknowledged:
+//!   SQLite, or a JetStream stream with `storage.backend = "nats"`) and picked up by the
+//!   trainer thread by log position, so nothing acknowledged is lost to a full queue or a
+//!   crash: a restart replays the log.
+//! - Where the trainer runs (`server.role` `all` or `train`) it publishes to the snapshot store;
+//!   a serving replica (`serve`) has no search trainer: it follows the store's live pointer and
+//!   swaps in each version the trainer publishes.
 //!
 //! This module knows no HTTP: the handlers are thin adapters over [`SearchService::rank`],
 //! [`SearchService::ingest`] and [`SearchService::info`].
@@ -22,14 +26,15 @@ use crate::model::blend;
 use crate::model::topk::select_top_by;
 use crate::online::metrics::Metrics;
 use crate::online::query::ModelChoice;
+use crate::online::roles::follow_pointer;
 use crate::online::search_checks::{check_documents, check_impression, check_query, row_f32};
 use crate::online::search_trainer::SearchTask;
 use crate::online::trainer_loop::{self, LoopHandle, LoopMetrics};
 use crate::store::Snapshot;
-use crate::store::impression_log::{Impression, ImpressionLog, ImpressionLogError};
+use crate::store::backend::{ImpressionStore, SharedImpressions, SharedVersions};
+use crate::store::impression_log::{Impression, ImpressionLogError};
 use crate::store::search_snapshot::SearchSnapshot;
 use crate::store::snapshot::SnapshotError;
-use crate::store::snapshot_dir::SnapshotDir;
 use crate::train::objective::policy;
 
 pub use crate::online::search_settings::SearchServiceConfig;
@@ -267,7 +272,7 @@ pub struct SearchShared {
     pub cfg: SearchServiceConfig,
     live: RwLock<Option<Arc<SearchSnapshot>>>,
     /// The durable impression log.
-    pub log: ImpressionLog,
+    pub log: SharedImpressions,
     /// The service's metrics.
     pub metrics: Arc<Metrics>,
 }
@@ -284,10 +289,22 @@ impl SearchShared {
     }
 }
 
-/// The search task: live pair, impression log and trainer thread.
+/// Why a search publish did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SearchPublishError {
+    /// This process is a serving replica: the search trainer runs elsewhere.
+    #[error("this replica has no search trainer (server.role = \"serve\"); publish on the trainer")]
+    NoTrainer,
+    /// The gate refused the candidate, or there is none; the message says why.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// The search task: live pair, impression log and, where it trains, the trainer thread.
 pub struct SearchService {
     shared: Arc<SearchShared>,
-    trainer: LoopHandle<SearchTask>,
+    /// `None` on a serving replica (`server.role = "serve"`).
+    trainer: Option<LoopHandle<SearchTask>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -297,18 +314,20 @@ impl std::fmt::Debug for SearchService {
     }
 }
 
-/// The newest valid snapshot in `snapshots`, else `initial` (written there as version 1), else
-/// none.
+/// The live (else newest valid) snapshot in `snapshots`; else, where the trainer runs,
+/// `initial` (written there as version 1); else none.
 fn load_live(
-    snapshots: &SnapshotDir<SearchSnapshot>,
+    snapshots: &SharedVersions<SearchSnapshot>,
     initial: &Path,
+    trains: bool,
     keep: usize,
 ) -> Result<Option<SearchSnapshot>, SearchStartError> {
     let (newest, skipped) = snapshots.newest_valid();
     for (v, e) in skipped {
         tracing::warn!(version = v, error = %e, "skipping unreadable search snapshot");
     }
-    if newest.is_some() || initial.as_os_str().is_empty() {
+    // A serving replica never publishes: it waits for the trainer's first version.
+    if newest.is_some() || initial.as_os_str().is_empty() || !trains {
         return Ok(newest);
     }
     let mut s =
@@ -322,33 +341,39 @@ fn load_live(
     Ok(Some(s))
 }
 
+/// Checks that both scorers of `s` take `search.n_features` features.
+fn check_features(cfg: &SearchServiceConfig, s: &SearchSnapshot) -> Result<(), SearchStartError> {
+    for (name, scorer) in [
+        ("generator", &s.generator),
+        ("discriminator", &s.discriminator),
+    ] {
+        if scorer.n_features != cfg.n_features {
+            return Err(SearchStartError::FeatureMismatch {
+                name,
+                has: scorer.n_features,
+                want: cfg.n_features,
+            });
+        }
+    }
+    Ok(())
+}
+
 impl SearchService {
-    /// Opens `data_dir/search.sqlite3` and `data_dir/search-snapshots/`, loads the newest valid
-    /// snapshot (or `initial_snapshot`), and starts the trainer thread.
+    /// Loads the live snapshot from `snapshots` (or, where it trains, `initial_snapshot`), then
+    /// starts the trainer thread over `log` (`trains`: role `all` or `train`) or, on a serving
+    /// replica, a thread that follows the live pointer.
     pub fn start(
         cfg: SearchServiceConfig,
-        data_dir: &Path,
+        log: SharedImpressions,
+        snapshots: SharedVersions<SearchSnapshot>,
+        trains: bool,
         keep_snapshots: usize,
         seed: u64,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Self>, SearchStartError> {
-        let log = ImpressionLog::open(&data_dir.join("search.sqlite3"))?;
-        let snapshots: SnapshotDir<SearchSnapshot> =
-            SnapshotDir::open(&data_dir.join("search-snapshots"))?;
-        let live = load_live(&snapshots, &cfg.initial_snapshot, keep_snapshots)?;
+        let live = load_live(&snapshots, &cfg.initial_snapshot, trains, keep_snapshots)?;
         if let Some(s) = &live {
-            for (name, scorer) in [
-                ("generator", &s.generator),
-                ("discriminator", &s.discriminator),
-            ] {
-                if scorer.n_features != cfg.n_features {
-                    return Err(SearchStartError::FeatureMismatch {
-                        name,
-                        has: scorer.n_features,
-                        want: cfg.n_features,
-                    });
-                }
-            }
+            check_features(&cfg, s)?;
             metrics.search_snapshot_version.set(s.version as i64);
         }
         let shared = Arc::new(SearchShared {
@@ -357,14 +382,45 @@ impl SearchService {
             log,
             metrics,
         });
+        if !trains {
+            Self::follow(&shared, snapshots)?;
+            return Ok(Arc::new(Self {
+                shared,
+                trainer: None,
+                thread: Mutex::new(None),
+            }));
+        }
         let task = SearchTask::new(shared.clone(), snapshots, keep_snapshots, seed);
         let loop_metrics = LoopMetrics::new(&shared.metrics, "search");
         let (trainer, thread) = trainer_loop::spawn(task, loop_metrics)?;
         Ok(Arc::new(Self {
             shared,
-            trainer,
+            trainer: Some(trainer),
             thread: Mutex::new(Some(thread)),
         }))
+    }
+
+    /// A serving replica's follower: each version the pointer moves to is downloaded,
+    /// verified, checked against `search.n_features` and swapped in.
+    fn follow(
+        shared: &Arc<SearchShared>,
+        snapshots: SharedVersions<SearchSnapshot>,
+    ) -> Result<(), std::io::Error> {
+        let current = shared.current().map_or(0, |s| s.version);
+        let (pointer, shared) = (snapshots.clone(), shared.clone());
+        follow_pointer(
+            "search",
+            current,
+            move |seen, timeout| pointer.wait_live_change(seen, timeout),
+            move |v| {
+                let s = snapshots.read(v)?;
+                check_features(&shared.cfg, &s)
+                    .map_err(|e| SnapshotError::Format(e.to_string()))?;
+                shared.metrics.search_snapshot_version.set(s.version as i64);
+                shared.go_live(s);
+                Ok(())
+            },
+        )
     }
 
     /// The live snapshot, if any.
@@ -373,8 +429,8 @@ impl SearchService {
     }
 
     /// The impression log.
-    pub fn log(&self) -> &ImpressionLog {
-        &self.shared.log
+    pub fn log(&self) -> &dyn ImpressionStore {
+        &*self.shared.log
     }
 
     /// Orders the candidates by the chosen model (default: the snapshot's ranker).
@@ -503,26 +559,37 @@ impl SearchService {
             method: self.shared.cfg.method.as_str().into(),
             n_features: self.shared.cfg.n_features,
             live,
-            trainer: {
-                let health = self.trainer.health();
-                SearchTrainerStatus {
-                    up: health.up,
-                    restarts: health.restarts,
-                    last_failure: health.last_failure,
-                    ..self.trainer.status()
-                }
-            },
+            // A serving replica reports an absent (down) trainer.
+            trainer: self
+                .trainer
+                .as_ref()
+                .map_or_else(SearchTrainerStatus::default, |t| {
+                    let health = t.health();
+                    SearchTrainerStatus {
+                        up: health.up,
+                        restarts: health.restarts,
+                        last_failure: health.last_failure,
+                        ..t.status()
+                    }
+                }),
         }
     }
 
-    /// Asks the trainer to publish its candidate now; the new version, or why it was refused.
-    pub async fn publish(&self) -> Result<u64, String> {
-        self.trainer.publish().await.map_err(|e| e.to_string())
+    /// Asks the trainer to publish its candidate now; the new version, or why not.
+    pub async fn publish(&self) -> Result<u64, SearchPublishError> {
+        let trainer = self.trainer.as_ref().ok_or(SearchPublishError::NoTrainer)?;
+        trainer
+            .publish()
+            .await
+            .map_err(|e| SearchPublishError::Refused(e.to_string()))
     }
 
     /// Stops the trainer after a last publish attempt; returns the live version.
     pub async fn shutdown(&self) -> Option<u64> {
-        let Ok(version) = self.trainer.shutdown().await else {
+        let Some(trainer) = &self.trainer else {
+            return self.current().map(|s| s.version);
+        };
+        let Ok(version) = trainer.shutdown().await else {
             return self.current().map(|s| s.version);
         };
         let handle = self.thread.lock().take();

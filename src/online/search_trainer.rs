@@ -18,9 +18,9 @@ use crate::online::search_checks::row_f32;
 use crate::online::trainer_loop::{Clock, LoopError, OnlineTask};
 use crate::rng;
 use crate::store::Snapshot;
+use crate::store::backend::SharedVersions;
 use crate::store::impression_log::{Impression, ShownDocument};
 use crate::store::search_snapshot::SearchSnapshot;
-use crate::store::snapshot_dir::SnapshotDir;
 use crate::train::ltr::Game;
 
 /// Metric the gate compares.
@@ -63,7 +63,7 @@ fn to_query(imp: &Impression, n_features: usize) -> Query {
 /// The search trainer's state, owned by its thread.
 pub struct SearchTask {
     shared: Arc<SearchShared>,
-    snapshots: SnapshotDir<SearchSnapshot>,
+    snapshots: SharedVersions<SearchSnapshot>,
     keep: usize,
     seed: u64,
     /// Last log position read.
@@ -86,7 +86,7 @@ impl SearchTask {
     /// A trainer over `shared`'s log and live pair, writing to `snapshots`.
     pub fn new(
         shared: Arc<SearchShared>,
-        snapshots: SnapshotDir<SearchSnapshot>,
+        snapshots: SharedVersions<SearchSnapshot>,
         keep: usize,
         seed: u64,
     ) -> Self {
@@ -222,6 +222,9 @@ impl OnlineTask for SearchTask {
         let (f, every) = (self.shared.cfg.n_features, self.shared.cfg.holdout_every);
         for li in &batch {
             self.seq = li.seq;
+            if li.repeat {
+                continue; // its id was trained on at a lower seq (a repeat past NATS's window)
+            }
             let q = to_query(&li.impression, f);
             if q.len() < 2 || !q.has_relevant() {
                 continue; // nothing to learn from an unjudged or single-item list

@@ -493,12 +493,6 @@ impl ServiceConfig {
                 "serve and train roles share state through storage.backend = \"nats\"",
             );
         }
-        if self.storage.backend == StorageBackend::Nats && self.search.enabled {
-            return bad(
-                "search.enabled",
-                "the search task keeps local state only; set it to false with storage.backend = \"nats\"",
-            );
-        }
         if self.storage.keep_snapshots == 0 {
             return bad("storage.keep_snapshots", "must be >= 1");
         }

@@ -1,6 +1,7 @@
-//! The seams between durable state and its users: what the trainer and the API need from an
-//! event log ([`EventLog`]) and from a snapshot store with a live pointer ([`SnapshotStore`]),
-//! whatever holds them: the local SQLite log and snapshot directory (`storage.backend =
+//! The seams between durable state and its users: what the trainers and the API need from an
+//! event log ([`EventLog`]), a search impression log ([`ImpressionStore`]) and snapshot stores
+//! with a live pointer ([`SnapshotStore`] for recommendation, [`VersionStore`] for search),
+//! whatever holds them: the local SQLite logs and snapshot directories (`storage.backend =
 //! "local"`), or NATS JetStream (`"nats"`, see [`crate::store::nats`]).
 //!
 //! # Sync traits, async appends
@@ -24,8 +25,10 @@ use std::time::Duration;
 use crate::store::Snapshot;
 use crate::store::checkpoint::Checkpoint;
 use crate::store::feedback_log::{Appended, FeedbackEvent, FeedbackLog, LogError, LoggedEvent};
+use crate::store::impression_log::LoggedImpression;
+use crate::store::impression_log::{self, Impression, ImpressionLog, ImpressionLogError};
 use crate::store::snapshot::SnapshotError;
-use crate::store::snapshot_dir::{Checkpointed, SnapshotDir};
+use crate::store::snapshot_dir::{Checkpointed, SnapshotDir, Versioned};
 
 /// A boxed, `Send` future (what an object-safe async method returns).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -94,6 +97,99 @@ impl EventLog for FeedbackLog {
     fn close(&self) -> Result<(), LogError> {
         FeedbackLog::close(self)
     }
+}
+
+/// An append-only, durable log of search impressions with gap-free sequence numbers from 1.
+///
+/// Synchronous (its callers are `spawn_blocking` tasks, the search trainer's thread and
+/// start-up). Like [`EventLog`]: a batch is acknowledged once durable, an impression whose `id`
+/// is stored is reported as a duplicate, and a repeat stored after a deduplication window is
+/// marked [`LoggedImpression::repeat`] when read back.
+pub trait ImpressionStore: Send + Sync + Debug {
+    /// Appends `impressions`, one outcome per impression in order.
+    fn append(
+        &self,
+        impressions: &[Impression],
+    ) -> Result<Vec<impression_log::Appended>, ImpressionLogError>;
+    /// Impressions with `seq > after`, in order, at most `limit` of them.
+    fn read_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<LoggedImpression>, ImpressionLogError>;
+    /// Number of stored impressions.
+    fn count(&self) -> Result<u64, ImpressionLogError>;
+    /// Whether an impression with idempotency key `id` is stored.
+    fn contains_id(&self, id: &str) -> Result<bool, ImpressionLogError>;
+}
+
+/// The impression log the search service and its trainer share.
+pub type SharedImpressions = Arc<dyn ImpressionStore>;
+
+impl ImpressionStore for ImpressionLog {
+    fn append(
+        &self,
+        impressions: &[Impression],
+    ) -> Result<Vec<impression_log::Appended>, ImpressionLogError> {
+        ImpressionLog::append(self, impressions)
+    }
+    fn read_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<LoggedImpression>, ImpressionLogError> {
+        ImpressionLog::read_after(self, after, limit)
+    }
+    fn count(&self) -> Result<u64, ImpressionLogError> {
+        ImpressionLog::count(self)
+    }
+    fn contains_id(&self, id: &str) -> Result<bool, ImpressionLogError> {
+        ImpressionLog::contains_id(self, id)
+    }
+}
+
+/// Versioned, checksummed snapshots of one kind `S` and the live pointer (the search task's
+/// store; recommendation snapshots, which carry the trainer's checkpoint, use
+/// [`SnapshotStore`]). Synchronous: not from an async worker.
+pub trait VersionStore<S>: Send + Sync + Debug {
+    /// The snapshot to start from: the live pointer's version when it reads back valid, else
+    /// the newest that does; the ones skipped are returned with why.
+    fn newest_valid(&self) -> (Option<S>, Vec<(u64, SnapshotError)>);
+    /// Reads and verifies one version.
+    fn read(&self, version: u64) -> Result<S, SnapshotError>;
+    /// Writes `snapshot`, makes it the live version, and removes all but the newest `keep`.
+    fn write(&self, snapshot: &S, keep: usize) -> Result<(), SnapshotError>;
+    /// Waits at most `timeout` for the live pointer to differ from `seen`; the new value, or
+    /// `None` when it did not change in time.
+    fn wait_live_change(&self, seen: u64, timeout: Duration) -> Result<Option<u64>, SnapshotError>;
+}
+
+/// A shared store of `S` snapshots.
+pub type SharedVersions<S> = Arc<dyn VersionStore<S>>;
+
+impl<S: Versioned + Debug + 'static> VersionStore<S> for SnapshotDir<S> {
+    fn newest_valid(&self) -> (Option<S>, Vec<(u64, SnapshotError)>) {
+        SnapshotDir::newest_valid(self)
+    }
+    fn read(&self, version: u64) -> Result<S, SnapshotError> {
+        SnapshotDir::read(self, version)
+    }
+    fn write(&self, snapshot: &S, keep: usize) -> Result<(), SnapshotError> {
+        SnapshotDir::write(self, snapshot, keep)
+    }
+    fn wait_live_change(
+        &self,
+        _seen: u64,
+        timeout: Duration,
+    ) -> Result<Option<u64>, SnapshotError> {
+        local_pointer_wait(timeout)
+    }
+}
+
+/// Nothing outside this process moves a local pointer: waiting for it just waits.
+fn local_pointer_wait(timeout: Duration) -> Result<Option<u64>, SnapshotError> {
+    std::thread::sleep(timeout);
+    Ok(None)
 }
 
 /// Versioned, checksummed recommendation snapshots (each with the trainer's checkpoint) and
@@ -174,9 +270,7 @@ impl SnapshotStore for SnapshotDir {
         _seen: u64,
         timeout: Duration,
     ) -> Result<Option<u64>, SnapshotError> {
-        // Nothing outside this process moves the local pointer.
-        std::thread::sleep(timeout);
-        Ok(None)
+        local_pointer_wait(timeout)
     }
 }
 

@@ -5,6 +5,10 @@
 //! appended in one transaction, so when [`ImpressionLog::append`] returns they survive a crash.
 //! An impression with an `id` that is already logged is acknowledged as a duplicate and not
 //! stored again. Sequence numbers are gap-free and increase with acknowledgement order.
+//!
+//! With `storage.backend = "nats"` the log is a JetStream stream instead
+//! ([`crate::store::nats::NatsImpressionLog`]); both sit behind
+//! [`crate::store::backend::ImpressionStore`].
 
 use std::path::Path;
 use std::sync::Arc;
@@ -41,6 +45,9 @@ pub enum ImpressionLogError {
         /// Version this build reads.
         supported: i64,
     },
+    /// The shared log (NATS) failed or did not answer.
+    #[error("impression log: {0}")]
+    Remote(String),
 }
 
 /// One shown document.
@@ -85,6 +92,10 @@ pub struct LoggedImpression {
     pub seq: u64,
     /// The impression.
     pub impression: Impression,
+    /// A repeat of an id stored at a lower seq (possible only in a log whose deduplication
+    /// has a time window, like JetStream's): the trainer advances past it without training on
+    /// it. Never set by the SQLite log, whose ids are unique.
+    pub repeat: bool,
 }
 
 /// The outcome of appending one impression.
@@ -222,6 +233,7 @@ impl ImpressionLog {
                 out.push(LoggedImpression {
                     seq: seq as u64,
                     impression,
+                    repeat: false,
                 });
             }
         }
@@ -236,6 +248,21 @@ impl ImpressionLog {
             "count",
         )?;
         Ok(n as u64)
+    }
+
+    /// Whether an impression with idempotency key `id` is logged.
+    pub fn contains_id(&self, id: &str) -> Result<bool, ImpressionLogError> {
+        let conn = self.conn.lock();
+        let seen: Option<i64> = ctx(
+            conn.query_row(
+                "SELECT seq FROM impressions WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .optional(),
+            "lookup",
+        )?;
+        Ok(seen.is_some())
     }
 }
 
@@ -271,6 +298,7 @@ mod tests {
         drop(log);
         let log = ImpressionLog::open(&path).unwrap();
         assert_eq!(log.count().unwrap(), 2);
+        assert!(log.contains_id("a").unwrap() && !log.contains_id("b").unwrap());
         let back = log.read_after(1, 10).unwrap();
         assert_eq!(back.len(), 1);
         assert_eq!(back[0].impression, imp(None, "q2"));

@@ -58,6 +58,13 @@ impl<S> Clone for SnapshotDir<S> {
     }
 }
 
+impl<S> SnapshotDir<S> {
+    /// The directory holding the versions.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
 impl<S: Versioned> SnapshotDir<S> {
     /// Opens (creating if needed) the directory.
     pub fn open(root: &Path) -> Result<Self, SnapshotError> {

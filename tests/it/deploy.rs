@@ -539,7 +539,7 @@ fn compose_nats_runs_replicas_and_two_trainers_on_jetstream() {
             "{name}"
         );
         assert_eq!(env["IRGAN_NATS__URL"].as_str(), Some("nats://nats:4222"));
-        assert_eq!(env["IRGAN_SEARCH__ENABLED"].as_str(), Some("false"));
+        assert_eq!(env["IRGAN_SEARCH__ENABLED"].as_str(), Some("true"));
         // No key inline: it comes from the ignored env file, as in compose.yaml.
         assert!(env.get("IRGAN_SERVER__API_KEY").is_none());
         assert_eq!(s["env_file"][0].as_str(), Some("irgan.env"));
@@ -562,6 +562,7 @@ fn compose_nats_runs_replicas_and_two_trainers_on_jetstream() {
         cfg.storage.backend,
         irgan::online::settings::StorageBackend::Nats
     );
+    assert!(cfg.search.enabled, "search runs on the NATS backend too");
     // One port in front of the replicas, and every mounted file exists.
     assert!(svc("lb")["ports"][0].as_str().unwrap().starts_with("8080:"));
     for name in ["lb", "prometheus", "grafana"] {

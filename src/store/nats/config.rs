@@ -23,9 +23,10 @@ pub struct NatsConfig {
     pub stream: String,
     /// Subject feedback events are published on (the stream's only subject).
     pub subject: String,
-    /// Stream of search impressions.
+    /// Stream of search impressions (file storage, `replicas`, the same duplicate window).
     pub search_stream: String,
-    /// Subject search impressions are published on.
+    /// Subject search impressions are published on (the search stream's only subject; the
+    /// impression id is the message id).
     pub search_subject: String,
     /// Object store bucket of snapshots (one object per file of a snapshot directory).
     pub snapshot_bucket: String,
@@ -96,6 +97,25 @@ impl NatsConfig {
             if !ok {
                 return Err((key, "must be letters, digits, '-' or '_'".into()));
             }
+        }
+        for (key, v) in [
+            ("subject", &self.subject),
+            ("search_subject", &self.search_subject),
+        ] {
+            let ok = !v.is_empty()
+                && !v.starts_with('.')
+                && !v.ends_with('.')
+                && !v.chars().any(|c| c.is_whitespace() || c == '*' || c == '>');
+            if !ok {
+                return Err((key, "must be a subject without spaces or wildcards".into()));
+            }
+        }
+        // Feedback and impressions are two streams, each with its own subject.
+        if self.stream == self.search_stream {
+            return Err(("search_stream", "must differ from nats.stream".into()));
+        }
+        if self.subject == self.search_subject {
+            return Err(("search_subject", "must differ from nats.subject".into()));
         }
         Ok(())
     }

@@ -1,15 +1,18 @@
-//! The feedback log on a JetStream stream: one message per event (JSON of the event, the event
-//! id as `Nats-Msg-Id`), the stream sequence as the log's seq, the server's publish time as the
-//! acknowledgement time.
+//! Logs on JetStream streams ([`StreamLog`]): the feedback log (stream `nats.stream`) and the
+//! search impression log (stream `nats.search_stream`), one code path for both. One message
+//! per record (its JSON, its id as `Nats-Msg-Id`), the stream sequence as the log's seq, the
+//! server's publish time as the acknowledgement time.
 //!
 //! Ids repeated within the stream's duplicate window are refused by JetStream and reported as
 //! duplicates with the original's seq. A repeat after the window is stored again; the reader
-//! marks it ([`LoggedEvent::repeat`]: its id was first stored at a lower seq) and the trainer
-//! advances past it without folding it, so every id is trained on once. For that the reader knows the first seq of every id up to where it has read, loading
-//! the ids before its starting point once from message headers only.
+//! marks it (`repeat`: its id was first stored at a lower seq) and the trainer advances past
+//! it without training on it, so every id is trained on once. For that the reader knows the
+//! first seq of every id up to where it has read, loading the ids before its starting point
+//! once from message headers only.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -19,10 +22,13 @@ use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{self, Stream};
 use futures_util::StreamExt;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use super::{Nats, NatsError};
-use crate::store::backend::{BoxFuture, EventLog};
+use crate::store::backend::{BoxFuture, EventLog, ImpressionStore};
 use crate::store::feedback_log::{Appended, FeedbackEvent, LogError, LoggedEvent};
+use crate::store::impression_log::{self, Impression, ImpressionLogError, LoggedImpression};
 
 /// Events published before their acknowledgements are awaited (bounded by the client's
 /// in-flight limit).
@@ -48,60 +54,124 @@ struct Reader {
     ids_through: u64,
 }
 
-/// The feedback log on JetStream; cheap to share behind an `Arc`.
-pub struct NatsEventLog {
+/// What a [`StreamLog`] carries: a JSON record with an optional idempotency key.
+pub trait Record: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The record's idempotency key (the message id).
+    fn id(&self) -> Option<&str>;
+}
+
+impl Record for FeedbackEvent {
+    fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+}
+
+impl Record for Impression {
+    fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+}
+
+/// A record as read back.
+struct Read<R> {
+    seq: u64,
+    acked_unix_ms: u64,
+    record: R,
+    /// Its id was first stored at a lower seq (a repeat after the duplicate window).
+    repeat: bool,
+}
+
+/// A log of `R` records on one JetStream stream; cheap to share behind an `Arc`.
+pub struct StreamLog<R> {
     nats: Arc<Nats>,
     stream: Stream,
     subject: String,
     reader: Mutex<Reader>,
     closed: AtomicBool,
+    kind: PhantomData<fn() -> R>,
 }
 
-impl std::fmt::Debug for NatsEventLog {
+/// The feedback log on JetStream (stream `nats.stream`, subject `nats.subject`).
+pub type NatsEventLog = StreamLog<FeedbackEvent>;
+/// The search impression log on JetStream (stream `nats.search_stream`, subject
+/// `nats.search_subject`).
+pub type NatsImpressionLog = StreamLog<Impression>;
+
+impl<R> std::fmt::Debug for StreamLog<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NatsEventLog")
+        f.debug_struct("StreamLog")
             .field("subject", &self.subject)
             .finish_non_exhaustive()
     }
+}
+
+fn reading_error(e: impl std::fmt::Display) -> NatsError {
+    NatsError::request("reading the log", e)
 }
 
 fn remote(e: NatsError) -> LogError {
     LogError::Remote(e.to_string())
 }
 
+fn remote_search(e: NatsError) -> ImpressionLogError {
+    ImpressionLogError::Remote(e.to_string())
+}
+
 impl NatsEventLog {
     /// Opens the feedback stream, creating it (file storage, `nats.replicas`, the duplicate
     /// window) if missing.
     pub fn open(nats: Arc<Nats>) -> Result<Self, NatsError> {
+        let (name, subject) = (nats.cfg.stream.clone(), nats.cfg.subject.clone());
+        Self::open_stream(nats, name, subject, "creating the feedback stream")
+    }
+}
+
+impl NatsImpressionLog {
+    /// Opens the search impression stream, creating it (file storage, `nats.replicas`, the
+    /// duplicate window) if missing.
+    pub fn open(nats: Arc<Nats>) -> Result<Self, NatsError> {
         let c = &nats.cfg;
+        let (name, subject) = (c.search_stream.clone(), c.search_subject.clone());
+        Self::open_stream(nats, name, subject, "creating the search impression stream")
+    }
+}
+
+impl<R: Record> StreamLog<R> {
+    /// Opens stream `name` with its one subject, creating it if missing.
+    fn open_stream(
+        nats: Arc<Nats>,
+        name: String,
+        subject: String,
+        context: &str,
+    ) -> Result<Self, NatsError> {
         let config = stream::Config {
-            name: c.stream.clone(),
-            subjects: vec![c.subject.clone()],
+            name,
+            subjects: vec![subject.clone()],
             storage: Nats::storage(),
-            num_replicas: c.replicas,
-            duplicate_window: Duration::from_secs_f64(c.duplicate_window_seconds),
+            num_replicas: nats.cfg.replicas,
+            duplicate_window: Duration::from_secs_f64(nats.cfg.duplicate_window_seconds),
             ..Default::default()
         };
         let js = nats.js.clone();
         let stream = nats
             .run(async move { js.get_or_create_stream(config).await })?
-            .map_err(|e| NatsError::request("creating the feedback stream", e))?;
+            .map_err(|e| NatsError::request(context, e))?;
         Ok(Self {
-            subject: c.subject.clone(),
+            subject,
             nats,
             stream,
             reader: Mutex::new(Reader::default()),
             closed: AtomicBool::new(false),
+            kind: PhantomData,
         })
     }
 
-    fn state(&self) -> Result<stream::State, LogError> {
+    fn state(&self) -> Result<stream::State, NatsError> {
         let s = self.stream.clone();
         let info = self
             .nats
-            .run(async move { s.get_info().await })
-            .map_err(remote)?
-            .map_err(|e| LogError::Remote(format!("reading the stream state: {e}")))?;
+            .run(async move { s.get_info().await })?
+            .map_err(|e| NatsError::request("reading the stream state", e))?;
         Ok(info.state)
     }
 
@@ -112,7 +182,7 @@ impl NatsEventLog {
         start: u64,
         want: usize,
         headers_only: bool,
-    ) -> Result<(PullConsumer, Vec<Raw>), LogError> {
+    ) -> Result<(PullConsumer, Vec<Raw>), NatsError> {
         let s = self.stream.clone();
         let run = async move {
             let consumer = match consumer {
@@ -128,7 +198,7 @@ impl NatsEventLog {
                         ..Default::default()
                     })
                     .await
-                    .map_err(|e| format!("creating a reader: {e}"))?,
+                    .map_err(|e| NatsError::request("creating a reader", e))?,
             };
             let mut batch = consumer
                 .batch()
@@ -136,11 +206,11 @@ impl NatsEventLog {
                 .expires(FETCH_WAIT)
                 .messages()
                 .await
-                .map_err(|e| format!("reading events: {e}"))?;
+                .map_err(reading_error)?;
             let mut out = Vec::with_capacity(want);
             while let Some(m) = batch.next().await {
-                let m = m.map_err(|e| format!("reading events: {e}"))?;
-                let info = m.info().map_err(|e| format!("reading events: {e}"))?;
+                let m = m.map_err(reading_error)?;
+                let info = m.info().map_err(reading_error)?;
                 let seq = info.stream_sequence;
                 let acked = (info.published.unix_timestamp_nanos() / 1_000_000).max(0) as u64;
                 let id = m
@@ -150,16 +220,13 @@ impl NatsEventLog {
                     .map(|v| v.as_str().to_owned());
                 out.push((seq, m.payload.to_vec(), id, acked));
             }
-            Ok::<_, String>((consumer, out))
+            Ok::<_, NatsError>((consumer, out))
         };
-        self.nats
-            .run(run)
-            .map_err(remote)?
-            .map_err(LogError::Remote)
+        self.nats.run(run)?
     }
 
     /// Learns the ids of seqs `r.ids_through + 1 ..= through` from headers only.
-    fn scan_ids(&self, r: &mut Reader, through: u64) -> Result<(), LogError> {
+    fn scan_ids(&self, r: &mut Reader, through: u64) -> Result<(), NatsError> {
         let mut consumer = None;
         let mut next = r.ids_through + 1;
         while next <= through {
@@ -185,50 +252,48 @@ impl NatsEventLog {
         Ok(())
     }
 
+    /// Publishes `records` (their ids as message ids) and waits for JetStream's
+    /// acknowledgements: (seq, duplicate) per record, in order.
     async fn publish(
         nats: Arc<Nats>,
         subject: String,
-        events: Vec<FeedbackEvent>,
-    ) -> Result<Vec<Appended>, LogError> {
-        let mut out = Vec::with_capacity(events.len());
-        for chunk in events.chunks(PUBLISH_WINDOW) {
+        records: Vec<R>,
+    ) -> Result<Vec<(u64, bool)>, NatsError> {
+        let mut out = Vec::with_capacity(records.len());
+        for chunk in records.chunks(PUBLISH_WINDOW) {
             let mut acks: Vec<PublishAckFuture> = Vec::with_capacity(chunk.len());
-            for e in chunk {
-                let body = serde_json::to_vec(e)
-                    .map_err(|e| LogError::Remote(format!("encoding an event: {e}")))?;
+            for r in chunk {
+                let body = serde_json::to_vec(r)
+                    .map_err(|e| NatsError::request("encoding a record", e))?;
                 let mut m = PublishMessage::build().payload(body.into());
-                if let Some(id) = &e.id {
+                if let Some(id) = r.id() {
                     m = m.message_id(id);
                 }
                 let ack = nats
                     .js
                     .send_publish(subject.clone(), m)
                     .await
-                    .map_err(|e| LogError::Remote(format!("publishing an event: {e}")))?;
+                    .map_err(|e| NatsError::request("publishing a record", e))?;
                 acks.push(ack);
             }
             for ack in acks {
                 let ack = ack.await.map_err(|e| {
-                    LogError::Remote(format!("waiting for JetStream's acknowledgement: {e}"))
+                    NatsError::request("waiting for JetStream's acknowledgement", e)
                 })?;
-                out.push(Appended {
-                    seq: ack.sequence,
-                    duplicate: ack.duplicate,
-                });
+                out.push((ack.sequence, ack.duplicate));
             }
         }
         Ok(out)
     }
 
-    fn check(&self, events: &[FeedbackEvent]) -> Result<(), LogError> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(LogError::Closed);
-        }
-        crate::store::feedback_log::validate(events)
+    /// Appends `records` from a blocking thread once JetStream acknowledged them.
+    fn append_blocking(&self, records: Vec<R>) -> Result<Vec<(u64, bool)>, NatsError> {
+        let fut = Self::publish(self.nats.clone(), self.subject.clone(), records);
+        self.nats.run(fut)?
     }
 
     /// Calls `on_tail` with the stream's last seq every [`FOLLOW_EVERY`] (polled on the client
-    /// runtime), so a trainer learns of events other replicas appended and can export its lag.
+    /// runtime), so a trainer learns of records other replicas appended and can export its lag.
     pub fn follow(&self, on_tail: Arc<dyn Fn(u64) + Send + Sync>) {
         let s = self.stream.clone();
         self.nats.background(async move {
@@ -240,27 +305,10 @@ impl NatsEventLog {
             }
         });
     }
-}
 
-impl EventLog for NatsEventLog {
-    fn append(&self, events: Vec<FeedbackEvent>) -> Result<Vec<Appended>, LogError> {
-        self.check(&events)?;
-        let fut = Self::publish(self.nats.clone(), self.subject.clone(), events);
-        self.nats.run(fut).map_err(remote)?
-    }
-
-    fn append_async(
-        &self,
-        events: Vec<FeedbackEvent>,
-    ) -> BoxFuture<'_, Result<Vec<Appended>, LogError>> {
-        Box::pin(async move {
-            self.check(&events)?;
-            let fut = Self::publish(self.nats.clone(), self.subject.clone(), events);
-            self.nats.spawn(fut).await.map_err(remote)?
-        })
-    }
-
-    fn read_after(&self, after: u64, limit: usize) -> Result<Vec<LoggedEvent>, LogError> {
+    /// Records with `seq > after`, in order, at most `limit` of them, each marked when it
+    /// repeats an id stored at a lower seq.
+    fn read(&self, after: u64, limit: usize) -> Result<Vec<Read<R>>, NatsError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -271,7 +319,7 @@ impl EventLog for NatsEventLog {
             self.scan_ids(r, after)?;
         }
         let mut start = after + 1;
-        // Everything between the last event handed out and `next` was a repeat.
+        // Everything between the last record handed out and `next` was a repeat.
         if after == r.returned && r.next > start {
             start = r.next;
         }
@@ -285,7 +333,7 @@ impl EventLog for NatsEventLog {
                 .min(limit - out.len());
             let (consumer, raw) = self.fetch(r.consumer.take(), start, want, false)?;
             if raw.is_empty() {
-                // The stream has these events but the reader delivered none: its consumer
+                // The stream has these records but the reader delivered none: its consumer
                 // may have lived on a node that is gone (ephemeral consumers have one
                 // replica). The next read starts a new one.
                 break;
@@ -302,11 +350,11 @@ impl EventLog for NatsEventLog {
                     None => false,
                 };
                 // Bodies are written by `append` only; an unreadable one is skipped.
-                if let Ok(event) = serde_json::from_slice::<FeedbackEvent>(&body) {
-                    out.push(LoggedEvent {
+                if let Ok(record) = serde_json::from_slice::<R>(&body) {
+                    out.push(Read {
                         seq,
                         acked_unix_ms: acked,
-                        event,
+                        record,
                         repeat,
                     });
                 }
@@ -318,21 +366,73 @@ impl EventLog for NatsEventLog {
         Ok(out)
     }
 
-    fn last_seq(&self) -> Result<u64, LogError> {
-        Ok(self.state()?.last_sequence)
-    }
-
-    fn count(&self) -> Result<u64, LogError> {
-        Ok(self.state()?.messages)
-    }
-
-    fn contains_id(&self, id: &str) -> Result<bool, LogError> {
+    /// Whether a record with id `id` is stored.
+    fn has_id(&self, id: &str) -> Result<bool, NatsError> {
         let last = self.state()?.last_sequence;
         let mut r = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
         if r.ids_through < last {
             self.scan_ids(&mut r, last)?;
         }
         Ok(r.ids.contains_key(id))
+    }
+}
+
+impl NatsEventLog {
+    fn check(&self, events: &[FeedbackEvent]) -> Result<(), LogError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(LogError::Closed);
+        }
+        crate::store::feedback_log::validate(events)
+    }
+}
+
+fn appended(acks: Vec<(u64, bool)>) -> Vec<Appended> {
+    acks.into_iter()
+        .map(|(seq, duplicate)| Appended { seq, duplicate })
+        .collect()
+}
+
+impl EventLog for NatsEventLog {
+    fn append(&self, events: Vec<FeedbackEvent>) -> Result<Vec<Appended>, LogError> {
+        self.check(&events)?;
+        self.append_blocking(events).map(appended).map_err(remote)
+    }
+
+    fn append_async(
+        &self,
+        events: Vec<FeedbackEvent>,
+    ) -> BoxFuture<'_, Result<Vec<Appended>, LogError>> {
+        Box::pin(async move {
+            self.check(&events)?;
+            let fut = Self::publish(self.nats.clone(), self.subject.clone(), events);
+            let acks = self.nats.spawn(fut).await.map_err(remote)?;
+            acks.map(appended).map_err(remote)
+        })
+    }
+
+    fn read_after(&self, after: u64, limit: usize) -> Result<Vec<LoggedEvent>, LogError> {
+        let read = self.read(after, limit).map_err(remote)?;
+        Ok(read
+            .into_iter()
+            .map(|r| LoggedEvent {
+                seq: r.seq,
+                acked_unix_ms: r.acked_unix_ms,
+                event: r.record,
+                repeat: r.repeat,
+            })
+            .collect())
+    }
+
+    fn last_seq(&self) -> Result<u64, LogError> {
+        Ok(self.state().map_err(remote)?.last_sequence)
+    }
+
+    fn count(&self) -> Result<u64, LogError> {
+        Ok(self.state().map_err(remote)?.messages)
+    }
+
+    fn contains_id(&self, id: &str) -> Result<bool, LogError> {
+        self.has_id(id).map_err(remote)
     }
 
     fn close(&self) -> Result<(), LogError> {
@@ -341,6 +441,45 @@ impl EventLog for NatsEventLog {
     }
 
     fn follow(&self, on_tail: Arc<dyn Fn(u64) + Send + Sync>) {
-        NatsEventLog::follow(self, on_tail);
+        StreamLog::follow(self, on_tail);
+    }
+}
+
+impl ImpressionStore for NatsImpressionLog {
+    fn append(
+        &self,
+        impressions: &[Impression],
+    ) -> Result<Vec<impression_log::Appended>, ImpressionLogError> {
+        let acks = self
+            .append_blocking(impressions.to_vec())
+            .map_err(remote_search)?;
+        Ok(acks
+            .into_iter()
+            .map(|(seq, duplicate)| impression_log::Appended { seq, duplicate })
+            .collect())
+    }
+
+    fn read_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<LoggedImpression>, ImpressionLogError> {
+        let read = self.read(after, limit).map_err(remote_search)?;
+        Ok(read
+            .into_iter()
+            .map(|r| LoggedImpression {
+                seq: r.seq,
+                impression: r.record,
+                repeat: r.repeat,
+            })
+            .collect())
+    }
+
+    fn count(&self) -> Result<u64, ImpressionLogError> {
+        Ok(self.state().map_err(remote_search)?.messages)
+    }
+
+    fn contains_id(&self, id: &str) -> Result<bool, ImpressionLogError> {
+        self.has_id(id).map_err(remote_search)
     }
 }

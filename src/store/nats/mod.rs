@@ -1,12 +1,14 @@
 //! The NATS JetStream backend (`storage.backend = "nats"`): state shared by several machines.
 //!
-//! - **Feedback** ([`NatsEventLog`]): one stream on file storage, one message per event, the
-//!   event id as the message id (`Nats-Msg-Id`, deduplicated within the duplicate window); the
+//! - **Feedback** ([`NatsEventLog`]) and **search impressions** ([`NatsImpressionLog`]): one
+//!   stream each on file storage (one [`StreamLog`] code path), one message per record, the
+//!   record id as the message id (`Nats-Msg-Id`, deduplicated within the duplicate window); the
 //!   stream sequence is the log's seq. A batch is acknowledged once JetStream acknowledged
 //!   every message of it.
-//! - **Snapshots** ([`NatsSnapshots`]): an object store holding every file of a snapshot
-//!   directory (manifest last, checksums verified on download as on disk), and a key-value
-//!   bucket whose key is the live version pointer; its history is the rollback list.
+//! - **Snapshots** ([`NatsSnapshots`], recommendation and search alike): an object store
+//!   holding every file of a snapshot directory (manifest last, checksums verified on download
+//!   as on disk), and a key-value bucket whose keys (`recommendation`, `search`) are the live
+//!   version pointers; their history is the rollback list.
 //! - **Lease** ([`Lease`]): a key-value entry with a TTL, renewed by compare-and-set, so one
 //!   trainer is active at a time.
 //!
@@ -27,9 +29,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use config::NatsConfig;
-pub use events::NatsEventLog;
+pub use events::{NatsEventLog, NatsImpressionLog, Record, StreamLog};
 pub use lease::Lease;
-pub use snapshots::NatsSnapshots;
+pub use snapshots::{NatsSnapshots, SharedKind};
 
 /// Why talking to NATS failed.
 #[derive(Debug, thiserror::Error)]

@@ -1,9 +1,12 @@
-//! Snapshots in a JetStream object store, the live pointer in a key-value bucket.
+//! Snapshots in a JetStream object store, the live pointer in a key-value bucket; one code
+//! path for both kinds ([`SharedKind`]): recommendation snapshots (objects `v0000000042/…`,
+//! pointer key `recommendation`) and search snapshots (objects `search-v0000000042/…`,
+//! pointer key `search`), in the same buckets.
 //!
 //! A snapshot is written to the local cache directory exactly as on disk (so its manifest
 //! records every file's SHA-256), then each file is uploaded as object `v0000000042/<file>`,
 //! the manifest last: a version whose manifest object exists is complete. Then the pointer
-//! (key `recommendation`) is set to the version. Readers download every object of a version
+//! is set to the version. Readers download every object of a version
 //! into the cache and read it back with the same verification as a local snapshot; a cached
 //! copy that fails verification is downloaded again. The pointer's history (as many revisions
 //! as `storage.keep_snapshots`, at most 64) records what was live before: a rollback sets it
@@ -21,24 +24,42 @@ use tokio::io::AsyncReadExt;
 
 use super::{Nats, NatsError};
 use crate::store::Snapshot;
-use crate::store::backend::{SnapshotStore, is_complete};
+use crate::store::backend::{SnapshotStore, VersionStore, is_complete};
 use crate::store::checkpoint::Checkpoint;
+use crate::store::search_snapshot::SearchSnapshot;
 use crate::store::snapshot::SnapshotError;
-use crate::store::snapshot_dir::{Checkpointed, SnapshotDir};
+use crate::store::snapshot_dir::{Checkpointed, SnapshotDir, Versioned};
 
-/// The pointer's key in the pointer bucket.
-pub const POINTER_KEY: &str = "recommendation";
 /// The manifest, uploaded last.
 const MANIFEST: &str = "manifest.json";
 
-/// The object-name prefix of `version`.
-fn prefix(version: u64) -> String {
-    format!("v{version:010}/")
+/// A kind of snapshot shared through NATS: where its objects and its pointer live.
+pub trait SharedKind: Versioned + Send + 'static {
+    /// Its live pointer's key in the pointer bucket.
+    const POINTER_KEY: &'static str;
+    /// What its object names start with (before `v0000000042/`).
+    const OBJECT_PREFIX: &'static str;
 }
 
-/// The version and file of an object name.
-fn parse_name(name: &str) -> Option<(u64, &str)> {
-    let (dir, file) = name.split_once('/')?;
+impl SharedKind for Snapshot {
+    const POINTER_KEY: &'static str = "recommendation";
+    // Unprefixed: the names buckets written before search was shared already hold.
+    const OBJECT_PREFIX: &'static str = "";
+}
+
+impl SharedKind for SearchSnapshot {
+    const POINTER_KEY: &'static str = "search";
+    const OBJECT_PREFIX: &'static str = "search-";
+}
+
+/// The object-name prefix of `version` of kind `S`.
+fn prefix<S: SharedKind>(version: u64) -> String {
+    format!("{}v{version:010}/", S::OBJECT_PREFIX)
+}
+
+/// The version and file of an object name of kind `S` (`None` for other kinds' objects).
+fn parse_name<S: SharedKind>(name: &str) -> Option<(u64, &str)> {
+    let (dir, file) = name.strip_prefix(S::OBJECT_PREFIX)?.split_once('/')?;
     Some((dir.strip_prefix('v')?.parse().ok()?, file))
 }
 
@@ -74,12 +95,12 @@ struct Watched {
     changed: Condvar,
 }
 
-/// Snapshots shared through NATS, cached in a local directory.
-pub struct NatsSnapshots {
+/// Snapshots of kind `S` shared through NATS, cached in a local directory.
+pub struct NatsSnapshots<S = Snapshot> {
     nats: Arc<Nats>,
     objects: ObjectStore,
     pointer: kv::Store,
-    cache: SnapshotDir,
+    cache: SnapshotDir<S>,
     /// Complete versions in the object store, as far as this process knows (listed at open
     /// and at start-up reads, added to by writes and by every pointer value the watcher
     /// sees), so a standby that takes over numbers its snapshots after the active one's.
@@ -87,15 +108,15 @@ pub struct NatsSnapshots {
     watched: Arc<Watched>,
 }
 
-impl std::fmt::Debug for NatsSnapshots {
+impl<S> std::fmt::Debug for NatsSnapshots<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NatsSnapshots")
-            .field("cache", &self.cache)
+            .field("cache", &self.cache.root())
             .finish_non_exhaustive()
     }
 }
 
-impl NatsSnapshots {
+impl<S: SharedKind> NatsSnapshots<S> {
     /// Opens (creating if missing) the object store and the pointer bucket, caching downloads
     /// under `cache_dir`, and starts watching the pointer.
     pub fn open(nats: Arc<Nats>, cache_dir: &Path, keep: usize) -> Result<Self, SnapshotError> {
@@ -169,7 +190,7 @@ impl NatsSnapshots {
                 while let Some(info) = list.next().await {
                     let info = info.map_err(remote)?;
                     if !info.deleted
-                        && let Some((v, f)) = parse_name(&info.name)
+                        && let Some((v, f)) = parse_name::<S>(&info.name)
                     {
                         out.push((v, f.to_owned()));
                     }
@@ -188,7 +209,7 @@ impl NatsSnapshots {
         );
         self.nats.background(async move {
             loop {
-                if let Ok(mut w) = pointer.watch_with_history(POINTER_KEY).await {
+                if let Ok(mut w) = pointer.watch_with_history(S::POINTER_KEY).await {
                     while let Some(Ok(entry)) = w.next().await {
                         let Some(v) = std::str::from_utf8(&entry.value)
                             .ok()
@@ -228,7 +249,7 @@ impl NatsSnapshots {
                 path: path.clone(),
                 source,
             })?;
-            let object = format!("{}{name}", prefix(version));
+            let object = format!("{}{name}", prefix::<S>(version));
             retrying(|| {
                 let (objects, object, bytes) =
                     (self.objects.clone(), object.clone(), bytes.clone());
@@ -260,7 +281,7 @@ impl NatsSnapshots {
     /// to the pointer's next value).
     fn download(&self, version: u64) -> Result<(), SnapshotError> {
         let manifest = self
-            .get(format!("{}{MANIFEST}", prefix(version)))
+            .get(format!("{}{MANIFEST}", prefix::<S>(version)))
             .map_err(|e| remote(format!("version {version}: {e}")))?;
         let listed: serde_json::Value = serde_json::from_slice(&manifest)
             .map_err(|e| SnapshotError::Format(format!("{MANIFEST}: {e}")))?;
@@ -281,7 +302,7 @@ impl NatsSnapshots {
             if file.contains('/') || file.contains("..") || file == MANIFEST {
                 return Err(SnapshotError::Format(format!("bad file name {file:?}")));
             }
-            let bytes = self.get(format!("{}{file}", prefix(version)))?;
+            let bytes = self.get(format!("{}{file}", prefix::<S>(version)))?;
             let path = tmp.join(&file);
             std::fs::write(&path, bytes).map_err(io(&path))?;
         }
@@ -305,7 +326,7 @@ impl NatsSnapshots {
             }
             for (_, f) in listed.iter().filter(|(lv, _)| *lv == v) {
                 let objects = self.objects.clone();
-                let object = format!("{}{f}", prefix(v));
+                let object = format!("{}{f}", prefix::<S>(v));
                 let _ = self
                     .nats
                     .run(async move { objects.delete(object.as_str()).await });
@@ -313,35 +334,31 @@ impl NatsSnapshots {
             self.known_set().remove(&v);
         }
     }
-}
-
-impl SnapshotStore for NatsSnapshots {
-    fn versions(&self) -> Vec<u64> {
-        self.known_set().iter().copied().collect()
-    }
-
-    fn path_of(&self, version: u64) -> PathBuf {
-        self.cache.path_of(version)
-    }
-
-    fn read(&self, version: u64) -> Result<Snapshot, SnapshotError> {
-        Ok(self.read_checkpointed(version)?.0)
-    }
-
-    fn read_checkpointed(&self, version: u64) -> Result<Checkpointed, SnapshotError> {
+    /// Reads `version` with `read` from the cache, downloading it first when the cached copy
+    /// is missing or fails verification.
+    fn fetch<T>(
+        &self,
+        version: u64,
+        read: impl Fn(&Path) -> Result<T, SnapshotError>,
+    ) -> Result<T, SnapshotError> {
         let dir = self.cache.path_of(version);
         if is_complete(&dir)
-            && let Ok(s) = Snapshot::read_checkpointed(&dir)
+            && let Ok(s) = read(&dir)
         {
             return Ok(s);
         }
         self.download(version)?;
-        let s = Snapshot::read_checkpointed(&dir)?;
+        let s = read(&dir)?;
         self.known_set().insert(version);
         Ok(s)
     }
 
-    fn newest_valid_checkpointed(&self) -> (Option<Checkpointed>, Vec<(u64, SnapshotError)>) {
+    /// The first of the live version and then the newest that `read` accepts; the ones
+    /// skipped with why.
+    fn newest_valid_by<T>(
+        &self,
+        read: impl Fn(&Path) -> Result<T, SnapshotError>,
+    ) -> (Option<T>, Vec<(u64, SnapshotError)>) {
         let mut skipped = Vec::new();
         // Start-up (a standby may have waited long for its lease): list what is there now.
         if let Err(e) = self.refresh_known() {
@@ -356,13 +373,14 @@ impl SnapshotStore for NatsSnapshots {
         };
         let mut order: Vec<u64> = live.into_iter().collect();
         order.extend(
-            self.versions()
-                .into_iter()
+            self.known_set()
+                .iter()
                 .rev()
+                .copied()
                 .filter(|v| Some(*v) != live),
         );
         for v in order {
-            match self.read_checkpointed(v) {
+            match self.fetch(v, &read) {
                 Ok(s) => return (Some(s), skipped),
                 Err(e) => skipped.push((v, e)),
             }
@@ -370,35 +388,37 @@ impl SnapshotStore for NatsSnapshots {
         (None, skipped)
     }
 
-    fn write_checkpointed(
-        &self,
-        snapshot: &Snapshot,
-        checkpoint: &Checkpoint,
-        keep: usize,
-    ) -> Result<(), SnapshotError> {
-        self.cache.write_checkpointed(snapshot, checkpoint, keep)?;
-        self.upload(snapshot.version)?;
-        self.known_set().insert(snapshot.version);
-        self.set_live(snapshot.version)?;
-        self.prune(snapshot.version, keep);
+    /// Shares `version`, already written to the cache: uploads it, makes it live and prunes
+    /// all but the newest `keep`.
+    fn share(&self, version: u64, keep: usize) -> Result<(), SnapshotError> {
+        self.upload(version)?;
+        self.known_set().insert(version);
+        self.set_live(version)?;
+        self.prune(version, keep);
         Ok(())
     }
 
-    fn live(&self) -> Result<Option<u64>, SnapshotError> {
+    /// The live pointer (`None`: none set yet).
+    pub fn live(&self) -> Result<Option<u64>, SnapshotError> {
         let pointer = self.pointer.clone();
         let value = self
             .nats
-            .run(async move { pointer.get(POINTER_KEY).await })
+            .run(async move { pointer.get(S::POINTER_KEY).await })
             .map_err(remote)?
             .map_err(remote)?;
         Ok(value.and_then(|b| std::str::from_utf8(&b).ok()?.parse().ok()))
     }
 
-    fn set_live(&self, version: u64) -> Result<(), SnapshotError> {
+    /// Points the live pointer at `version` (publish or roll back).
+    pub fn set_live(&self, version: u64) -> Result<(), SnapshotError> {
         retrying(|| {
             let pointer = self.pointer.clone();
             self.nats
-                .run(async move { pointer.put(POINTER_KEY, version.to_string().into()).await })
+                .run(async move {
+                    pointer
+                        .put(S::POINTER_KEY, version.to_string().into())
+                        .await
+                })
                 .map_err(remote)?
                 .map_err(remote)
                 .map(drop)
@@ -407,7 +427,12 @@ impl SnapshotStore for NatsSnapshots {
         Ok(())
     }
 
-    fn wait_live_change(&self, seen: u64, timeout: Duration) -> Result<Option<u64>, SnapshotError> {
+    /// Waits at most `timeout` for the watched pointer to differ from `seen`.
+    pub fn wait_live_change(
+        &self,
+        seen: u64,
+        timeout: Duration,
+    ) -> Result<Option<u64>, SnapshotError> {
         let deadline = Instant::now() + timeout;
         let mut v = self
             .watched
@@ -430,5 +455,68 @@ impl SnapshotStore for NatsSnapshots {
         drop(v);
         self.known_set().insert(version);
         Ok(Some(version))
+    }
+}
+
+impl SnapshotStore for NatsSnapshots {
+    fn versions(&self) -> Vec<u64> {
+        self.known_set().iter().copied().collect()
+    }
+
+    fn path_of(&self, version: u64) -> PathBuf {
+        self.cache.path_of(version)
+    }
+
+    fn read(&self, version: u64) -> Result<Snapshot, SnapshotError> {
+        Ok(self.read_checkpointed(version)?.0)
+    }
+
+    fn read_checkpointed(&self, version: u64) -> Result<Checkpointed, SnapshotError> {
+        self.fetch(version, Snapshot::read_checkpointed)
+    }
+
+    fn newest_valid_checkpointed(&self) -> (Option<Checkpointed>, Vec<(u64, SnapshotError)>) {
+        self.newest_valid_by(Snapshot::read_checkpointed)
+    }
+
+    fn write_checkpointed(
+        &self,
+        snapshot: &Snapshot,
+        checkpoint: &Checkpoint,
+        keep: usize,
+    ) -> Result<(), SnapshotError> {
+        self.cache.write_checkpointed(snapshot, checkpoint, keep)?;
+        self.share(snapshot.version, keep)
+    }
+
+    fn live(&self) -> Result<Option<u64>, SnapshotError> {
+        NatsSnapshots::live(self)
+    }
+
+    fn set_live(&self, version: u64) -> Result<(), SnapshotError> {
+        NatsSnapshots::set_live(self, version)
+    }
+
+    fn wait_live_change(&self, seen: u64, timeout: Duration) -> Result<Option<u64>, SnapshotError> {
+        NatsSnapshots::wait_live_change(self, seen, timeout)
+    }
+}
+
+impl VersionStore<SearchSnapshot> for NatsSnapshots<SearchSnapshot> {
+    fn newest_valid(&self) -> (Option<SearchSnapshot>, Vec<(u64, SnapshotError)>) {
+        self.newest_valid_by(SearchSnapshot::read)
+    }
+
+    fn read(&self, version: u64) -> Result<SearchSnapshot, SnapshotError> {
+        self.fetch(version, SearchSnapshot::read)
+    }
+
+    fn write(&self, snapshot: &SearchSnapshot, keep: usize) -> Result<(), SnapshotError> {
+        self.cache.write(snapshot, keep)?;
+        self.share(snapshot.version, keep)
+    }
+
+    fn wait_live_change(&self, seen: u64, timeout: Duration) -> Result<Option<u64>, SnapshotError> {
+        NatsSnapshots::wait_live_change(self, seen, timeout)
     }
 }

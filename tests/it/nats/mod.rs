@@ -1,6 +1,7 @@
 //! `storage.backend = "nats"` against real `nats-server -js` processes (one node, and a
 //! 3-node cluster), on free loopback ports and temporary directories: serving replicas, a
-//! trainer with its lease and a standby, snapshots through the object store.
+//! trainer with its lease and a standby, snapshots through the object store, and the search
+//! task on the same backend.
 //!
 //! Every test skips with a printed reason when `nats-server` is not on PATH (`.ci/run`
 //! installs it from Debian). The servers and `irgan` processes are killed on drop.
@@ -8,6 +9,7 @@
 mod cluster;
 mod failover;
 mod replicas;
+mod search;
 mod settings;
 
 use std::collections::BTreeMap;
@@ -191,7 +193,7 @@ impl NatsServer {
 }
 
 /// Settings every NATS test shares: small models, a lenient gate, quick publishes, a short
-/// lease.
+/// lease; search off (less CPU) except where a test turns it on (`search.rs`).
 pub const SETS: &[&str] = &[
     "storage.backend=nats",
     "search.enabled=false",
@@ -358,6 +360,37 @@ impl Irgan {
                 )
             })
             .collect()
+    }
+}
+
+/// One nats-server with a trainer and two serving replicas on it, each started with `sets`
+/// (after [`SETS`]); the trainer with `--demo` when `demo`.
+pub struct Trio {
+    /// The server.
+    pub nats: NatsServer,
+    /// The trainer (`--role train`).
+    pub trainer: Irgan,
+    /// The first serving replica.
+    pub a: Irgan,
+    /// The second serving replica.
+    pub b: Irgan,
+}
+
+impl Trio {
+    /// Starts the server, then the trainer, then the replicas, each ready within 60 s.
+    pub fn start(dir: &Path, sets: &[&str], demo: bool) -> Self {
+        let nats = NatsServer::start(&dir.join("nats"));
+        let url = nats.url();
+        let limit = Duration::from_secs(60);
+        let trainer = Irgan::start(&dir.join("t"), &url, "train", demo, sets, limit);
+        let a = Irgan::start(&dir.join("a"), &url, "serve", false, sets, limit);
+        let b = Irgan::start(&dir.join("b"), &url, "serve", false, sets, limit);
+        Self {
+            nats,
+            trainer,
+            a,
+            b,
+        }
     }
 }
 

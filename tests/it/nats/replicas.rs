@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Irgan, NatsServer, click, eventually, nats_available};
+use super::{Irgan, Trio, click, eventually, nats_available};
 
 #[test]
 fn replicas_share_one_log_and_follow_the_live_pointer() {
@@ -14,18 +14,19 @@ fn replicas_share_one_log_and_follow_the_live_pointer() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let nats = NatsServer::start(&tmp.path().join("nats"));
-    let url = nats.url();
     // A 1 s duplicate window, so a repeat after it exercises the trainer's own idempotency.
     let sets = ["nats.duplicate_window_seconds=1.0"];
-    let limit = Duration::from_secs(60);
-    let trainer = Irgan::start(&tmp.path().join("t"), &url, "train", true, &sets, limit);
+    let Trio {
+        nats,
+        trainer,
+        a,
+        b,
+    } = Trio::start(tmp.path(), &sets, true);
+    let url = nats.url();
     assert!(
         trainer.version() >= 1,
         "the trainer published its first pair"
     );
-    let a = Irgan::start(&tmp.path().join("a"), &url, "serve", false, &sets, limit);
-    let b = Irgan::start(&tmp.path().join("b"), &url, "serve", false, &sets, limit);
 
     // Events through either replica; a repeat through the other one is a duplicate.
     let through_a: Vec<_> = (0..10)

@@ -1,5 +1,5 @@
 //! The NATS backend's settings and start-up failures (no nats-server needed): roles need the
-//! shared backend, the search task stays local, bad `[nats]` values name their key, and a
+//! shared backend, search runs on it too, bad `[nats]` values name their key, and a
 //! replica that cannot reach NATS stops at once with an error that says so.
 
 use std::process::Command;
@@ -30,15 +30,16 @@ fn roles_and_nats_keys_are_validated() {
     for (sets, key) in [
         (&["server.role=serve"][..], "server.role"),
         (&["server.role=train"][..], "server.role"),
-        (&["storage.backend=nats"][..], "search.enabled"),
         (
-            &[
-                "storage.backend=nats",
-                "search.enabled=false",
-                "nats.replicas=0",
-            ][..],
+            &["storage.backend=nats", "nats.replicas=0"][..],
             "nats.replicas",
         ),
+        (&["nats.search_stream=\"a b\""][..], "nats.search_stream"),
+        (
+            &["nats.search_subject=\"irgan.feedback\""][..],
+            "nats.search_subject",
+        ),
+        (&["nats.search_subject=\"\""][..], "nats.search_subject"),
         (
             &["nats.lease_ttl_seconds=0.1"][..],
             "nats.lease_ttl_seconds",
@@ -51,12 +52,12 @@ fn roles_and_nats_keys_are_validated() {
     }
     let ok = load(&[
         "storage.backend=nats",
-        "search.enabled=false",
         "server.role=serve",
         "nats.replicas=3",
     ])
     .unwrap();
     assert_eq!(ok.nats.replicas, 3);
+    assert!(ok.search.enabled, "search runs on the NATS backend");
 }
 
 #[test]

@@ -14,7 +14,7 @@ mod learning;
 mod open_bind;
 mod recommendations;
 mod restart;
-mod search;
+pub mod search;
 mod settings;
 mod tour;
 

@@ -29,7 +29,8 @@ fn sets() -> Vec<&'static str> {
     s
 }
 
-fn impression(q: &Query, id: &str) -> Value {
+/// A judged impression of `q` (every document with its label) with id `id`.
+pub fn impression(q: &Query, id: &str) -> Value {
     let docs: Vec<Value> = (0..q.len())
         .map(|d| {
             json!({
@@ -42,7 +43,8 @@ fn impression(q: &Query, id: &str) -> Value {
     json!({"id": id, "query": q.qid, "documents": docs})
 }
 
-fn candidates(q: &Query) -> Value {
+/// A rank request for `q`'s documents.
+pub fn candidates(q: &Query) -> Value {
     let docs: Vec<Value> = (0..q.len())
         .map(|d| json!({"id": q.doc_ids[d], "features": q.features.row(d).to_vec()}))
         .collect();
