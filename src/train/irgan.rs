@@ -84,6 +84,8 @@ pub struct Game {
     baseline: f64,
     /// D's training triples (user, positive, generated negative).
     triples: Vec<Triple>,
+    /// D at the start of the game, kept when `irgan.d_proximal` pulls D back to it.
+    d_start: Option<MfModel>,
     refreshes: u64,
     d_epochs: u64,
     g_epochs: u64,
@@ -96,6 +98,7 @@ impl Game {
         Self {
             g_opt: MfOptimizer::new(&generator, settings.generator),
             d_opt: MfOptimizer::new(&discriminator, settings.discriminator),
+            d_start: (settings.irgan.d_proximal > 0.0).then(|| discriminator.clone()),
             generator,
             discriminator,
             g_temperature: settings.generator.temperature,
@@ -152,6 +155,7 @@ impl Game {
                 batch: cfg.d_batch,
                 seed,
                 loss: cfg.d_loss,
+                anchor: self.d_start.as_ref().map(|m| (m, cfg.d_proximal)),
             };
             let first = self.d_epochs;
             let ((), drawn) = rayon::join(
@@ -547,6 +551,76 @@ mod tests {
                 "bias[{j}]: fd {fd} vs {analytic}"
             );
         }
+    }
+
+    /// The proximal term adds `d_proximal · (θ − θ₀)` to D's gradient once per touch of a row:
+    /// two games that differ only in it, with D moved away from its start, end one full-batch
+    /// SGD step apart by exactly lr · d_proximal · touches · (θ − θ₀); with Adam over many
+    /// epochs the pulled D stays nearer its start.
+    #[test]
+    fn the_proximal_term_pulls_d_towards_its_start() {
+        let (pos, g, d, mut cfg) = toy();
+        cfg.discriminator.l2 = 0.0;
+        cfg.discriminator.lr = 1e-2;
+        cfg.irgan.d_batch = 1_000_000; // one batch holds every triple
+        let moved = {
+            let mut r = rng::stream(5, 0, 0);
+            let noise = MfModel::random(12, 15, 3, 0.2, &mut r);
+            let mut m = d.clone();
+            m.user += &noise.user;
+            m.item += &noise.item;
+            m.bias.iter_mut().enumerate().for_each(|(j, b)| *b += 0.01 * j as f32);
+            m
+        };
+        let step = |prox: f32, cfg: &Config| {
+            let mut cfg = cfg.clone();
+            cfg.irgan.d_proximal = prox;
+            let mut game = Game::new(g.clone(), d.clone(), cfg.game());
+            game.discriminator = moved.clone();
+            game.d_phase(&pos, 1);
+            (game.discriminator, game.triples)
+        };
+        let (free, triples) = step(0.0, &cfg);
+        let (pulled, same) = step(0.5, &cfg);
+        assert_eq!(triples, same);
+        let mut user_touches = [0f32; 12];
+        let mut item_touches = [0f32; 15];
+        for &(u, i, j) in &triples {
+            user_touches[u as usize] += 2.0;
+            item_touches[i as usize] += 1.0;
+            item_touches[j as usize] += 1.0;
+        }
+        let expect = |touches: f32, now: f32, start: f32| 1e-2 * 0.5 * touches * (now - start);
+        for u in 0..12 {
+            for c in 0..3 {
+                let want = expect(user_touches[u], moved.user[(u, c)], d.user[(u, c)]);
+                let got = free.user[(u, c)] - pulled.user[(u, c)];
+                assert!((got - want).abs() < 1e-5, "user[{u},{c}]: {got} vs {want}");
+            }
+        }
+        for j in 0..15 {
+            let want = expect(item_touches[j], moved.item[(j, 1)], d.item[(j, 1)]);
+            let got = free.item[(j, 1)] - pulled.item[(j, 1)];
+            assert!((got - want).abs() < 1e-5, "item[{j}]: {got} vs {want}");
+            let want = expect(item_touches[j], moved.bias[j], d.bias[j]);
+            let got = free.bias[j] - pulled.bias[j];
+            assert!((got - want).abs() < 1e-5, "bias[{j}]: {got} vs {want}");
+        }
+        // Any optimiser (the per-row gradient tables): over many epochs the pulled D stays
+        // nearer its start than the free one.
+        cfg.discriminator.optimizer = crate::train::settings::OptimizerKind::Adam;
+        cfg.discriminator.lr = 0.05;
+        cfg.irgan.d_batch = 8;
+        let distance = |prox: f32| {
+            let mut c = cfg.clone();
+            c.irgan.d_proximal = prox;
+            let mut game = Game::new(g.clone(), d.clone(), c.game());
+            game.d_phase(&pos, 40);
+            let m = &game.discriminator;
+            (&m.user - &d.user).mapv(|x| x * x).sum() + (&m.item - &d.item).mapv(|x| x * x).sum()
+        };
+        let (far, near) = (distance(0.0), distance(5.0));
+        assert!(near < 0.5 * far, "distance to the start: {near} with the pull, {far} without");
     }
 
     #[test]
