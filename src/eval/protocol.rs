@@ -246,8 +246,14 @@ mod tests {
         let exclude = Interactions::from_pairs(1, 3, &[]);
         let relevant = Interactions::from_pairs(1, 3, &[(0, 0)]);
         let p1 = |m: &Metrics| m["P@1"];
-        assert_eq!(p1(&evaluate_blend(&g, &d, 1.0, &exclude, &relevant, &[1])), 1.0);
-        assert_eq!(p1(&evaluate_blend(&g, &d, 0.0, &exclude, &relevant, &[1])), 0.0);
+        assert_eq!(
+            p1(&evaluate_blend(&g, &d, 1.0, &exclude, &relevant, &[1])),
+            1.0
+        );
+        assert_eq!(
+            p1(&evaluate_blend(&g, &d, 0.0, &exclude, &relevant, &[1])),
+            0.0
+        );
         assert_eq!(
             evaluate_blend(&g, &g, 0.5, &exclude, &relevant, &[1]),
             evaluate_model(&g, &exclude, &relevant, &[1])

@@ -543,9 +543,9 @@ fn curve_svg(checkpoints: &[Checkpoint], metric: &str, selected_g_epochs: u64) -
     };
     let mut quality = quality;
     if checkpoints.iter().any(|c| c.validation.blend.is_some()) {
-        quality.series.push(line("blend", &|c| {
-            c.served_score(Served::Blend, metric)
-        }));
+        quality
+            .series
+            .push(line("blend", &|c| c.served_score(Served::Blend, metric)));
     }
     let game = Chart {
         title: "The game".into(),

@@ -261,11 +261,11 @@ impl Game {
     }
 
     /// The baseline G's rewards are compared with in the next step.
-    fn running_baseline(&self) -> f64 {
-        if self.cfg.baseline == Baseline::RunningMean {
-            self.baseline
-        } else {
-            0.0
+    fn step_baseline(&self) -> game::Baseline {
+        match self.cfg.baseline {
+            Baseline::None => game::Baseline::Fixed(0.0),
+            Baseline::RunningMean => game::Baseline::Fixed(self.baseline),
+            Baseline::UserMean => game::Baseline::SampleMean,
         }
     }
 
@@ -284,7 +284,7 @@ impl Game {
         };
         let k = ((self.cfg.g_samples * pos.len() as f64).round() as usize).max(1);
         let mut r = rng::stream(self.seed, G_STREAM.wrapping_add(epoch << 8), u as u64);
-        let baseline = self.running_baseline();
+        let baseline = self.step_baseline();
         let mixture = Mixture {
             lambda: self.cfg.mixture,
             positives: pos,
@@ -300,12 +300,7 @@ impl Game {
             |r| mixture.draw_by_component(cumulative, softmax.total, r),
             |j| maths::reward(d.score_candidate(u, j)),
         );
-        let step = reinforce(
-            policy,
-            &samples,
-            game::Baseline::Fixed(baseline),
-            self.g_temperature,
-        );
+        let step = reinforce(policy, &samples, baseline, self.g_temperature);
         let mut grad_user = vec![0.0f32; g.dim()];
         g.weighted_item_sum(&step.grad_scores, &mut grad_user);
         let l2 = self.g_opt.l2;
@@ -569,7 +564,10 @@ mod tests {
             let mut m = d.clone();
             m.user += &noise.user;
             m.item += &noise.item;
-            m.bias.iter_mut().enumerate().for_each(|(j, b)| *b += 0.01 * j as f32);
+            m.bias
+                .iter_mut()
+                .enumerate()
+                .for_each(|(j, b)| *b += 0.01 * j as f32);
             m
         };
         let step = |prox: f32, cfg: &Config| {
@@ -620,7 +618,31 @@ mod tests {
             (&m.user - &d.user).mapv(|x| x * x).sum() + (&m.item - &d.item).mapv(|x| x * x).sum()
         };
         let (far, near) = (distance(0.0), distance(5.0));
-        assert!(near < 0.5 * far, "distance to the start: {near} with the pull, {far} without");
+        assert!(
+            near < 0.5 * far,
+            "distance to the start: {near} with the pull, {far} without"
+        );
+    }
+
+    /// The per-user baseline subtracts the mean reward of the user's own samples: when D rates
+    /// every item alike, G's step is zero with it and not without it.
+    #[test]
+    fn the_user_mean_baseline_cancels_a_reward_shared_by_all_samples() {
+        let (pos, g, mut d, mut cfg) = toy();
+        d.user.fill(0.0);
+        d.bias.fill(1.0); // D's reward is tanh(1/2) for every item
+        let grad = |baseline: Baseline, cfg: &mut Config| {
+            cfg.irgan.baseline = baseline;
+            let game = Game::new(g.clone(), d.clone(), cfg.game());
+            let step = game.user_step(4, pos.items(4), 0, &mut PolicyBuffers::default());
+            assert!(!step.sampled.is_empty());
+            step.grad_scores
+                .iter()
+                .map(|x| x.abs())
+                .fold(0.0f32, f32::max)
+        };
+        assert!(grad(Baseline::None, &mut cfg) > 1e-3);
+        assert!(grad(Baseline::UserMean, &mut cfg) < 1e-6);
     }
 
     #[test]

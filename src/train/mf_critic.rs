@@ -290,8 +290,18 @@ fn sgd_batch(
         let (mut pulls_u, mut pulls_i) = (Vec::new(), Vec::new());
         for (&(u, i, _), old) in buf.rows.iter().zip(buf.old.chunks_exact(2 * d)) {
             let (old_u, old_i) = old.split_at(d);
-            pulls_u.extend(old_u.iter().zip(start.user_row(u)).map(|(&p, &p0)| prox * (p - p0)));
-            pulls_i.extend(old_i.iter().zip(start.item_row(i)).map(|(&p, &p0)| prox * (p - p0)));
+            pulls_u.extend(
+                old_u
+                    .iter()
+                    .zip(start.user_row(u))
+                    .map(|(&p, &p0)| prox * (p - p0)),
+            );
+            pulls_i.extend(
+                old_i
+                    .iter()
+                    .zip(start.item_row(i))
+                    .map(|(&p, &p0)| prox * (p - p0)),
+            );
         }
         let pull_b: Vec<f32> = buf
             .rows

@@ -164,6 +164,9 @@ pub enum Baseline {
     None,
     /// Reward minus a running mean of rewards (the paper's variance reduction).
     RunningMean,
+    /// Reward minus the mean reward of the user's own samples in the step: a per-user
+    /// baseline, so a user whose items D rates high overall pushes G no harder than another.
+    UserMean,
 }
 
 /// The adversarial schedule (pointwise IRGAN).
