@@ -589,18 +589,18 @@ mod tests {
             item_touches[j as usize] += 1.0;
         }
         let expect = |touches: f32, now: f32, start: f32| 1e-2 * 0.5 * touches * (now - start);
-        for u in 0..12 {
+        for (u, &touches) in user_touches.iter().enumerate() {
             for c in 0..3 {
-                let want = expect(user_touches[u], moved.user[(u, c)], d.user[(u, c)]);
+                let want = expect(touches, moved.user[(u, c)], d.user[(u, c)]);
                 let got = free.user[(u, c)] - pulled.user[(u, c)];
                 assert!((got - want).abs() < 1e-5, "user[{u},{c}]: {got} vs {want}");
             }
         }
-        for j in 0..15 {
-            let want = expect(item_touches[j], moved.item[(j, 1)], d.item[(j, 1)]);
+        for (j, &touches) in item_touches.iter().enumerate() {
+            let want = expect(touches, moved.item[(j, 1)], d.item[(j, 1)]);
             let got = free.item[(j, 1)] - pulled.item[(j, 1)];
             assert!((got - want).abs() < 1e-5, "item[{j}]: {got} vs {want}");
-            let want = expect(item_touches[j], moved.bias[j], d.bias[j]);
+            let want = expect(touches, moved.bias[j], d.bias[j]);
             let got = free.bias[j] - pulled.bias[j];
             assert!((got - want).abs() < 1e-5, "bias[{j}]: {got} vs {want}");
         }
