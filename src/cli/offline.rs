@@ -144,8 +144,17 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
         if v.is_null() {
             continue;
         }
+        let blend = if v["init"]["blend"].is_null() {
+            String::new()
+        } else {
+            format!(
+                "   blend init {} -> {}",
+                pick(&v["init"]["blend"]),
+                pick(&v["selected"]["blend"])
+            )
+        };
         println!(
-            "{split:<10} {metric}: G init {} -> {}   D init {} -> {}",
+            "{split:<10} {metric}: G init {} -> {}   D init {} -> {}{blend}",
             pick(&v["init"]["generator"]),
             pick(&v["selected"]["generator"]),
             pick(&v["init"]["discriminator"]),

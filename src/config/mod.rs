@@ -13,7 +13,7 @@ use crate::eval::Protocol;
 pub use crate::data::synth::SyntheticConfig;
 pub use crate::train::settings::{
     AlsConfig, AlsSolver, Baseline, BprConfig, CandidateMode, Init, IrganConfig, ModelConfig,
-    OptimizerKind, PretrainConfig, Role,
+    OptimizerKind, PretrainConfig, Role, Served,
 };
 
 mod check;
@@ -104,8 +104,12 @@ pub struct EvalConfig {
     pub ks: Vec<usize>,
     /// Validation metric that selects the model, e.g. `P@5`.
     pub select_metric: String,
-    /// Which model's validation score selects the snapshot: `generator` or `discriminator`.
-    pub select_model: Role,
+    /// Which model's validation score selects the snapshot: `generator`, `discriminator` or
+    /// `blend` (the pair's z-scored blend, the service's `model=blend`).
+    pub select_model: Served,
+    /// G's weight in the blend `select_model = "blend"` validates (D gets the rest), in [0, 1];
+    /// serve the snapshot with the same `server.blend_weight`.
+    pub blend_weight: f64,
     /// Validate every this many G-epochs (and after every outer epoch).
     pub every_g_epochs: usize,
     /// After selection, retrain the selected settings and schedule on all training data
@@ -151,7 +155,8 @@ impl Default for EvalConfig {
             protocol: Protocol::Irgan,
             ks: vec![3, 5, 10],
             select_metric: "P@5".into(),
-            select_model: Role::Generator,
+            select_model: Served::Generator,
+            blend_weight: 0.5,
             every_g_epochs: 50,
             refit: false,
         }
@@ -262,6 +267,11 @@ impl Config {
         check::at_least_one("eval.every_g_epochs", e.every_g_epochs)?;
         let families = ["P", "NDCG", "Recall", "HitRate"];
         check::metric("eval.select_metric", &e.select_metric, &families, &e.ks)?;
+        require(
+            (0.0..=1.0).contains(&e.blend_weight),
+            "eval.blend_weight",
+            "must be in [0, 1] (G's weight in the blend; D gets the rest)",
+        )?;
         for (name, m) in [
             ("generator", &self.generator),
             ("discriminator", &self.discriminator),
@@ -305,6 +315,11 @@ impl Config {
         check::positive("irgan.g_samples", g.g_samples)?;
         check::fraction("irgan.mixture", g.mixture)?;
         check::fraction("irgan.baseline_decay", g.baseline_decay)?;
+        require(
+            g.d_proximal.is_finite() && g.d_proximal >= 0.0,
+            "irgan.d_proximal",
+            "must be >= 0 (weight of the pull towards D's start; 0 = off)",
+        )?;
         check::sampled_game(g)
     }
 }

@@ -5,4 +5,4 @@ pub mod metrics;
 pub mod protocol;
 
 pub use metrics::Metrics;
-pub use protocol::{Protocol, evaluate, evaluate_model};
+pub use protocol::{Protocol, evaluate, evaluate_blend, evaluate_model};

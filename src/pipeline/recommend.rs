@@ -8,10 +8,10 @@ use std::time::Instant;
 use indicatif::ProgressBar;
 use serde_json::{Value, json};
 
-use crate::config::{Config, Init, Role};
+use crate::config::{Config, Init, Role, Served};
 use crate::data::loader::{self, LoadOptions};
 use crate::data::{IdMap, Interactions, split, synth};
-use crate::eval::evaluate_model;
+use crate::eval::{evaluate_blend, evaluate_model};
 use crate::model::MfModel;
 use crate::pipeline::PipelineError;
 use crate::pipeline::pretrain::PretrainValidation;
@@ -119,7 +119,7 @@ pub fn validate_only(cfg: &Config, stop: &dyn Fn() -> bool) -> Result<Validated,
     let played = play_and_select(cfg, &data, (&g0, &d0), &mut |_| Ok(()), stop, false)?;
     let (model, metric) = (cfg.eval.select_model, cfg.eval.select_metric.as_str());
     Ok(Validated {
-        score: played.chosen.score(model, metric),
+        score: played.chosen.served_score(model, metric),
         epoch: played.chosen.epoch,
         g_epochs: played.chosen.g_epochs,
         selected: played.chosen.validation,
@@ -162,6 +162,10 @@ impl Checkpoint {
 
     fn score(&self, role: Role, metric: &str) -> f64 {
         self.validation.score(role, metric)
+    }
+
+    fn served_score(&self, served: Served, metric: &str) -> f64 {
+        self.validation.served_score(served, metric)
     }
 }
 
@@ -240,17 +244,29 @@ fn play_and_select(
 ) -> Result<Played, PipelineError> {
     let ks = &cfg.eval.ks;
     let val_exclude = cfg.eval.protocol.validation_exclude(data);
+    let (select_model, metric) = (cfg.eval.select_model, cfg.eval.select_metric.as_str());
     let validate = |g: &MfModel, d: &MfModel| {
         let generator = evaluate_model(g, &val_exclude, &data.validation, ks);
         // Both players often start from one pretraining: evaluate it once.
-        let discriminator = if g == d {
+        let same = g == d;
+        let discriminator = if same {
             generator.clone()
         } else {
             evaluate_model(d, &val_exclude, &data.validation, ks)
         };
+        // A blend of one model with itself ranks as that model does.
+        let blend = (select_model == Served::Blend).then(|| {
+            if same {
+                generator.clone()
+            } else {
+                let w = cfg.eval.blend_weight;
+                evaluate_blend(g, d, w, &val_exclude, &data.validation, ks)
+            }
+        });
         PairMetrics {
             generator,
             discriminator,
+            blend,
         }
     };
     let initial = Checkpoint {
@@ -263,9 +279,8 @@ fn play_and_select(
         validation: validate(g0, d0),
     };
     log(&initial)?;
-    let (select_model, metric) = (cfg.eval.select_model, cfg.eval.select_metric.as_str());
     let mut best = Best::new(
-        initial.score(select_model, metric),
+        initial.served_score(select_model, metric),
         (initial.clone(), g0.clone(), d0.clone()),
     );
     let mut checkpoints = vec![initial.clone()];
@@ -296,7 +311,7 @@ fn play_and_select(
         };
         log(&cp)?;
         bar.set_message(cp.validation.message(metric));
-        best.offer(cp.score(select_model, metric), || {
+        best.offer(cp.served_score(select_model, metric), || {
             let (g, d) = (&p.game.generator, &p.game.discriminator);
             (cp.clone(), g.clone(), d.clone())
         });
@@ -437,6 +452,14 @@ pub fn run(cfg: &Config, out: &Path, progress: bool) -> Result<RunResult, Pipeli
             "init": { "generator": on_test(&g_init), "discriminator": on_test(&d_init) },
             "selected": { "generator": on_test(&g_best), "discriminator": on_test(&d_best) },
         });
+        if cfg.eval.select_model == Served::Blend {
+            let w = cfg.eval.blend_weight;
+            let blend = |g: &MfModel, d: &MfModel| {
+                json!(evaluate_blend(g, d, w, &ex, &test.positives, &cfg.eval.ks))
+            };
+            test_json["init"]["blend"] = blend(&g_init, &d_init);
+            test_json["selected"]["blend"] = blend(&g_best, &d_best);
+        }
     }
     let chosen = &played.chosen;
     let metric = cfg.eval.select_metric.as_str();
@@ -518,6 +541,12 @@ fn curve_svg(checkpoints: &[Checkpoint], metric: &str, selected_g_epochs: u64) -
         ],
         markers: marker.clone(),
     };
+    let mut quality = quality;
+    if checkpoints.iter().any(|c| c.validation.blend.is_some()) {
+        quality
+            .series
+            .push(line("blend", &|c| c.served_score(Served::Blend, metric)));
+    }
     let game = Chart {
         title: "The game".into(),
         x_label: "G-epochs".into(),

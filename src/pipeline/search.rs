@@ -132,6 +132,7 @@ impl Tracker<'_> {
         PairMetrics {
             generator,
             discriminator,
+            blend: None,
         }
     }
 }

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::eval::Metrics;
-use crate::train::settings::Role;
+use crate::train::settings::{Role, Served};
 
 /// Validation metrics of both players at one point of training.
 #[derive(Debug, Clone)]
@@ -13,6 +13,8 @@ pub struct PairMetrics {
     pub generator: Metrics,
     /// The discriminator's metrics.
     pub discriminator: Metrics,
+    /// The pair's blend's metrics, when the run is selected by the blend.
+    pub blend: Option<Metrics>,
 }
 
 impl PairMetrics {
@@ -21,6 +23,7 @@ impl PairMetrics {
         Self {
             generator: m.clone(),
             discriminator: m,
+            blend: None,
         }
     }
 
@@ -33,15 +36,36 @@ impl PairMetrics {
         m.get(metric).copied().unwrap_or(f64::NEG_INFINITY)
     }
 
-    /// `{"generator": …, "discriminator": …}`.
-    pub fn to_json(&self) -> Value {
-        json!({ "generator": self.generator, "discriminator": self.discriminator })
+    /// `metric` of the served model `served` (−∞ when absent, so it never wins a selection).
+    pub fn served_score(&self, served: Served, metric: &str) -> f64 {
+        match served {
+            Served::Generator => self.score(Role::Generator, metric),
+            Served::Discriminator => self.score(Role::Discriminator, metric),
+            Served::Blend => self
+                .blend
+                .as_ref()
+                .and_then(|m| m.get(metric).copied())
+                .unwrap_or(f64::NEG_INFINITY),
+        }
     }
 
-    /// The progress bar's message: both players' `metric`.
+    /// `{"generator": …, "discriminator": …}`, and `"blend": …` when measured.
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({ "generator": self.generator, "discriminator": self.discriminator });
+        if let Some(b) = &self.blend {
+            v["blend"] = json!(b);
+        }
+        v
+    }
+
+    /// The progress bar's message: both players' `metric` (and the blend's, when measured).
     pub fn message(&self, metric: &str) -> String {
+        let blend = match &self.blend {
+            Some(_) => format!(" blend {:.4}", self.served_score(Served::Blend, metric)),
+            None => String::new(),
+        };
         format!(
-            "val {metric}: G {:.4} D {:.4}",
+            "val {metric}: G {:.4} D {:.4}{blend}",
             self.score(Role::Generator, metric),
             self.score(Role::Discriminator, metric)
         )

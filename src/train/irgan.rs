@@ -84,6 +84,8 @@ pub struct Game {
     baseline: f64,
     /// D's training triples (user, positive, generated negative).
     triples: Vec<Triple>,
+    /// D at the start of the game, kept when `irgan.d_proximal` pulls D back to it.
+    d_start: Option<MfModel>,
     refreshes: u64,
     d_epochs: u64,
     g_epochs: u64,
@@ -96,6 +98,7 @@ impl Game {
         Self {
             g_opt: MfOptimizer::new(&generator, settings.generator),
             d_opt: MfOptimizer::new(&discriminator, settings.discriminator),
+            d_start: (settings.irgan.d_proximal > 0.0).then(|| discriminator.clone()),
             generator,
             discriminator,
             g_temperature: settings.generator.temperature,
@@ -152,6 +155,7 @@ impl Game {
                 batch: cfg.d_batch,
                 seed,
                 loss: cfg.d_loss,
+                anchor: self.d_start.as_ref().map(|m| (m, cfg.d_proximal)),
             };
             let first = self.d_epochs;
             let ((), drawn) = rayon::join(
@@ -257,11 +261,11 @@ impl Game {
     }
 
     /// The baseline G's rewards are compared with in the next step.
-    fn running_baseline(&self) -> f64 {
-        if self.cfg.baseline == Baseline::RunningMean {
-            self.baseline
-        } else {
-            0.0
+    fn step_baseline(&self) -> game::Baseline {
+        match self.cfg.baseline {
+            Baseline::None => game::Baseline::Fixed(0.0),
+            Baseline::RunningMean => game::Baseline::Fixed(self.baseline),
+            Baseline::UserMean => game::Baseline::SampleMean,
         }
     }
 
@@ -280,7 +284,7 @@ impl Game {
         };
         let k = ((self.cfg.g_samples * pos.len() as f64).round() as usize).max(1);
         let mut r = rng::stream(self.seed, G_STREAM.wrapping_add(epoch << 8), u as u64);
-        let baseline = self.running_baseline();
+        let baseline = self.step_baseline();
         let mixture = Mixture {
             lambda: self.cfg.mixture,
             positives: pos,
@@ -296,12 +300,7 @@ impl Game {
             |r| mixture.draw_by_component(cumulative, softmax.total, r),
             |j| maths::reward(d.score_candidate(u, j)),
         );
-        let step = reinforce(
-            policy,
-            &samples,
-            game::Baseline::Fixed(baseline),
-            self.g_temperature,
-        );
+        let step = reinforce(policy, &samples, baseline, self.g_temperature);
         let mut grad_user = vec![0.0f32; g.dim()];
         g.weighted_item_sum(&step.grad_scores, &mut grad_user);
         let l2 = self.g_opt.l2;
@@ -547,6 +546,103 @@ mod tests {
                 "bias[{j}]: fd {fd} vs {analytic}"
             );
         }
+    }
+
+    /// The proximal term adds `d_proximal · (θ − θ₀)` to D's gradient once per touch of a row:
+    /// two games that differ only in it, with D moved away from its start, end one full-batch
+    /// SGD step apart by exactly lr · d_proximal · touches · (θ − θ₀); with Adam over many
+    /// epochs the pulled D stays nearer its start.
+    #[test]
+    fn the_proximal_term_pulls_d_towards_its_start() {
+        let (pos, g, d, mut cfg) = toy();
+        cfg.discriminator.l2 = 0.0;
+        cfg.discriminator.lr = 1e-2;
+        cfg.irgan.d_batch = 1_000_000; // one batch holds every triple
+        let moved = {
+            let mut r = rng::stream(5, 0, 0);
+            let noise = MfModel::random(12, 15, 3, 0.2, &mut r);
+            let mut m = d.clone();
+            m.user += &noise.user;
+            m.item += &noise.item;
+            m.bias
+                .iter_mut()
+                .enumerate()
+                .for_each(|(j, b)| *b += 0.01 * j as f32);
+            m
+        };
+        let step = |prox: f32, cfg: &Config| {
+            let mut cfg = cfg.clone();
+            cfg.irgan.d_proximal = prox;
+            let mut game = Game::new(g.clone(), d.clone(), cfg.game());
+            game.discriminator = moved.clone();
+            game.d_phase(&pos, 1);
+            (game.discriminator, game.triples)
+        };
+        let (free, triples) = step(0.0, &cfg);
+        let (pulled, same) = step(0.5, &cfg);
+        assert_eq!(triples, same);
+        let mut user_touches = [0f32; 12];
+        let mut item_touches = [0f32; 15];
+        for &(u, i, j) in &triples {
+            user_touches[u as usize] += 2.0;
+            item_touches[i as usize] += 1.0;
+            item_touches[j as usize] += 1.0;
+        }
+        let expect = |touches: f32, now: f32, start: f32| 1e-2 * 0.5 * touches * (now - start);
+        for (u, &touches) in user_touches.iter().enumerate() {
+            for c in 0..3 {
+                let want = expect(touches, moved.user[(u, c)], d.user[(u, c)]);
+                let got = free.user[(u, c)] - pulled.user[(u, c)];
+                assert!((got - want).abs() < 1e-5, "user[{u},{c}]: {got} vs {want}");
+            }
+        }
+        for (j, &touches) in item_touches.iter().enumerate() {
+            let want = expect(touches, moved.item[(j, 1)], d.item[(j, 1)]);
+            let got = free.item[(j, 1)] - pulled.item[(j, 1)];
+            assert!((got - want).abs() < 1e-5, "item[{j}]: {got} vs {want}");
+            let want = expect(touches, moved.bias[j], d.bias[j]);
+            let got = free.bias[j] - pulled.bias[j];
+            assert!((got - want).abs() < 1e-5, "bias[{j}]: {got} vs {want}");
+        }
+        // Any optimiser (the per-row gradient tables): over many epochs the pulled D stays
+        // nearer its start than the free one.
+        cfg.discriminator.optimizer = crate::train::settings::OptimizerKind::Adam;
+        cfg.discriminator.lr = 0.05;
+        cfg.irgan.d_batch = 8;
+        let distance = |prox: f32| {
+            let mut c = cfg.clone();
+            c.irgan.d_proximal = prox;
+            let mut game = Game::new(g.clone(), d.clone(), c.game());
+            game.d_phase(&pos, 40);
+            let m = &game.discriminator;
+            (&m.user - &d.user).mapv(|x| x * x).sum() + (&m.item - &d.item).mapv(|x| x * x).sum()
+        };
+        let (far, near) = (distance(0.0), distance(5.0));
+        assert!(
+            near < 0.5 * far,
+            "distance to the start: {near} with the pull, {far} without"
+        );
+    }
+
+    /// The per-user baseline subtracts the mean reward of the user's own samples: when D rates
+    /// every item alike, G's step is zero with it and not without it.
+    #[test]
+    fn the_user_mean_baseline_cancels_a_reward_shared_by_all_samples() {
+        let (pos, g, mut d, mut cfg) = toy();
+        d.user.fill(0.0);
+        d.bias.fill(1.0); // D's reward is tanh(1/2) for every item
+        let grad = |baseline: Baseline, cfg: &mut Config| {
+            cfg.irgan.baseline = baseline;
+            let game = Game::new(g.clone(), d.clone(), cfg.game());
+            let step = game.user_step(4, pos.items(4), 0, &mut PolicyBuffers::default());
+            assert!(!step.sampled.is_empty());
+            step.grad_scores
+                .iter()
+                .map(|x| x.abs())
+                .fold(0.0f32, f32::max)
+        };
+        assert!(grad(Baseline::None, &mut cfg) > 1e-3);
+        assert!(grad(Baseline::UserMean, &mut cfg) < 1e-6);
     }
 
     #[test]

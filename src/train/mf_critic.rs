@@ -163,6 +163,9 @@ pub(crate) struct DTrainer<'a> {
     pub(crate) seed: u64,
     /// D's loss on a triple.
     pub(crate) loss: CriticLoss,
+    /// D's parameters at the start of the game and the proximal weight pulling D back to them
+    /// (`irgan.d_proximal`); `None` when off.
+    pub(crate) anchor: Option<(&'a MfModel, f32)>,
 }
 
 impl DTrainer<'_> {
@@ -193,7 +196,8 @@ impl DTrainer<'_> {
         {
             let mut buf = BatchRows::default();
             for batch in batches {
-                sgd_batch(self.model, batch, (lr, self.opt.l2), self.loss, &mut buf);
+                let rates = (lr, self.opt.l2);
+                sgd_batch(self.model, batch, rates, self.loss, self.anchor, &mut buf);
             }
         } else {
             let (nu, ni, d) = (self.model.n_users(), self.model.n_items(), self.model.dim());
@@ -222,6 +226,12 @@ impl DTrainer<'_> {
                 users.add(u, g, model.item_row(i), l2, model.user_row(u));
                 items.add(i, g, model.user_row(u), l2, model.item_row(i));
                 biases.add(i, g, &[1.0], 0.0, &[0.0]);
+                if let Some((start, prox)) = self.anchor {
+                    pull(users.row(u), prox, model.user_row(u), start.user_row(u));
+                    pull(items.row(i), prox, model.item_row(i), start.item_row(i));
+                    let (b, b0) = (model.bias[i], start.bias[i]);
+                    pull(biases.row(i), prox, &[b], &[b0]);
+                }
             }
         }
         self.opt.next_step();
@@ -229,6 +239,13 @@ impl DTrainer<'_> {
         users.apply_and_clear(m.user.as_slice_mut().unwrap_or(&mut []), &mut self.opt.user);
         items.apply_and_clear(m.item.as_slice_mut().unwrap_or(&mut []), &mut self.opt.item);
         biases.apply_and_clear(m.bias.as_slice_mut().unwrap_or(&mut []), &mut self.opt.bias);
+    }
+}
+
+/// Adds the proximal gradient `prox · (param − start)` to a gradient row.
+fn pull(grad: &mut [f32], prox: f32, param: &[f32], start: &[f32]) {
+    for ((g, &p), &p0) in grad.iter_mut().zip(param).zip(start) {
+        *g += prox * (p - p0);
     }
 }
 
@@ -243,12 +260,14 @@ struct BatchRows {
 
 /// The SGD batch step without gradient tables: since SGD is linear in the gradient, applying
 /// each row's contribution (computed from the pre-step parameters saved in `buf`) one after
-/// another gives exactly the step on the summed gradient.
+/// another gives exactly the step on the summed gradient. The proximal pull, like L2, is paid
+/// once per touch of a row.
 fn sgd_batch(
     model: &mut MfModel,
     batch: &[Triple],
     (lr, l2): (f32, f32),
     loss: CriticLoss,
+    anchor: Option<(&MfModel, f32)>,
     buf: &mut BatchRows,
 ) {
     let d = model.dim();
@@ -265,6 +284,54 @@ fn sgd_batch(
             buf.old.extend_from_slice(model.item_row(i));
         }
     }
+    if let Some((start, prox)) = anchor {
+        // The pull is taken at the pre-step parameters, like the loss's gradient, and applied
+        // after it: SGD is linear in the gradient, so this is the step on their sum.
+        let (mut pulls_u, mut pulls_i) = (Vec::new(), Vec::new());
+        for (&(u, i, _), old) in buf.rows.iter().zip(buf.old.chunks_exact(2 * d)) {
+            let (old_u, old_i) = old.split_at(d);
+            pulls_u.extend(
+                old_u
+                    .iter()
+                    .zip(start.user_row(u))
+                    .map(|(&p, &p0)| prox * (p - p0)),
+            );
+            pulls_i.extend(
+                old_i
+                    .iter()
+                    .zip(start.item_row(i))
+                    .map(|(&p, &p0)| prox * (p - p0)),
+            );
+        }
+        let pull_b: Vec<f32> = buf
+            .rows
+            .iter()
+            .map(|&(_, i, _)| prox * (model.bias[i] - start.bias[i]))
+            .collect();
+        sgd_rows(model, buf, (lr, l2));
+        let users = model.user.as_slice_mut().unwrap_or(&mut []);
+        for (&(u, _, _), pull) in buf.rows.iter().zip(pulls_u.chunks_exact(d)) {
+            for (p, &g) in users[u * d..(u + 1) * d].iter_mut().zip(pull) {
+                *p -= lr * g;
+            }
+        }
+        let items = model.item.as_slice_mut().unwrap_or(&mut []);
+        for (&(_, i, _), pull) in buf.rows.iter().zip(pulls_i.chunks_exact(d)) {
+            for (q, &g) in items[i * d..(i + 1) * d].iter_mut().zip(pull) {
+                *q -= lr * g;
+            }
+        }
+        for (&(_, i, _), &g) in buf.rows.iter().zip(&pull_b) {
+            model.bias[i] -= lr * g;
+        }
+    } else {
+        sgd_rows(model, buf, (lr, l2));
+    }
+}
+
+/// The loss and L2 part of [`sgd_batch`]'s step, from the rows and pre-step parameters in `buf`.
+fn sgd_rows(model: &mut MfModel, buf: &BatchRows, (lr, l2): (f32, f32)) {
+    let d = model.dim();
     let users = model.user.as_slice_mut().unwrap_or(&mut []);
     for (&(u, _, g), old) in buf.rows.iter().zip(buf.old.chunks_exact(2 * d)) {
         let (old_u, old_i) = old.split_at(d);

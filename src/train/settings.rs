@@ -164,6 +164,9 @@ pub enum Baseline {
     None,
     /// Reward minus a running mean of rewards (the paper's variance reduction).
     RunningMean,
+    /// Reward minus the mean reward of the user's own samples in the step: a per-user
+    /// baseline, so a user whose items D rates high overall pushes G no harder than another.
+    UserMean,
 }
 
 /// The adversarial schedule (pointwise IRGAN).
@@ -212,6 +215,10 @@ pub struct IrganConfig {
     /// False-negative guard: G's this many top-scored unobserved items of a user are never D's
     /// negatives (they are the user's likeliest future positives). 0 = off. Exact candidates only.
     pub d_skip_top: usize,
+    /// Proximal (trust-region) weight: D's loss gains `d_proximal/2 · ‖θ − θ₀‖²` over the rows
+    /// a batch touches, θ₀ being D's parameters when the game began, so D learns from G's
+    /// samples without leaving its pretrained optimum far behind. 0 = off.
+    pub d_proximal: f32,
 }
 
 /// D's loss on a (user, positive, generated) triple in the recommendation game.
@@ -247,6 +254,31 @@ impl CandidateMode {
             CandidateMode::Exhaustive => false,
             CandidateMode::Sampled => true,
             CandidateMode::Auto => n_items >= Self::AUTO_SAMPLED_ITEMS,
+        }
+    }
+}
+
+/// The model a recommendation run is selected by, and so the one it is meant to serve: G, D,
+/// or their blend (`w · z_G + (1 − w) · z_D` over each user's z-scored catalogue scores, as
+/// the service's `model=blend`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Served {
+    /// The generator.
+    Generator,
+    /// The discriminator.
+    Discriminator,
+    /// G's and D's z-scored blend, G weighted by `eval.blend_weight`.
+    Blend,
+}
+
+impl Served {
+    /// `generator`, `discriminator` or `blend`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Served::Generator => "generator",
+            Served::Discriminator => "discriminator",
+            Served::Blend => "blend",
         }
     }
 }
@@ -322,6 +354,7 @@ impl Default for IrganConfig {
             d_resample_pool: 1024,
             d_loss: CriticLoss::Logistic,
             d_skip_top: 0,
+            d_proximal: 0.0,
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::model::MfModel;
 use crate::model::policy as maths;
 use crate::rng;
 use crate::train::game::{
-    self, Mixture, PolicyBuffers, Proposal, SampledCandidates, SampledSet, pointwise, reinforce,
+    Mixture, PolicyBuffers, Proposal, SampledCandidates, SampledSet, pointwise, reinforce,
 };
 use crate::train::optim::RowGrads;
 
@@ -193,12 +193,7 @@ impl Game {
             |r| mixture.draw_by_component(cumulative, softmax.total, r),
             |slot| maths::reward(d.score(u, ids[slot] as usize)),
         );
-        let step = reinforce(
-            policy,
-            &samples,
-            game::Baseline::Fixed(self.running_baseline()),
-            self.g_temperature,
-        );
+        let step = reinforce(policy, &samples, self.step_baseline(), self.g_temperature);
         let l2 = self.g_opt.l2;
         let mut grad_user: Vec<f32> = g.user_row(u).iter().map(|&p| l2 * p).collect();
         for (&gs, &j) in step.grad_scores.iter().zip(pos) {
