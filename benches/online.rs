@@ -421,6 +421,11 @@ async fn feedback_stream(
     let mut next = Instant::now();
     let mut last_poll = Instant::now();
     let mut n = 0usize;
+    // Ids unique to this run: a data directory reused through ONLINE_FROM has seen earlier
+    // runs' events, and a duplicate is acknowledged at once (its lag would be 0).
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut rand = move || {
         x ^= x << 13;
@@ -439,14 +444,14 @@ async fn feedback_stream(
                     users[rand() % users.len()].clone()
                 } else {
                     // A new user every 2 × NEW_USER_LIKES events: NEW_USER_LIKES likes each.
-                    format!("bench-new-{}", (n + j) / (2 * NEW_USER_LIKES))
+                    format!("bench-new-{run}-{}", (n + j) / (2 * NEW_USER_LIKES))
                 };
                 let item = &items[rand() % items.len()];
                 if j > 0 {
                     body.push(',');
                 }
                 body.push_str(&format!(
-                    r#"{{"id":"bench-{n}-{j}","user":"{user}","item":"{item}","type":"like"}}"#
+                    r#"{{"id":"bench-{run}-{n}-{j}","user":"{user}","item":"{item}","type":"like"}}"#
                 ));
             }
             body.push(']');
@@ -455,6 +460,9 @@ async fn feedback_stream(
             let acked = Instant::now();
             if status != 200 {
                 bail!("feedback answered {status}: {v}");
+            }
+            if v["duplicates"].as_u64() != Some(0) {
+                bail!("the stream's events must be new, the service saw duplicates: {v}");
             }
             let seq = v["last_seq"].as_u64().unwrap_or(0);
             pending.push_back((seq, acked, EVENTS_PER_REQUEST));

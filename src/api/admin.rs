@@ -86,7 +86,8 @@ pub struct TrainerStatus {
     /// `"busy"` (stepping) or `"idle"`.
     #[schema(example = "idle")]
     pub state: &'static str,
-    /// Why: `new_data`, `improving` (busy); `converged`, `paused`, `no_data`, `disabled` (idle).
+    /// Why: `new_data`, `improving`, `staging` (a gated candidate's caches fill; busy);
+    /// `converged`, `paused`, `no_data`, `disabled` (idle).
     #[schema(example = "converged")]
     pub reason: &'static str,
     /// Gate evaluations in a row without improvement (idle at `trainer.patience`).

@@ -23,6 +23,9 @@ pub enum Reason {
     /// Busy: the gate metric improved within the last `patience` evaluations.
     #[default]
     Improving,
+    /// Busy: the game has stopped, but an accepted candidate's caches are still filling; it
+    /// goes live once filled.
+    Staging,
     /// Idle: `patience` evaluations without improvement and nothing new.
     Converged,
     /// Idle: paused by an operator.
@@ -39,6 +42,7 @@ impl Reason {
         match self {
             Self::NewData => "new_data",
             Self::Improving => "improving",
+            Self::Staging => "staging",
             Self::Converged => "converged",
             Self::Paused => "paused",
             Self::NoData => "no_data",
@@ -48,7 +52,7 @@ impl Reason {
 
     /// Whether the trainer steps for this reason.
     pub fn busy(self) -> bool {
-        matches!(self, Self::NewData | Self::Improving)
+        matches!(self, Self::NewData | Self::Improving | Self::Staging)
     }
 }
 

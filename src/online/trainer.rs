@@ -24,7 +24,7 @@ use crate::online::live::{Live, ModelStore};
 use crate::online::metrics::Metrics;
 use crate::online::regrow;
 use crate::online::restart;
-use crate::online::schedule::Schedule;
+use crate::online::schedule::{Reason, Schedule};
 use crate::online::settings::ServiceConfig;
 use crate::online::staging::Staged;
 use crate::online::step_window::StepWindow;
@@ -522,6 +522,16 @@ impl OnlineTask for Trainer {
     }
 
     fn status(&self, clock: &Clock, paused: bool) -> TrainerStatus {
+        let mut reason = self.schedule.reason(
+            self.cfg.trainer.enabled,
+            paused,
+            self.game.is_some(),
+            self.data.applied_seq,
+        );
+        // The game has converged, but filling a staged candidate's caches is still work.
+        if reason == Reason::Converged && self.staged.is_some() {
+            reason = Reason::Staging;
+        }
         TrainerStatus {
             paused,
             steps: clock.steps(),
@@ -533,13 +543,8 @@ impl OnlineTask for Trainer {
             d: self.d,
             g: self.g,
             last_refusal: self.last_refusal.clone(),
-            busy: !paused && self.can_step(),
-            reason: self.schedule.reason(
-                self.cfg.trainer.enabled,
-                paused,
-                self.game.is_some(),
-                self.data.applied_seq,
-            ),
+            busy: reason.busy(),
+            reason,
             stale_evaluations: self.schedule.stale(),
             step_scale: self.schedule.step_scale(),
             gate_users: self.gate.sample_users(),
