@@ -4,8 +4,9 @@
 use super::*;
 use ndarray::{Array1, Array2};
 
-/// How close G's reported log-probability is to an exact f64 log-softmax: the normaliser's
-/// terms are f32 exponentials (`policy::softmax_term`, relative error below 1e-6 each).
+/// How close G's reported log-probability (and explore's propensity) is to an exact f64
+/// log-softmax: the normaliser's and the sampler's terms are f32 exponentials
+/// (`policy::softmax_term`, relative error below 1e-6 each).
 const GENERATOR_TOLERANCE: f64 = 2e-6;
 
 /// An MfModel from explicit rows.
@@ -269,7 +270,7 @@ fn explore_first_draws_follow_the_policy() {
     for seed in 0..20_000 {
         let r = explore(&m, 0, 1, t, seed, &[]);
         counts[r[0].item as usize] += 1;
-        assert!((r[0].propensity.unwrap() - p[r[0].item as usize]).abs() < 1e-12);
+        assert!((r[0].propensity.unwrap() - p[r[0].item as usize]).abs() < GENERATOR_TOLERANCE);
     }
     // df = 3; P(χ² > 16.27) = 0.001.
     let chi = chi_square(&counts, &p);
@@ -305,11 +306,11 @@ fn explore_propensities_are_the_candidate_softmax() {
     let r = explore(&m, 0, 10, t, 3, &[1, 4]);
     assert_eq!(r.len(), 3);
     let total: f64 = r.iter().map(|s| s.propensity.unwrap()).sum();
-    assert!((total - 1.0).abs() < 1e-12);
+    assert!((total - 1.0).abs() < GENERATOR_TOLERANCE);
     for s in &r {
         let j = cands.iter().position(|&c| c == s.item as usize).unwrap();
-        assert!((s.propensity.unwrap() - want[j].exp()).abs() < 1e-12);
-        assert!((s.score - want[j]).abs() < 1e-12);
+        assert!((s.propensity.unwrap() - want[j].exp()).abs() < GENERATOR_TOLERANCE);
+        assert!((s.score - want[j]).abs() < GENERATOR_TOLERANCE);
         // generator stays the model's log-probability over the whole catalogue.
         let full = log_softmax(&logits.map(f64::from), 0.5);
         assert!((s.generator - full[s.item as usize]).abs() < GENERATOR_TOLERANCE);
@@ -525,7 +526,7 @@ fn extreme_values_never_panic_or_leak_nan() {
                 let r = explore(&m, user, 10, temp, 1, &[5]);
                 assert!(all_finite(&r));
                 let total: f64 = r.iter().filter_map(|s| s.propensity).sum();
-                assert!(total <= 1.0 + 1e-12);
+                assert!(total <= 1.0 + GENERATOR_TOLERANCE);
             }
         }
         assert!(all_finite(&cold_start(&m, 10, &[])));
@@ -586,7 +587,10 @@ fn explore_first_draw_frequencies_match_the_reported_propensities() {
     }
     assert!(excl.iter().all(|&e| counts[e as usize] == 0));
     let total: f64 = p.iter().sum();
-    assert!(total <= 1.0 + 1e-12 && total > 0.99, "{total}");
+    assert!(
+        total <= 1.0 + GENERATOR_TOLERANCE && total > 0.99,
+        "{total}"
+    );
     let (mut big_c, mut big_p, mut rest_c, mut rest_p) = (Vec::new(), Vec::new(), 0, 0.0);
     for i in 0..40 {
         if p[i] * n as f64 >= 5.0 {
