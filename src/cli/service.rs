@@ -9,6 +9,8 @@ use irgan::data::loader::{Format, LoadOptions};
 use irgan::online::settings::ServiceConfig;
 use irgan::store::feedback_log::{FeedbackLog, LogOptions};
 
+use crate::set_threads;
+
 #[derive(Args)]
 pub struct ServiceArgs {
     /// Service config (TOML; see config/default.toml). IRGAN_SECTION__KEY variables override it.
@@ -99,10 +101,7 @@ pub fn serve(mut a: ServeArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    // Every parallel loop of a server is background work (training, cache fills): its pool
-    // runs below the query pool and the async workers. Only fails if a pool already exists,
-    // which cannot happen this early.
-    let _ = irgan::online::background::pool_builder(cfg.training.threads).build_global();
+    set_threads(cfg.training.threads);
     if a.demo || a.bootstrap.is_some() {
         let (log, _nats) = app::open_log(&cfg)?;
         let new = match &a.bootstrap {

@@ -1,8 +1,7 @@
 //! Background work yields to requests: threads that only prepare caches (the fill of a live
-//! snapshot's per-user lists, the fill of a staged game candidate) and the worker pool that
-//! training and fills run their parallel loops on run at a lower scheduling priority, so on a
-//! busy machine the query pool, the async workers and the trainer thread's fold-ins get the
-//! cores first and background work takes what is left (and all of it when nothing else runs).
+//! snapshot's per-user lists, the fill of a staged game candidate) run at a lower scheduling
+//! priority, so on a busy machine the query pool, the async workers and the trainer's
+//! fold-ins get the cores first and the fills take what is left.
 
 /// Nice value of background threads (0 = normal, 19 = lowest).
 pub const BACKGROUND_NICE: i32 = 10;
@@ -20,17 +19,6 @@ pub fn lower_priority() {
             let _ = libc::setpriority(libc::PRIO_PROCESS, 0, BACKGROUND_NICE);
         }
     }
-}
-
-/// A rayon pool of `threads` workers (0 = one per core) named `irgan-work-N` that run at
-/// [`BACKGROUND_NICE`]. The service makes rayon's global pool one of these: every parallel
-/// loop in a server (game steps, pretraining, cache fills) is background work, while queries
-/// run on the query pool's own threads.
-pub fn pool_builder(threads: usize) -> rayon::ThreadPoolBuilder {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("irgan-work-{i}"))
-        .start_handler(|_| lower_priority())
 }
 
 /// The calling thread's nice value (0 where it cannot be read).
@@ -61,16 +49,5 @@ mod tests {
         .unwrap();
         assert!(nice >= BACKGROUND_NICE.max(before), "nice {nice}");
         assert_eq!(current_nice(), before);
-    }
-
-    #[test]
-    #[cfg(target_os = "linux")]
-    fn the_background_pool_works_at_the_lower_priority() {
-        let pool = pool_builder(2).build().unwrap();
-        let nices: Vec<i32> = pool.broadcast(|_| current_nice());
-        assert_eq!(nices.len(), 2);
-        assert!(nices.iter().all(|&n| n >= BACKGROUND_NICE), "{nices:?}");
-        let name = pool.install(|| std::thread::current().name().map(str::to_owned));
-        assert!(name.is_some_and(|n| n.starts_with("irgan-work-")));
     }
 }
