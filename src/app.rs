@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::api::state::Services;
 use crate::config::SyntheticConfig;
 use crate::data::loader::{self, DataError, LoadOptions, Record};
 use crate::data::{IdMap, synth};
@@ -129,7 +130,7 @@ pub fn open(cfg: ServiceConfig) -> Result<AppState, AppError> {
         None
     };
     let queries = Arc::new(crate::online::query_pool::start(&cfg.server, &metrics)?);
-    Ok(AppState {
+    Ok(AppState::new(Services {
         queries,
         models,
         log,
@@ -140,7 +141,7 @@ pub fn open(cfg: ServiceConfig) -> Result<AppState, AppError> {
         search,
         traffic: Arc::default(),
         lease,
-    })
+    }))
 }
 
 /// The feedback log `storage.backend` names (and the NATS connection it uses, if any).

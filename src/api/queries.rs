@@ -1,5 +1,8 @@
 //! Read operations: recommendations, rank, similar items.
 
+use std::sync::Arc;
+
+use bytes::Bytes;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -161,6 +164,15 @@ fn items_out(live: &Live, scored: Vec<Scored>) -> Vec<RankedItem> {
 /// A cached answer (the user's top list by the model, the cold-start list) is returned at once;
 /// anything else is computed on the query pool, batched with other requests.
 pub async fn recommend(state: &AppState, req: RecommendRequest) -> Result<Recommendations, Error> {
+    recommend_on(state, state.models.current(), req).await
+}
+
+/// [`recommend`] on the snapshot `live` (every score comes from it).
+pub async fn recommend_on(
+    state: &AppState,
+    live: Arc<Live>,
+    req: RecommendRequest,
+) -> Result<Recommendations, Error> {
     let k = k_of(state, req.k)?;
     if !(req.explore.is_finite() && req.explore >= 0.0) {
         return Err(Error::parameter("explore must be a temperature >= 0"));
@@ -168,15 +180,7 @@ pub async fn recommend(state: &AppState, req: RecommendRequest) -> Result<Recomm
     if req.user.is_empty() {
         return Err(Error::parameter("user must not be empty"));
     }
-    // One snapshot from start to end: G and D never mix versions.
-    let live = state.models.current();
-    let index = {
-        let m = live.query_model();
-        live.snapshot
-            .users
-            .get(&req.user)
-            .filter(|&u| m.knows_user(u))
-    };
+    let index = known_user(&live, &req.user);
     let model = query::ModelChoice::from(req.model);
     let pool = &state.queries;
     let (scored, label) = if req.explore > 0.0 {
@@ -226,6 +230,35 @@ pub async fn recommend(state: &AppState, req: RecommendRequest) -> Result<Recomm
     })
 }
 
+/// The index of `user` when the snapshot has rows for them (otherwise a cold start).
+fn known_user(live: &Live, user: &str) -> Option<u32> {
+    let m = live.query_model();
+    live.snapshot.users.get(user).filter(|&u| m.knows_user(u))
+}
+
+/// The default answer to `req` (G's top `k`, seen excluded, no exploration) for a known user
+/// whose list `live` has cached, as `render` writes its items; rendered once per user and
+/// snapshot and kept (see [`Live::rendered`]), so repeats cost a copy. `None` for any other
+/// request, or when the list is not cached yet: answer those with [`recommend_on`].
+pub fn rendered_default(
+    state: &AppState,
+    live: &Live,
+    req: &RecommendRequest,
+    render: impl FnOnce(&[RankedItem]) -> Option<Bytes>,
+) -> Option<Bytes> {
+    let default_form =
+        req.model == ModelChoice::Generator && req.exclude_seen && req.explore == 0.0;
+    let k = k_of(state, req.k).ok().filter(|_| default_form)?;
+    let user = known_user(live, &req.user)?;
+    if let Some(bytes) = live.rendered(user, k) {
+        return Some(bytes);
+    }
+    let top = live.cached_top(user, query::ModelChoice::Generator, k)?;
+    let bytes = render(&items_out(live, top))?;
+    live.keep_rendered(user, k, bytes.clone());
+    Some(bytes)
+}
+
 /// Orders the given candidates for a user (or the zero user); unknown items are listed
 /// separately. Only the candidates are scored (on the query pool), with the user's G
 /// normaliser and blend standardisers cached per snapshot.
@@ -255,13 +288,7 @@ pub async fn rank(state: &AppState, req: RankRequest) -> Result<Ranked, Error> {
             i
         })
         .collect();
-    let user = {
-        let m = live.query_model();
-        req.user
-            .as_deref()
-            .and_then(|u| live.snapshot.users.get(u))
-            .filter(|&u| m.knows_user(u))
-    };
+    let user = req.user.as_deref().and_then(|u| known_user(&live, u));
     let model = query::ModelChoice::from(req.model);
     let l = live.clone();
     let scored = state

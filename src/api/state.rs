@@ -12,9 +12,30 @@ use crate::online::traffic::Traffic;
 use crate::online::trainer::TrainerHandle;
 use crate::store::backend::{SharedLog, SharedSnapshots};
 
-/// Shared application state (cheap to clone), used by the REST and the gRPC API alike.
+/// Shared application state, used by the REST and the gRPC API alike: one pointer, so the
+/// clone every request makes (axum's `State`, the middleware) is a single reference count
+/// rather than one per service (eleven atomic updates and as many drops were 8 % of the
+/// CPU of a cached recommendation under load).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    /// The state of `services`.
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// What every operation can reach (through [`AppState`]).
+pub struct Services {
     /// The live snapshot pointer.
     pub models: Arc<ModelStore>,
     /// The durable feedback log (local SQLite or JetStream).

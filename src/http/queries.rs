@@ -1,10 +1,14 @@
 //! Read routes: recommendations, rank, similar items.
 
 use std::collections::HashMap;
+use std::io::Write;
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -93,7 +97,7 @@ pub async fn recommendations(
     State(state): State<AppState>,
     user: Result<Path<String>, PathRejection>,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Result<Json<RankingOut>, ApiError> {
+) -> Result<Response, ApiError> {
     let user = path_param(user)?;
     let p = params(q)?;
     let req = api::RecommendRequest {
@@ -104,14 +108,47 @@ pub async fn recommendations(
         explore: parse::<f64>(&p, "explore")?.unwrap_or(0.0),
         seed: parse::<u64>(&p, "seed")?,
     };
-    let r = api::recommend(&state, req).await?;
-    Ok(Json(RankingOut {
-        user: Some(r.user),
-        model: r.model.to_string(),
-        version: r.version,
-        cold_start: r.cold_start,
-        items: r.items,
-    }))
+    // One snapshot from start to end: G and D never mix versions.
+    let live = state.models.current();
+    let render = |items: &[RankedItem]| serde_json::to_vec(items).ok().map(Bytes::from);
+    if let Some(items) = api::rendered_default(&state, &live, &req, render) {
+        let model = ModelChoice::Generator.as_str();
+        return Ok(ranking_body(
+            &req.user,
+            model,
+            live.version(),
+            false,
+            &items,
+        ));
+    }
+    let r = api::recommend_on(&state, live, req).await?;
+    let items = serde_json::to_vec(&r.items)
+        .map_err(|e| ApiError::internal(format!("cannot write the answer: {e}")))?;
+    Ok(ranking_body(
+        &r.user,
+        r.model,
+        r.version,
+        r.cold_start,
+        &items,
+    ))
+}
+
+/// A [`RankingOut`] answer around `items`, a JSON array already written: the same bytes as
+/// serialising the struct, without formatting the items again.
+fn ranking_body(user: &str, model: &str, version: u64, cold_start: bool, items: &[u8]) -> Response {
+    let mut body = Vec::with_capacity(items.len() + user.len() + 96);
+    body.extend_from_slice(b"{\"user\":");
+    // Writing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut body, user);
+    body.extend_from_slice(b",\"model\":");
+    let _ = serde_json::to_writer(&mut body, model);
+    let _ = write!(
+        body,
+        ",\"version\":{version},\"cold_start\":{cold_start},\"items\":"
+    );
+    body.extend_from_slice(items);
+    body.push(b'}');
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// Body of `POST /v1/rank`.
@@ -197,4 +234,38 @@ pub async fn similar(
     };
     let r = api::similar(&state, req).await?;
     Ok(Json(r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    /// The hand-written envelope is byte for byte the serialised [`RankingOut`], escapes included.
+    #[tokio::test]
+    async fn the_ranking_body_is_the_serialised_struct() {
+        let items = vec![RankedItem {
+            item: "i\"7".into(),
+            score: -1.25,
+            generator: -1.25,
+            discriminator: 0.5,
+            propensity: None,
+        }];
+        for (user, cold) in [("u1", false), ("ü \"quoted\"\n", true)] {
+            let out = RankingOut {
+                user: Some(user.into()),
+                model: "generator".into(),
+                version: 42,
+                cold_start: cold,
+                items: items.clone(),
+            };
+            let expected = serde_json::to_vec(&out).unwrap();
+            let rendered = serde_json::to_vec(&items).unwrap();
+            let response = ranking_body(user, "generator", 42, cold, &rendered);
+            let ct = response.headers()[header::CONTENT_TYPE].clone();
+            assert_eq!(ct, "application/json");
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body.as_ref(), expected.as_slice());
+        }
+    }
 }

@@ -18,6 +18,7 @@ use crate::online::settings::IndexConfig;
 use crate::store::Snapshot;
 
 mod carry;
+mod rendered;
 
 pub use carry::Carried;
 
@@ -61,6 +62,9 @@ pub struct Live {
     cold_start: OnceLock<Vec<Scored>>,
     /// Bounds of D's item side, `(max ‖q_i‖, max |b_i|)` (∞ when a value is not finite).
     d_bound: OnceLock<(f64, f64)>,
+    /// Each user's rendered G answer, within a byte budget (none until
+    /// [`Live::with_answer_budget`]).
+    rendered: rendered::Rendered,
 }
 
 /// A user's G softmax normaliser `(max, ln Σ)`, once known (`None`: no finite score).
@@ -101,7 +105,33 @@ impl Live {
             zero: (OnceLock::new(), OnceLock::new()),
             cold_start: OnceLock::new(),
             d_bound: OnceLock::new(),
+            rendered: rendered::Rendered::default(),
         }
+    }
+
+    /// Keeps up to `bytes` of rendered answers ([`Live::rendered`]) for this snapshot's users.
+    pub fn with_answer_budget(mut self, bytes: usize) -> Self {
+        self.rendered = rendered::Rendered::new(self.snapshot.users.len(), bytes);
+        self
+    }
+
+    /// The bytes kept by [`Live::keep_rendered`] for `user`'s top `k` by G (seen excluded),
+    /// if any: rendered from this snapshot, or from an earlier one whose caches of `user`
+    /// carried over unchanged.
+    pub fn rendered(&self, user: u32, k: usize) -> Option<bytes::Bytes> {
+        self.rendered.get(user, k)
+    }
+
+    /// Keeps the caller's rendering of `user`'s top `k` by G (seen excluded, from this
+    /// snapshot's cached list); it must not depend on the version, since it carries over to
+    /// later snapshots with the user's lists. Kept while the budget allows; the first wins.
+    pub fn keep_rendered(&self, user: u32, k: usize, bytes: bytes::Bytes) {
+        self.rendered.keep(user, k, bytes);
+    }
+
+    /// Bytes of rendered answers kept.
+    pub fn rendered_bytes(&self) -> usize {
+        self.rendered.used()
     }
 
     /// Builds the top-k index `config` calls for over G's items (off the request path, before

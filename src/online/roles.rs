@@ -74,7 +74,9 @@ fn live_of(cfg: &ServiceConfig, (snapshot, checkpoint): Checkpointed) -> Live {
     }
     let seen = Interactions::default().with_rows(nu, ni, &rows);
     let s = &cfg.server;
-    Live::new(snapshot, &seen, s.precompute_k, s.blend_weight).with_index(&cfg.index)
+    Live::new(snapshot, &seen, s.precompute_k, s.blend_weight)
+        .with_answer_budget(s.answer_budget())
+        .with_index(&cfg.index)
 }
 
 /// What a replica serves before anything was published.

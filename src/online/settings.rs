@@ -108,6 +108,9 @@ pub struct ServerConfig {
     /// computed on the user's first request or in the background once the snapshot is live;
     /// requests with k up to this are then lookups. 0 disables.
     pub precompute_k: usize,
+    /// Memory for rendered default answers per snapshot (MiB): each user's serialised G list
+    /// from the cache above, kept on its first request so repeats are a copy; 0 disables.
+    pub answer_cache_mb: usize,
     /// `/readyz` answers 200 before the first snapshot exists (the service then serves cold
     /// starts and takes feedback), so a fresh Kubernetes pod on an empty volume becomes ready.
     pub ready_without_model: bool,
@@ -271,6 +274,7 @@ impl Default for ServerConfig {
             allow_open: false,
             blend_weight: 0.5,
             precompute_k: 100,
+            answer_cache_mb: 256,
             ready_without_model: false,
             query_threads: 0,
             query_queue: 256,
@@ -332,6 +336,11 @@ impl Default for TrainerConfig {
 }
 
 impl ServerConfig {
+    /// The byte budget of rendered answers per snapshot (`answer_cache_mb`).
+    pub fn answer_budget(&self) -> usize {
+        self.answer_cache_mb.saturating_mul(1 << 20)
+    }
+
     /// The gRPC listen address, or `None` when gRPC is off (`grpc_bind = ""`).
     pub fn grpc_addr(&self) -> Option<&str> {
         Some(self.grpc_bind.as_str()).filter(|a| !a.is_empty())

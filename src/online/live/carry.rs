@@ -111,6 +111,8 @@ impl Live {
                         copy(a, b);
                     }
                 }
+                // Same rows, items and seen set: the rendered list is still this user's.
+                self.rendered.carry(&prev.rendered, u);
                 continue;
             }
             let Some(&norm) = prev.normalisers[u].get() else {
@@ -180,6 +182,21 @@ fn copy<T: Clone>(from: &OnceLock<T>, to: &OnceLock<T>) {
 }
 
 #[cfg(test)]
+mod tests_support {
+    use crate::data::Interactions;
+    use crate::online::live::Live;
+
+    pub(super) const K: usize = 8;
+
+    /// A live snapshot with every cache filled.
+    pub(super) fn filled(snapshot: crate::store::Snapshot, seen: &Interactions) -> Live {
+        let live = Live::new(snapshot, seen, K, 0.5);
+        live.fill(|| true);
+        live
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::data::{IdMap, Interactions};
@@ -187,13 +204,7 @@ mod tests {
     use crate::online::query::{self, ModelChoice};
     use crate::rng;
 
-    const K: usize = 8;
-
-    fn filled(snapshot: crate::store::Snapshot, seen: &Interactions) -> Live {
-        let live = Live::new(snapshot, seen, K, 0.5);
-        live.fill(|| true);
-        live
-    }
+    use super::tests_support::*;
 
     /// Every user's carried or recomputed default list and normaliser equal a fresh query's.
     fn assert_fresh(live: &Live) {
@@ -281,5 +292,43 @@ mod tests {
         assert_eq!(live.carry_from(&prev), Carried::default());
         assert!((0..5).all(|u| live.precomputed_top(u, K).is_none()));
         assert_fresh(&live);
+    }
+}
+
+#[cfg(test)]
+mod rendered_tests {
+    use super::tests_support::*;
+    use crate::data::Interactions;
+    use crate::online::live::Live;
+    use crate::online::live::tests::snapshot_of;
+    use bytes::Bytes;
+
+    /// Rendered answers carry exactly where the lists do: unchanged users with no new item.
+    #[test]
+    fn rendered_answers_carry_with_unchanged_users_only() {
+        let seen = Interactions::from_pairs(10, 60, &[(0, 1)]);
+        let prev = filled(snapshot_of(10, 60, 3), &seen).with_answer_budget(1 << 20);
+        for u in 0..10 {
+            prev.keep_rendered(u, K, Bytes::from(format!("[{u}]")));
+        }
+        let mut next = prev.snapshot.clone();
+        next.version = 2;
+        next.generator.user.row_mut(4).fill(0.25);
+        let seen2 = Interactions::from_pairs(10, 60, &[(0, 1), (9, 3)]);
+        let mut live = Live::new(next, &seen2, K, 0.5).with_answer_budget(1 << 20);
+        live.carry_from(&prev);
+        for u in 0..10u32 {
+            let want = (u != 4 && u != 9).then(|| Bytes::from(format!("[{u}]")));
+            assert_eq!(live.rendered(u, K), want, "user {u}");
+        }
+        // With new items nothing rendered carries: the lists may change.
+        let mut grown = prev.snapshot.clone();
+        let mut r = crate::rng::stream(9, 0, 0);
+        grown.generator.grow(10, 61, 3.0, &mut r);
+        grown.discriminator.grow(10, 61, 3.0, &mut r);
+        grown.items = crate::data::IdMap::sequential(61);
+        let mut live = Live::new(grown, &seen.resized(10, 61), K, 0.5).with_answer_budget(1 << 20);
+        live.carry_from(&prev);
+        assert!((0..10).all(|u| live.rendered(u, K).is_none()));
     }
 }

@@ -145,6 +145,7 @@ impl Trainer {
             server.precompute_k,
             server.blend_weight,
         )
+        .with_answer_budget(server.answer_budget())
         .with_index(&self.cfg.index);
         self.staged = Some(Staged::start(live, a.metadata, a.scores));
         Ok(Published {
@@ -285,7 +286,8 @@ impl Trainer {
             &self.data.seen,
             server.precompute_k,
             server.blend_weight,
-        );
+        )
+        .with_answer_budget(server.answer_budget());
         let carried = carry.map(|c| live.carry_from(c)).unwrap_or_default();
         if !carried.items || carried.new_items > 0 {
             live = live.with_index(&self.cfg.index);
