@@ -16,6 +16,7 @@ use crate::data::loader::InteractionSets;
 use crate::data::train_data::TrainData;
 use crate::data::{IdMap, Interactions};
 use crate::model::MfModel;
+use crate::online::background;
 use crate::online::catalogue::{self, Sync};
 use crate::online::feedback_data::FeedbackData;
 use crate::online::gate::Gate;
@@ -146,6 +147,30 @@ pub struct Trainer {
     /// When the last staged candidate went live: the next is judged no sooner than
     /// `publish_every_seconds` later, so fills do not run back to back.
     promoted_at: Option<std::time::Instant>,
+    /// The game's threads, at the background priority (started on the first step; `None`
+    /// inside if they could not be started: the game then runs on rayon's global pool).
+    game_pool: std::sync::OnceLock<Option<rayon::ThreadPool>>,
+}
+
+/// Whether feedback is waiting on a game step (see [`Trainer::feedback_waits`]).
+struct FeedbackWaits {
+    folded_due: Option<std::time::Instant>,
+    latest: Arc<std::sync::atomic::AtomicU64>,
+    applied: u64,
+    first_seen: std::sync::OnceLock<std::time::Instant>,
+    wait: Duration,
+}
+
+impl FeedbackWaits {
+    /// True once a fold-in publish is due: the step stops at its next batch boundary.
+    fn due(&self) -> bool {
+        let now = std::time::Instant::now();
+        if self.folded_due.is_some_and(|d| now >= d) {
+            return true;
+        }
+        let appended = self.latest.load(std::sync::atomic::Ordering::Acquire) > self.applied;
+        appended && now.duration_since(*self.first_seen.get_or_init(|| now)) >= self.wait
+    }
 }
 
 /// A model with no users or items (what is served before the first snapshot).
@@ -210,6 +235,7 @@ impl Trainer {
             staged: None,
             fold_in_failed: None,
             promoted_at: None,
+            game_pool: std::sync::OnceLock::new(),
             cfg,
         };
         t.data.rebuild_sets();
@@ -362,6 +388,30 @@ impl Trainer {
         }
     }
 
+    /// When a game step must stop for feedback: acknowledged feedback already folded but
+    /// not published becomes due `feedback_publish_seconds` after its acknowledgement, and
+    /// feedback appended while the step runs that long after the step first sees it.
+    fn feedback_waits(&self) -> FeedbackWaits {
+        let wait = Duration::from_secs_f64(self.cfg.trainer.feedback_publish_seconds);
+        let live = self.store.current().version() > 0;
+        let folded_due = self
+            .data
+            .unpublished_acks
+            .first()
+            .filter(|_| live)
+            .map(|&acked| {
+                let waited = Snapshot::now_unix_ms().saturating_sub(acked);
+                std::time::Instant::now() + wait.saturating_sub(Duration::from_millis(waited))
+            });
+        FeedbackWaits {
+            folded_due,
+            latest: self.data.latest_seq(),
+            applied: self.data.applied_seq,
+            first_seen: std::sync::OnceLock::new(),
+            wait,
+        }
+    }
+
     /// Counts a refused candidate and starts a new publish period. The trust region: the
     /// game restarts from the live pair at the (already halved) step size, so the next
     /// candidate starts near what serves instead of drifting further.
@@ -410,19 +460,36 @@ impl OnlineTask for Trainer {
     }
 
     fn step(&mut self) {
+        let stop = self.feedback_waits();
+        let pool = self
+            .game_pool
+            .get_or_init(|| background::pool("irgan-game", rayon::current_num_threads()));
         let Some(game) = self.game.as_mut() else {
             return;
         };
         // A bounded window of users (new feedback's first), so publishes come between steps.
+        // A step cut short by waiting feedback leaves the rest of its window to the next cycle.
         let window = self.window.next(
             &self.data.train,
             &self.data.unpublished_changes().users,
             self.cfg.trainer.step_users,
         );
         let positives = window.as_ref().unwrap_or(&self.data.train);
-        game.d_phase(positives, self.cfg.trainer.d_epochs_per_step);
-        self.d = game.d_stats();
-        self.g = game.g_epoch(positives);
+        let epochs = self.cfg.trainer.d_epochs_per_step;
+        let mut play = || {
+            game.d_phase_until(positives, epochs, &|| stop.due());
+            // No G epoch at all when feedback already waits (its statistics would be empty).
+            let g = (!stop.due()).then(|| game.g_epoch_until(positives, &|| stop.due()));
+            (game.d_stats(), g)
+        };
+        // The game's threads run below the requests' priority (see `background`); the
+        // fold-ins and publishes on this thread do not.
+        let (d, g) = match pool {
+            Some(pool) => pool.install(play),
+            None => play(),
+        };
+        self.d = d;
+        self.g = g.unwrap_or(self.g);
         self.history.step(self.d, self.g);
         let m = &self.metrics;
         m.trainer_steps.inc();
@@ -584,5 +651,43 @@ impl OnlineTask for Trainer {
             TrainerError::Internal(f) => Some(trainer_status::error_chain(f)),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Instant;
+
+    fn waits(folded_due: Option<Instant>, wait_ms: u64) -> (FeedbackWaits, Arc<AtomicU64>) {
+        let latest = Arc::new(AtomicU64::new(10));
+        let w = FeedbackWaits {
+            folded_due,
+            latest: latest.clone(),
+            applied: 10,
+            first_seen: std::sync::OnceLock::new(),
+            wait: Duration::from_millis(wait_ms),
+        };
+        (w, latest)
+    }
+
+    #[test]
+    fn a_step_stops_once_feedback_has_waited_its_publish_delay() {
+        // Nothing new: the step plays on.
+        let (w, _) = waits(None, 0);
+        assert!(!w.due());
+        // Feedback already folded and due: stop at once.
+        let (w, _) = waits(Some(Instant::now()), 1000);
+        assert!(w.due());
+        // Feedback appended during the step: due once it has waited the delay since first seen.
+        let (w, latest) = waits(None, 30);
+        latest.store(11, Ordering::Release);
+        assert!(!w.due());
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(w.due());
+        let (w, latest) = waits(None, 0);
+        latest.store(11, Ordering::Release);
+        assert!(w.due());
     }
 }

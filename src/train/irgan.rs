@@ -127,10 +127,22 @@ impl Game {
     /// during the phase, so the next draw is computed on the other core while D trains on the
     /// current one; the result is the same as drawing in turn.
     pub fn d_phase(&mut self, positives: &Interactions, epochs: usize) {
+        self.d_phase_until(positives, epochs, &|| false);
+    }
+
+    /// [`Game::d_phase`], stopping early (before the next block of epochs) once `stop`
+    /// answers true: how the online trainer lets waiting feedback go first. Returns the
+    /// D-epochs played.
+    pub fn d_phase_until(
+        &mut self,
+        positives: &Interactions,
+        epochs: usize,
+        stop: &dyn Fn() -> bool,
+    ) -> usize {
         let refresh = self.cfg.negative_refresh.max(1);
         let mut next: Option<Vec<Triple>> = None;
         let mut k = 0;
-        while k < epochs {
+        while k < epochs && !stop() {
             if k % refresh == 0 && (self.cfg.fresh_negatives || self.refreshes == 0) {
                 self.triples = match next.take() {
                     Some(t) => t,
@@ -166,6 +178,7 @@ impl Game {
             self.d_epochs += block as u64;
             k += block;
         }
+        k
     }
 
     /// D's loss and accuracy on its current triples (no update): observed positives against
@@ -199,6 +212,12 @@ impl Game {
     /// The candidates are every item, or sampled ones (see [`sampled`]) as `irgan.candidates`
     /// says for this catalogue.
     pub fn g_epoch(&mut self, positives: &Interactions) -> GStats {
+        self.g_epoch_until(positives, &|| false)
+    }
+
+    /// [`Game::g_epoch`], stopping early (before the next batch of users) once `stop` answers
+    /// true; the statistics are over the users played.
+    pub fn g_epoch_until(&mut self, positives: &Interactions, stop: &dyn Fn() -> bool) -> GStats {
         let mut users = positives.active_users();
         let mut r = rng::stream(self.seed, G_ORDER_STREAM, self.g_epochs);
         rng::shuffle(&mut r, &mut users);
@@ -208,7 +227,12 @@ impl Game {
         let proposal = sampled.then(|| self.proposal(positives));
         let mut grads = sampled.then(|| sampled::ItemGrads::new(&self.generator));
         let mut stats = GStats::default();
+        let mut played = 0;
         for (index, chunk) in users.chunks(self.cfg.g_user_batch).enumerate() {
+            if stop() {
+                break;
+            }
+            played += chunk.len();
             let steps = match (&proposal, &mut grads) {
                 (Some(q), Some(grads)) => {
                     let shared = self.shared_set(q, epoch, index as u64);
@@ -227,7 +251,7 @@ impl Game {
                 self.baseline = decay * self.baseline + (1.0 - decay) * mean;
             }
         }
-        let n = users.len().max(1) as f64;
+        let n = played.max(1) as f64;
         GStats {
             loss: stats.loss / n,
             mean_reward: stats.mean_reward / n,
@@ -727,6 +751,26 @@ mod tests {
         let b = run(2);
         assert_eq!(a, b);
         assert!(a.0.is_finite() && a.1.is_finite());
+    }
+
+    #[test]
+    fn a_stopped_phase_stops_at_a_batch_boundary() {
+        let (pos, g, d, cfg) = toy();
+        let mut game = Game::new(g.clone(), d.clone(), cfg.game());
+        // Stopped at once: nothing is played and nothing changes.
+        assert_eq!(game.d_phase_until(&pos, 3, &|| true), 0);
+        let stats = game.g_epoch_until(&pos, &|| true);
+        assert_eq!((&game.generator, &game.discriminator), (&g, &d));
+        assert_eq!(stats.entropy, 0.0);
+        // Stopped after the first batch of G (4 users of 12): only those users' rows move.
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let after_one = || calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 1;
+        assert_eq!(game.d_phase_until(&pos, 2, &|| false), 2);
+        let before = game.generator.clone();
+        let stats = game.g_epoch_until(&pos, &after_one);
+        assert!(stats.entropy > 0.0);
+        let moved = (0..12).filter(|&u| game.generator.user_row(u) != before.user_row(u));
+        assert_eq!(moved.count(), cfg.irgan.g_user_batch);
     }
 
     #[test]

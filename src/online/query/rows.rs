@@ -284,8 +284,10 @@ pub fn explore(
         return Vec::new(); // no finite G score: nothing to draw
     };
     let n = m.n_items().min(g.len());
-    // D's row is not computed for explore: its scores are read only when they might not be finite.
-    let valid = |i: usize| g[i].is_finite() && (r.d_finite || r.d(m, i).is_finite());
+    // D's row is not computed for explore: its scores are read only when they might not be
+    // finite (G's non-finite scores are no candidates either way).
+    let d_valid = |i: usize| r.d(m, i).is_finite();
+    let valid = (!r.d_finite).then_some(&d_valid as &dyn Fn(usize) -> bool);
     let logits = explore_logits(m, temperature, &g[..n], exclude, valid);
     let user = r.user.unwrap_or(u32::MAX);
     sampler::draw(&logits, k, &mut explore_rng(seed, user))
