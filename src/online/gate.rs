@@ -1,6 +1,9 @@
 //! The recommendation trainer's publish gate: a candidate pair goes live only if it is finite,
 //! G has not collapsed, D still recognises observed positives, and G's hold-out metric is not
-//! worse than the live G's by more than `trainer.tolerance`.
+//! worse than the live G's by more than `trainer.tolerance` — or, for a scheduled game candidate
+//! with `trainer.publish_only_gains`, only if it beats the live G's metric by
+//! `trainer.min_improvement` (a candidate no better than what serves would cost every cache
+//! a refill for nothing).
 //!
 //! The comparison runs on a fixed, seeded sample of at most `trainer.gate_users` hold-out users
 //! (0 = all), so a gate costs O(gate_users × items × d) whatever the catalogue; the live G's
@@ -51,6 +54,10 @@ pub struct Candidate<'a> {
     pub d_stats: DStats,
     /// G in the last step.
     pub g_stats: GStats,
+    /// The relative gain over the live metric the candidate must show to pass (`None`: not
+    /// worse by more than `trainer.tolerance` is enough). Scheduled game candidates need
+    /// `trainer.min_improvement` when `trainer.publish_only_gains` is on.
+    pub gain: Option<f64>,
 }
 
 /// What candidates are validated on: the training sets (excluded from rankings) and the
@@ -223,12 +230,19 @@ impl Gate {
             };
             Some(live_metrics.get(metric).copied().unwrap_or(0.0))
         };
-        let outcome = match live_score {
-            Some(b) if score < b - cfg.tolerance => Err(Refusal {
+        let outcome = match (live_score, candidate.gain) {
+            (Some(b), _) if score < b - cfg.tolerance => Err(Refusal {
                 reason: "worse",
                 detail: format!(
                     "{metric} {score:.4} is below the live {b:.4} by more than {}",
                     cfg.tolerance
+                ),
+            }),
+            (Some(b), Some(gain)) if score <= b + gain * b.abs() => Err(Refusal {
+                reason: "no_gain",
+                detail: format!(
+                    "{metric} {score:.4} does not beat the live {b:.4} by {:.2} %",
+                    gain * 100.0
                 ),
             }),
             _ => Ok(()),
@@ -298,6 +312,7 @@ mod tests {
             trained: false,
             d_stats: DStats::default(),
             g_stats: GStats::default(),
+            gain: None,
         };
         let mut gate = Gate::new(5);
         let calls = std::cell::Cell::new(0);
@@ -327,5 +342,22 @@ mod tests {
         let bad = Candidate { g: &nan, ..cand };
         let v = gate.judge(&bad, &live, grow, on(2), &cfg);
         assert_eq!(v.outcome.unwrap_err().reason, "not_finite");
+        // The live pair itself gains nothing: refused when a gain is asked for, whatever the
+        // tolerance.
+        let same = Candidate {
+            gain: Some(0.005),
+            ..cand
+        };
+        let loose = TrainerConfig {
+            tolerance: 1.0,
+            ..cfg.clone()
+        };
+        let v = gate.judge(&same, &live, grow, on(2), &loose);
+        assert_eq!(v.outcome.unwrap_err().reason, "no_gain");
+        assert!(
+            gate.judge(&cand, &live, grow, on(2), &loose)
+                .outcome
+                .is_ok()
+        );
     }
 }

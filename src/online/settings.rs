@@ -209,6 +209,10 @@ pub struct TrainerConfig {
     /// are within what a fixed sample of hold-out users can tell apart, and chasing them kept a
     /// converged game busy for ever.
     pub min_improvement: f64,
+    /// A scheduled game candidate goes live only if its gate metric beats the live one's by
+    /// `min_improvement` (otherwise: not worse by more than `tolerance`). Publishing a
+    /// candidate no better than what serves refills every cache for nothing.
+    pub publish_only_gains: bool,
     /// Trust region: after a refused candidate the game restarts from the live pair with its
     /// learning rates halved, down to this fraction (1 = no halving); an accepted publish
     /// restores them.
@@ -328,6 +332,7 @@ impl Default for TrainerConfig {
             patience: 5,
             min_step_scale: 0.0625,
             min_improvement: 0.005,
+            publish_only_gains: true,
             step_users: 4096,
             feedback_publish_seconds: 1.0,
             history: 512,

@@ -138,6 +138,7 @@ async fn every_page_works_in_a_real_browser() {
                 "trainer.min_entropy=0.0",
                 "trainer.min_d_accuracy=0.0",
                 "trainer.tolerance=1.0",
+                "trainer.publish_only_gains=false",
             ];
             Server::start(&dir, &sets)
         }

@@ -40,7 +40,11 @@ pub(super) struct Accepted {
 
 impl Trainer {
     /// Gates the game's candidate; on acceptance the game plays on from it at full step size.
-    pub(super) fn judge(&mut self, clock: &mut Clock) -> Result<Accepted, TrainerError> {
+    pub(super) fn judge(
+        &mut self,
+        clock: &mut Clock,
+        gain: Option<f64>,
+    ) -> Result<Accepted, TrainerError> {
         let Some(game) = &self.game else {
             return Err(TrainerError::Refused("no training data yet".into()));
         };
@@ -53,6 +57,7 @@ impl Trainer {
             trained: clock.steps_since_publish() > 0,
             d_stats: self.d,
             g_stats: self.g,
+            gain,
         };
         let (data, cfg) = (&self.data, &self.cfg);
         let grow_live = |l: &Live| {
@@ -120,7 +125,7 @@ impl Trainer {
         &mut self,
         clock: &mut Clock,
     ) -> Result<Published, TrainerError> {
-        let a = self.judge(clock)?;
+        let a = self.judge(clock, None)?;
         self.staged = None;
         let live = self.store.current();
         let version = self.write_and_go_live(a.g, a.d, a.metadata, Some(&live), "game")?;
@@ -136,7 +141,8 @@ impl Trainer {
     /// are filled. The version in the answer is the live one (the candidate gets its own when
     /// it is promoted).
     pub(super) fn gate_and_stage(&mut self, clock: &mut Clock) -> Result<Published, TrainerError> {
-        let a = self.judge(clock)?;
+        let t = &self.cfg.trainer;
+        let a = self.judge(clock, t.publish_only_gains.then_some(t.min_improvement))?;
         let snapshot = self.snapshot_of(a.g, a.d, a.metadata.clone(), 0);
         let server = &self.cfg.server;
         let live = Live::new(

@@ -205,6 +205,7 @@ pub const SETS: &[&str] = &[
     "trainer.min_entropy=0.0",
     "trainer.min_d_accuracy=0.0",
     "trainer.tolerance=1.0",
+    "trainer.publish_only_gains=false",
     "nats.lease_ttl_seconds=3.0",
 ];
 

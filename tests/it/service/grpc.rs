@@ -19,6 +19,7 @@ pub(super) const STILL: &[&str] = &[
     "trainer.min_entropy=0.0",
     "trainer.min_d_accuracy=0.0",
     "trainer.tolerance=1.0",
+    "trainer.publish_only_gains=false",
 ];
 
 /// The API key of the error tests.

@@ -54,6 +54,7 @@ pub const FAST: &[&str] = &[
     "trainer.min_entropy=0.0",
     "trainer.min_d_accuracy=0.0",
     "trainer.tolerance=1.0",
+    "trainer.publish_only_gains=false",
 ];
 
 /// Like [`FAST`] but without background training (the first pair is still pretrained and
