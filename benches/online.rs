@@ -14,8 +14,9 @@
 //!    likes each); each request's `last_seq` is resolved when `/v1/model`'s live
 //!    `trained_through_seq` reaches it: feedback → published snapshot, measured by the client.
 //! 3. **queries under load**, while the stream runs (so the trainer is busy), from
-//!    `ONLINE_WARM_SECONDS` (default 30) after the stream started, once the first snapshot's
-//!    per-user lists are filled: `GET /healthz`,
+//!    `ONLINE_WARM_SECONDS` (default 30) after the stream started and once the live snapshot's
+//!    per-user lists are cached (`/v1/model`'s `lists`, at most `ONLINE_FILL_SECONDS`, 300):
+//!    `GET /healthz`,
 //!    default recommendations, `model=discriminator`, `model=blend` and `explore=0.5`, each for
 //!    `LOAD_SECONDS` (default 10) at 64 keep-alive connections.
 //! 4. **idle**: the stream stops; once `/v1/model` says the trainer is idle (at most
@@ -181,6 +182,9 @@ struct Figures {
     events: usize,
     rows: Vec<Row>,
     idle_core: Option<f64>,
+    /// Seconds after the warm-up until 99 % of the users' lists were cached (`None`: not
+    /// within `ONLINE_FILL_SECONDS`).
+    fill_s: Option<f64>,
     idle_wait_s: f64,
     restart_ready_s: f64,
     restart_rss: f64,
@@ -258,6 +262,7 @@ async fn drive(
     // not wait for them); the query phases measure the steady state after that.
     let warm: f64 = env_num("ONLINE_WARM_SECONDS", 30.0);
     tokio::time::sleep(Duration::from_secs_f64(warm)).await;
+    f.fill_s = wait_for_lists(&addr, env_num("ONLINE_FILL_SECONDS", 300.0)).await?;
     let us = Arc::new(users);
     let queries: [(&'static str, &'static str); 5] = [
         ("GET /healthz", ""),
@@ -355,6 +360,29 @@ async fn drive(
     }
     report(&f);
     Ok(())
+}
+
+/// Waits (at most `limit` seconds) until the live snapshot has at least 99 % of its users'
+/// top lists cached for every model (`/v1/model`'s `lists`; the stream's newest users fill
+/// within a second of their publish); returns the seconds waited, `None` at the limit.
+async fn wait_for_lists(addr: &str, limit: f64) -> anyhow::Result<Option<f64>> {
+    let t = Instant::now();
+    loop {
+        let (_, m) = once(addr, "/v1/model").await?;
+        let l = &m["lists"];
+        let users = l["users"].as_f64().unwrap_or(0.0);
+        let filled = ["generator", "discriminator", "blend"]
+            .iter()
+            .all(|k| l[*k].as_f64().unwrap_or(0.0) >= 0.99 * users);
+        if filled {
+            return Ok(Some(t.elapsed().as_secs_f64()));
+        }
+        if t.elapsed().as_secs_f64() >= limit {
+            println!("lists not filled after {limit:.0} s: {l}");
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Copies snapshot `version` out of the data directory (the service keeps only the newest few).
@@ -566,6 +594,10 @@ fn report(f: &Figures) {
         "bootstrap: ready in {:.1} s, {:.0} MiB resident",
         f.boot_s, f.boot_rss
     );
+    match f.fill_s {
+        Some(s) => println!("per-user lists cached {s:.1} s after the warm-up"),
+        None => println!("per-user lists not all cached when the query phases began"),
+    }
     match f.recall_boot {
         Some((r, n)) => println!(
             "served G after the bootstrap: test Recall@20 {r:.4}, NDCG@20 {n:.4} (offline \

@@ -36,6 +36,25 @@ pub struct ModelInfo {
     pub index: &'static str,
     /// Heap bytes of the approximate index (0 when exact).
     pub index_bytes: usize,
+    /// How far the live snapshot's per-user lists are filled.
+    pub lists: CachedLists,
+}
+
+/// Users whose top lists the live snapshot has cached, per model: filled in the background
+/// after a swap (G's first); until a user's list is cached, their request costs a pass over
+/// the catalogue on the query pool.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct CachedLists {
+    /// Length of each cached list (`server.precompute_k`; 0: lists are not cached).
+    pub k: usize,
+    /// Users the live snapshot knows.
+    pub users: usize,
+    /// Users with G's list cached (the default recommendations).
+    pub generator: usize,
+    /// Users with D's list cached.
+    pub discriminator: usize,
+    /// Users with the blend's list cached.
+    pub blend: usize,
 }
 
 /// What one D-epoch measured.
@@ -194,6 +213,16 @@ pub fn model_info(state: &AppState) -> ModelInfo {
         game: state.trainer.status().into(),
         index: live.index.name(),
         index_bytes: live.index.memory_bytes(),
+        lists: {
+            let ([generator, discriminator, blend], users) = live.cached_lists();
+            CachedLists {
+                k: live.precomputed_k,
+                users,
+                generator,
+                discriminator,
+                blend,
+            }
+        },
     }
 }
 

@@ -32,6 +32,11 @@ pub struct TrainArgs {
     /// Hide progress bars.
     #[arg(long)]
     quiet: bool,
+    /// Also write the pretrained pair to OUT/start/{generator,discriminator}/ (factor
+    /// directories): later runs start from it with `--set generator.init=factors --set
+    /// generator.factors=OUT/start/generator` (and the same for the discriminator).
+    #[arg(long)]
+    save_start: bool,
 }
 
 #[derive(Args)]
@@ -128,7 +133,11 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     }
     let cfg = Config::load(a.config.as_deref(), &a.set)?;
     set_threads(cfg.threads);
-    let result = recommend::run(&cfg, &a.out, !a.quiet)?;
+    let opts = recommend::RunOptions {
+        progress: !a.quiet,
+        save_start: a.save_start,
+    };
+    let result = recommend::run(&cfg, &a.out, opts)?;
     let r = &result.report;
     let metric = cfg.eval.select_metric.as_str();
     let pick = |v: &serde_json::Value| v[metric].as_f64().map_or("-".into(), |x| format!("{x:.4}"));
@@ -200,6 +209,11 @@ pub fn tune(a: TuneArgs) -> anyhow::Result<()> {
 }
 
 fn train_search(a: TrainArgs) -> anyhow::Result<()> {
+    if a.save_start {
+        anyhow::bail!(
+            "--save-start writes factor directories, which only the recommendation task has"
+        );
+    }
     let cfg = SearchConfig::load(a.config.as_deref(), &a.set)?;
     set_threads(cfg.threads);
     let r = pipeline::search::run(&cfg, &a.out, !a.quiet)?.report;

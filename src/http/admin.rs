@@ -54,6 +54,9 @@ pub struct ModelOut {
     pub index: String,
     /// Heap bytes of the approximate index (0 when exact).
     pub index_bytes: usize,
+    /// How far the live snapshot's per-user top lists are cached (filled in the background
+    /// after each swap, G's first).
+    pub lists: api::CachedLists,
 }
 
 /// One snapshot on disk. An unreadable manifest gives only `version`, `live` and
@@ -172,6 +175,7 @@ pub async fn model(State(state): State<AppState>) -> Json<ModelOut> {
         game: m.game,
         index: m.index.to_owned(),
         index_bytes: m.index_bytes,
+        lists: m.lists,
     })
 }
 

@@ -182,6 +182,26 @@ pub fn lane_max<T: Copy>(xs: &[T], f: impl Fn(T) -> f64) -> f64 {
         .fold(f64::NEG_INFINITY, f64::max)
 }
 
+/// `<a, b>` summed in eight independent lanes (so it vectorises), then across them; a tail
+/// shorter than eight is added last.
+#[inline(always)]
+pub fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (xa, xb) in ca.zip(cb) {
+        for l in 0..8 {
+            lanes[l] += xa[l] * xb[l];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
 /// `Σ f(x)` over `xs`, added in eight interleaved partial sums (then the remainder), so a loop
 /// of exponentials vectorises; f64 addition in order would serialise it. Every sum that must
 /// agree bit for bit with another (a cached normaliser and a full log-softmax) goes through

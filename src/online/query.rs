@@ -43,8 +43,6 @@ use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
-use multiversion::multiversion;
-
 use crate::model::MfModel;
 use crate::model::blend::{self, Standardiser};
 use crate::model::catalogue::{PairScores, catalogue_len, has_user, raw_scores};
@@ -340,11 +338,17 @@ pub fn explore(
     }
     let s = user_scores(m, m.knows_user(user).then_some(user as usize));
     let valid = |i: usize| s.valid(i);
-    let logits = explore_logits(m, temperature, &s.g_raw[..s.n], exclude, Some(&valid));
-    sampler::draw(&logits, k, &mut explore_rng(seed, user))
-        .into_iter()
-        .map(|(i, log_p)| scored(&s, i as usize, log_p, Some(log_p.exp())))
-        .collect()
+    let (inv_t, unavailable) = explore_mask(m, temperature, s.n, exclude, Some(&valid));
+    sampler::draw(
+        &s.g_raw[..s.n],
+        inv_t,
+        unavailable,
+        k,
+        &mut explore_rng(seed, user),
+    )
+    .into_iter()
+    .map(|(i, log_p)| scored(&s, i as usize, log_p, Some(log_p.exp())))
+    .collect()
 }
 
 /// The random stream of [`explore`] for `(seed, user)`.
@@ -352,46 +356,29 @@ pub fn explore_rng(seed: u64, user: u32) -> rng::Rng {
     rng::stream(seed, EXPLORE_STREAM, u64::from(user))
 }
 
-/// The logits `s_G / t` [`explore`] samples from (`t` = `temperature` sanitised, falling back to
-/// the model's), `−∞` for a non-finite one, for items in `exclude` (sorted or not) and for
-/// items `valid` (when given) rejects.
-pub fn explore_logits(
+/// What [`explore`] samples from: `1 / t` (`t` = `temperature` sanitised, falling back to the
+/// model's) and the items that are no candidates: those in `exclude` (sorted or not) and those
+/// `valid` (when given) rejects. Items with a non-finite logit are left out by the sampler.
+pub fn explore_mask(
     m: &QueryModel,
     temperature: f64,
-    g_raw: &[f32],
+    n: usize,
     exclude: &[u32],
     valid: Option<&dyn Fn(usize) -> bool>,
-) -> Vec<f64> {
+) -> (f64, Vec<bool>) {
     let inv_t = 1.0 / sanitize_temperature(temperature, m.temperature());
-    let mut z = scaled_logits(g_raw, inv_t);
+    let mut unavailable = vec![false; n];
     if let Some(valid) = valid {
-        for (i, zi) in z.iter_mut().enumerate() {
-            if !valid(i) {
-                *zi = f64::NEG_INFINITY;
-            }
+        for (i, u) in unavailable.iter_mut().enumerate() {
+            *u = !valid(i);
         }
     }
     for &e in exclude {
-        if let Some(zi) = z.get_mut(e as usize) {
-            *zi = f64::NEG_INFINITY;
+        if let Some(u) = unavailable.get_mut(e as usize) {
+            *u = true;
         }
     }
-    z
-}
-
-/// `g · inv_t` in f64, `−∞` where that is not finite: selected by a mask, not a branch, so
-/// the pass over the catalogue vectorises (AVX2 too: see `Cargo.toml`).
-#[multiversion(targets("x86_64+avx2+fma"))]
-fn scaled_logits(g_raw: &[f32], inv_t: f64) -> Vec<f64> {
-    const NEG_INF: u64 = f64::NEG_INFINITY.to_bits();
-    g_raw
-        .iter()
-        .map(|&g| {
-            let z = f64::from(g) * inv_t;
-            let keep = u64::from(z.is_finite()).wrapping_neg();
-            f64::from_bits((z.to_bits() & keep) | (NEG_INF & !keep))
-        })
-        .collect()
+    (inv_t, unavailable)
 }
 
 /// The `k` most popular items ([`QueryModel::popularity`]), best first, excluding `exclude`

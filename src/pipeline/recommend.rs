@@ -14,6 +14,7 @@ use crate::data::{IdMap, Interactions, split, synth};
 use crate::eval::{evaluate_blend, evaluate_model};
 use crate::model::MfModel;
 use crate::pipeline::PipelineError;
+use crate::pipeline::export::write_factors;
 use crate::pipeline::pretrain::PretrainValidation;
 use crate::pipeline::progress::{bar_for, spinner};
 use crate::pipeline::run_dir::{RunDir, round_s};
@@ -381,6 +382,15 @@ fn refit(
     Ok([g_init, d_init, game.generator, game.discriminator])
 }
 
+/// How [`run`] runs, beyond the config.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Show progress bars.
+    pub progress: bool,
+    /// Also write the pretrained pair as factor directories under `start/`.
+    pub save_start: bool,
+}
+
 /// Seconds spent in each phase.
 #[derive(Default)]
 struct Timings {
@@ -398,7 +408,12 @@ struct Timings {
 /// 2. With `eval.refit`, replay the same pretraining and schedule up to the selected
 ///    checkpoint on all training data (validation included).
 /// 3. Evaluate the initial and the selected pair on the test file, once, and write the outputs.
-pub fn run(cfg: &Config, out: &Path, progress: bool) -> Result<RunResult, PipelineError> {
+///
+/// With `opts.save_start`, the pretrained pair is also written as factor directories
+/// (`start/generator/`, `start/discriminator/`), so that game variants can start from it with
+/// `init = "factors"` instead of pretraining again.
+pub fn run(cfg: &Config, out: &Path, opts: RunOptions) -> Result<RunResult, PipelineError> {
+    let progress = opts.progress;
     let mut run = RunDir::create(out)?;
     let started = Instant::now();
     let data = load_data(cfg)?;
@@ -415,6 +430,11 @@ pub fn run(cfg: &Config, out: &Path, progress: bool) -> Result<RunResult, Pipeli
     let pretrain_curve = std::mem::take(&mut watch.curve);
     bar.finish_and_clear();
     timings.pretrain = t.elapsed().as_secs_f64();
+    if opts.save_start {
+        for (model, role) in [(&g0, "generator"), (&d0, "discriminator")] {
+            write_factors(model, &data.users, &data.items, &run.start_dir(role))?;
+        }
+    }
 
     let t = Instant::now();
     run.open_log()?;

@@ -1,5 +1,5 @@
 //! A run's output directory: `log.jsonl` (one line per validation point), `report.json`,
-//! `curve.svg` and `snapshot/`. Every file but the log is written atomically.
+//! `curve.svg`, `snapshot/` and, when asked, `start/` (the pretrained pair as factor directories). Every file but the log is written atomically.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -35,6 +35,11 @@ impl RunDir {
     /// Where the snapshot goes.
     pub fn snapshot_dir(&self) -> PathBuf {
         self.out.join("snapshot")
+    }
+
+    /// Where the pretrained `role` ("generator" or "discriminator") goes as a factor directory.
+    pub fn start_dir(&self, role: &str) -> PathBuf {
+        self.out.join("start").join(role)
     }
 
     fn log_path(&self) -> PathBuf {

@@ -23,7 +23,7 @@ use rayon::prelude::*;
 
 use crate::data::Interactions;
 use crate::model::MfModel;
-use crate::model::policy::softmax_term;
+use crate::model::policy::{lane_dot, softmax_term};
 use crate::rng;
 
 /// Likelihood evaluations per user (each one O(candidates · dim)).
@@ -145,24 +145,6 @@ fn objective(model: &MfModel, c: &Candidates, x: &Array1<f32>) -> (f64, Array1<f
         }
     }
     (ll / f64::from(n), Array1::from(grad))
-}
-
-/// `a · b` summed in eight independent lanes (so it vectorises).
-fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (xa, xb) in ca.zip(cb) {
-        for l in 0..8 {
-            lanes[l] += xa[l] * xb[l];
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
 }
 
 /// `v` scaled to norm `radius` (None for a zero or non-finite vector).

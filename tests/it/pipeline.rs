@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use crate::common::{Data, Factors, Run, assert_all_finite, eval, read_json, s, train};
+use crate::common::{
+    Data, Factors, Run, TINY, assert_all_finite, eval, irgan, read_json, s, train,
+};
 
 /// The outputs of a tiny training run on synthetic files.
 fn trained() -> (Data, PathBuf) {
@@ -148,4 +150,57 @@ fn train_on_in_memory_synthetic_data() {
     assert_all_finite(&report["validation"], "validation");
     assert_all_finite(&report["test"], "test");
     assert!(out.join("snapshot/manifest.json").is_file());
+}
+
+/// `--save-start` writes the pretrained pair; a run started from it with `init = "factors"`
+/// begins exactly where the first one began (same validation and test metrics at epoch 0) and
+/// plays the same game.
+#[test]
+fn a_saved_start_starts_the_next_run_where_the_first_began() {
+    let data = Data::synth();
+    let first = data.dir.path().join("first");
+    let mut args: Vec<String> = ["train", "--quiet", "--save-start", "--out"]
+        .map(String::from)
+        .into();
+    args.push(s(&first));
+    let sets = data.sets();
+    for kv in TINY.iter().copied().chain(sets.iter().map(String::as_str)) {
+        args.extend(["--set".into(), kv.to_owned()]);
+    }
+    irgan(&args).ok();
+    for role in ["generator", "discriminator"] {
+        let dir = first.join("start").join(role);
+        for file in [
+            "user_factors.tsv",
+            "item_factors.tsv",
+            "item_bias.tsv",
+            "items.txt",
+        ] {
+            assert!(dir.join(file).is_file(), "no {file} in {}", dir.display());
+        }
+    }
+    let g = format!("generator.factors={}", s(&first.join("start/generator")));
+    let d = format!(
+        "discriminator.factors={}",
+        s(&first.join("start/discriminator"))
+    );
+    let init = [
+        "generator.init=factors",
+        g.as_str(),
+        "discriminator.init=factors",
+        d.as_str(),
+    ];
+    let second = data.train("second", &init);
+    let (a, b) = (
+        read_json(&first.join("report.json")),
+        read_json(&second.join("report.json")),
+    );
+    for split in ["validation", "test"] {
+        assert_eq!(a[split]["init"], b[split]["init"], "{split} at the start");
+    }
+    assert_eq!(a["test"]["selected"], b["test"]["selected"]);
+
+    let search = irgan(["train", "--quiet", "--save-start", "--set", "task=search"]);
+    assert_ne!(search.code, Some(0), "{search:?}");
+    assert!(search.stderr.contains("--save-start"), "{search:?}");
 }

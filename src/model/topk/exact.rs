@@ -9,12 +9,14 @@
 
 use std::cmp::Ordering;
 
+use multiversion::multiversion;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis, s};
 use rayon::prelude::*;
 
 use super::{key_item, rank_key, select_top_by};
 use crate::model::MfModel;
+use crate::model::policy::lane_dot;
 
 /// Users scored together by one GEMM.
 pub const USER_BATCH: usize = 64;
@@ -31,10 +33,41 @@ pub fn score_block(
     bias: &[f32],
     out: &mut ArrayViewMut2<f32>,
 ) {
+    if users.nrows() <= DIRECT_USERS
+        && let (Some(q), Some(o)) = (items.as_slice(), out.as_slice_mut())
+    {
+        let p: Vec<f32> = users.iter().copied().collect();
+        score_direct(&p, q, bias, o);
+        return;
+    }
     for mut row in out.rows_mut() {
         row.iter_mut().zip(bias).for_each(|(o, &b)| *o = b);
     }
     general_mat_mul(1.0, &users, &items.t(), 1.0, out);
+}
+
+/// Batches of up to this many users are scored by [`score_direct`] instead of a GEMM:
+/// `matrixmultiply` repacks the whole item matrix on every call (Gowalla: 41k × 32 floats read
+/// and written), which for the few users of a query batch costs more than the products.
+const DIRECT_USERS: usize = 8;
+
+/// `out[r · n + j] = <p_r, q_j> + bias[j]` for the `b = p.len() / d` user rows `p` (row-major,
+/// `d` = the item rows' width) and the `n` item rows `q`: one pass over the items, each item
+/// row read once for all users, each dot product summed in eight lanes (AVX2 when the CPU has
+/// it: see `Cargo.toml`'s `multiversion`).
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn score_direct(p: &[f32], q: &[f32], bias: &[f32], out: &mut [f32]) {
+    let n = bias.len();
+    if n == 0 {
+        return;
+    }
+    let d = q.len() / n;
+    let users: Vec<&[f32]> = p.chunks_exact(d.max(1)).collect();
+    for (j, (qj, &bj)) in q.chunks_exact(d.max(1)).zip(bias).enumerate() {
+        for (r, pr) in users.iter().enumerate() {
+            out[r * n + j] = lane_dot(pr, qj) + bj;
+        }
+    }
 }
 
 /// Rows `users` of `model`'s user factors, gathered into one matrix.
@@ -304,6 +337,29 @@ mod tests {
                     .zip(&want)
                     .all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()))
             );
+        }
+    }
+
+    #[test]
+    fn a_few_users_are_scored_directly_like_the_gemm_scores_many() {
+        let mut r = rng::stream(4, 0, 0);
+        for dim in [5, 32, 37] {
+            let m = MfModel::random(40, 3_000, dim, 1.0, &mut r);
+            let many: Vec<usize> = (0..20).collect();
+            let gemm = score_users(&m, &many);
+            for few in [vec![3], vec![0, 7, 19]] {
+                let direct = score_users(&m, &few);
+                for (row, &u) in direct.rows().into_iter().zip(&few) {
+                    for (j, (&a, &b)) in row.iter().zip(gemm.row(u)).enumerate() {
+                        assert!(
+                            (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                            "{dim} {u} {j}: {a} {b}"
+                        );
+                        let one = m.score(u, j);
+                        assert!((a - one).abs() <= 1e-5 * (1.0 + one.abs()));
+                    }
+                }
+            }
         }
     }
 

@@ -11,7 +11,7 @@ use crate::model::policy;
 use crate::model::topk::exact::Running;
 use crate::model::topk::{rank_order, select_top};
 use crate::online::query::{
-    self, ModelChoice, QueryModel, Scored, explore_logits, explore_rng, sampler, sorted,
+    self, ModelChoice, QueryModel, Scored, explore_mask, explore_rng, sampler, sorted,
 };
 
 /// One user's scores as far as a batch computed them: full rows of G and/or D, and G's softmax
@@ -288,9 +288,9 @@ pub fn explore(
     // finite (G's non-finite scores are no candidates either way).
     let d_valid = |i: usize| r.d(m, i).is_finite();
     let valid = (!r.d_finite).then_some(&d_valid as &dyn Fn(usize) -> bool);
-    let logits = explore_logits(m, temperature, &g[..n], exclude, valid);
+    let (inv_t, unavailable) = explore_mask(m, temperature, n, exclude, valid);
     let user = r.user.unwrap_or(u32::MAX);
-    sampler::draw(&logits, k, &mut explore_rng(seed, user))
+    sampler::draw(&g[..n], inv_t, unavailable, k, &mut explore_rng(seed, user))
         .into_iter()
         .filter_map(|(i, log_p)| r.scored(m, i as usize, |_, _| log_p, Some(log_p.exp())))
         .collect()

@@ -9,7 +9,7 @@
 
 use multiversion::multiversion;
 
-use crate::model::policy::{lane_max, lane_sum, softmax_term};
+use crate::model::policy::{exp_nonpositive_f32, lane_sum};
 use crate::rng::{self, Rng};
 
 /// Items per block of the two-level lookup.
@@ -20,32 +20,42 @@ const BLOCK: usize = 64;
 /// the probability the draw used to about 1e-6 relative).
 pub type Draw = (u32, f64);
 
-/// Draws up to `k` distinct items `i < logits.len()` with `logits[i]` finite (the caller passes
-/// `−∞` for a non-candidate), each draw from the softmax of the logits restricted to the items
-/// not drawn yet (successive sampling without replacement), using `rng`'s uniforms in order.
-/// Returns the draws in draw order; empty when no logit is finite.
-pub fn draw(logits: &[f64], k: usize, rng: &mut Rng) -> Vec<Draw> {
-    let max = finite_max(logits, &[]);
+/// Draws up to `k` distinct items from the softmax of the logits `z_i = scores[i] · inv_t`
+/// (`inv_t > 0`) over the candidates: items with a finite score and `unavailable[i]` false
+/// (excluded items and non-candidates are marked there; the vector is the sampler's own
+/// bookkeeping afterwards). Each draw is from the softmax restricted to the candidates not
+/// drawn yet (successive sampling without replacement), using `rng`'s uniforms in order.
+/// Returns the draws in draw order; empty when there is no candidate.
+///
+/// The scores are read as they are (f32): no logit array is written, and every pass over the
+/// catalogue reads four bytes per item.
+pub fn draw(
+    scores: &[f32],
+    inv_t: f64,
+    mut unavailable: Vec<bool>,
+    k: usize,
+    rng: &mut Rng,
+) -> Vec<Draw> {
+    unavailable.resize(scores.len(), true);
+    let z = |i: usize| f64::from(scores[i]) * inv_t;
+    let max = max_logit(scores, &unavailable, inv_t);
     if k == 0 || !max.is_finite() {
         return Vec::new();
     }
-    // Non-finite logits (−∞: not a candidate) get weight 0; `exp_nonpositive` maps −∞ to 0
-    // and the select keeps NaN out.
-    let mut drawn = vec![false; logits.len()];
-    let (mut w, mut blocks) = weights(logits, &drawn, max);
+    let (mut w, mut blocks) = weights(scores, &unavailable, inv_t, max);
     let ln_sum = lane_sum(&blocks, |x| x).ln();
-    let mut out = Vec::with_capacity(k.min(logits.len()));
+    let mut out = Vec::with_capacity(k.min(scores.len()));
     while out.len() < k {
         let mut remaining: f64 = blocks.iter().sum();
         if remaining <= 0.0 {
             // Either every candidate has been drawn, or the ones left are so far below the
             // drawn ones (a very low exploration temperature) that their weights underflowed:
             // then re-weight them against the largest of them.
-            let left_max = finite_max(logits, &drawn);
+            let left_max = max_logit(scores, &unavailable, inv_t);
             if !left_max.is_finite() {
                 break;
             }
-            (w, blocks) = weights(logits, &drawn, left_max);
+            (w, blocks) = weights(scores, &unavailable, inv_t, left_max);
             remaining = blocks.iter().sum();
         }
         let mut x = rng::unit(rng) * remaining;
@@ -53,50 +63,76 @@ pub fn draw(logits: &[f64], k: usize, rng: &mut Rng) -> Vec<Draw> {
         let start = b * BLOCK;
         let end = (start + BLOCK).min(w.len());
         let i = start + pick(&w[start..end], &mut x);
-        out.push((i as u32, ((logits[i] - max) - ln_sum).min(0.0)));
+        out.push((i as u32, ((z(i) - max) - ln_sum).min(0.0)));
         w[i] = 0.0;
-        drawn[i] = true;
-        blocks[b] = lane_sum(&w[start..end], |x| x);
+        unavailable[i] = true;
+        blocks[b] = lane_sum(&w[start..end], f64::from);
     }
     out
 }
 
-/// The largest finite logit not drawn yet (`drawn` empty: none is), −∞ if none.
-fn finite_max(logits: &[f64], drawn: &[bool]) -> f64 {
-    let open = |i: usize| !drawn.get(i).copied().unwrap_or(false);
-    let fin = |z: f64| if z.is_finite() { z } else { f64::NEG_INFINITY };
-    if drawn.is_empty() {
-        return max_of_finite(logits);
-    }
-    (0..logits.len())
-        .filter(|&i| open(i))
-        .fold(f64::NEG_INFINITY, |m, i| m.max(fin(logits[i])))
-}
-
-/// The largest finite logit, −∞ if none (compiled for AVX2 too: see `Cargo.toml`).
+/// The largest logit `score · inv_t` of an available item with a finite one, −∞ if none
+/// (compiled for AVX2 too: see `Cargo.toml`).
 #[multiversion(targets("x86_64+avx2+fma"))]
-fn max_of_finite(logits: &[f64]) -> f64 {
-    lane_max(
-        logits,
-        |z| if z.is_finite() { z } else { f64::NEG_INFINITY },
-    )
-}
-
-/// `exp(z − max)` for every finite logit not drawn yet, 0 for the rest: the softmax's f32
-/// exponential in f64 ([`softmax_term`], as G's normaliser), computed for every entry and
-/// masked out (branch-free, so the loop vectorises, eight items at a time on AVX2); and each
-/// block's total weight, in the same pass.
-#[multiversion(targets("x86_64+avx2+fma"))]
-fn weights(logits: &[f64], drawn: &[bool], max: f64) -> (Vec<f64>, Vec<f64>) {
-    let mut w = vec![0.0; logits.len()];
-    let mut blocks = Vec::with_capacity(logits.len().div_ceil(BLOCK));
-    let chunks = w.chunks_mut(BLOCK).zip(logits.chunks(BLOCK));
-    for ((wc, zc), dc) in chunks.zip(drawn.chunks(BLOCK)) {
-        for ((wi, &z), &d) in wc.iter_mut().zip(zc).zip(dc) {
-            let keep = u64::from(z.is_finite() & !d).wrapping_neg();
-            *wi = f64::from_bits(softmax_term(z - max).to_bits() & keep);
+fn max_logit(scores: &[f32], unavailable: &[bool], inv_t: f64) -> f64 {
+    // Scaling by a positive factor keeps the order, so the largest score gives the largest
+    // logit: one pass over the f32 scores in eight lanes, then one product.
+    let open = |s: f32, u: bool| {
+        if s.is_finite() & !u {
+            s
+        } else {
+            f32::NEG_INFINITY
         }
-        blocks.push(lane_sum(wc, |x| x));
+    };
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let (mut cs, mut cu) = (scores.chunks_exact(8), unavailable.chunks_exact(8));
+    for (s8, u8) in (&mut cs).zip(&mut cu) {
+        for l in 0..8 {
+            lanes[l] = lanes[l].max(open(s8[l], u8[l]));
+        }
+    }
+    let tail = cs.remainder().iter().zip(cu.remainder());
+    let best = tail
+        .map(|(&s, &u)| open(s, u))
+        .chain(lanes)
+        .fold(f32::NEG_INFINITY, f32::max);
+    let z = f64::from(best) * inv_t;
+    if z.is_finite() || best == f32::NEG_INFINITY {
+        return z;
+    }
+    // An enormous score over a tiny temperature overflows: such items are no candidates (the
+    // weights leave them out too), so the largest finite logit is the maximum.
+    scores
+        .iter()
+        .zip(unavailable)
+        .map(|(&s, &u)| {
+            let z = f64::from(s) * inv_t;
+            if z.is_finite() && !u {
+                z
+            } else {
+                f64::NEG_INFINITY
+            }
+        })
+        .fold(f64::NEG_INFINITY, f64::max)
+}
+
+/// `exp(score · inv_t − max)` for every available item with a finite score, 0 for the rest:
+/// the softmax's f32 exponential ([`softmax_term`], as G's normaliser), computed for every
+/// entry and masked out (branch-free, so the loop vectorises, eight items at a time on AVX2);
+/// and each block's total weight, in the same pass.
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn weights(scores: &[f32], unavailable: &[bool], inv_t: f64, max: f64) -> (Vec<f32>, Vec<f64>) {
+    let mut w = vec![0.0f32; scores.len()];
+    let mut blocks = Vec::with_capacity(scores.len().div_ceil(BLOCK));
+    let chunks = w.chunks_mut(BLOCK).zip(scores.chunks(BLOCK));
+    for ((wc, sc), uc) in chunks.zip(unavailable.chunks(BLOCK)) {
+        for ((wi, &s), &u) in wc.iter_mut().zip(sc).zip(uc) {
+            let z = f64::from(s) * inv_t;
+            let keep = u32::from(z.is_finite() & !u).wrapping_neg();
+            let term = exp_nonpositive_f32((z - max) as f32);
+            *wi = f32::from_bits(term.to_bits() & keep);
+        }
+        blocks.push(lane_sum(wc, f64::from));
     }
     (w, blocks)
 }
@@ -104,9 +140,10 @@ fn weights(logits: &[f64], drawn: &[bool], max: f64) -> (Vec<f64>, Vec<f64>) {
 /// The index whose cumulative weight first exceeds `x` (which is reduced to an offset inside
 /// it), never an entry of weight 0. Rounding can leave `x` at or above the total: then the last
 /// entry with weight is taken.
-fn pick(weights: &[f64], x: &mut f64) -> usize {
+fn pick<T: Copy + Into<f64>>(weights: &[T], x: &mut f64) -> usize {
     let mut last = None;
     for (j, &wj) in weights.iter().enumerate() {
+        let wj: f64 = wj.into();
         if wj > 0.0 {
             if *x < wj {
                 return j;
@@ -124,26 +161,43 @@ fn pick(weights: &[f64], x: &mut f64) -> usize {
 mod tests {
     use super::*;
 
+    /// Draws from the logits themselves (`inv_t` 1, every item available).
+    fn draw_all(logits: &[f32], k: usize, r: &mut Rng) -> Vec<Draw> {
+        draw(logits, 1.0, vec![false; logits.len()], k, r)
+    }
+
     #[test]
     fn draws_are_distinct_candidates_and_exhaust_them() {
-        let logits = [0.0, f64::NEG_INFINITY, -3.0, 2.0, f64::NAN, 1.0];
+        let logits = [0.0, f32::NEG_INFINITY, -3.0, 2.0, f32::NAN, 1.0];
         let mut r = rng::stream(1, 2, 3);
-        let d = draw(&logits, 10, &mut r);
+        let d = draw_all(&logits, 10, &mut r);
         let mut items: Vec<u32> = d.iter().map(|x| x.0).collect();
         items.sort_unstable();
         assert_eq!(items, [0, 2, 3, 5]);
         let total: f64 = d.iter().map(|x| x.1.exp()).sum();
         assert!((total - 1.0).abs() < 1e-6);
-        assert!(draw(&[f64::NEG_INFINITY; 3], 2, &mut r).is_empty());
-        assert!(draw(&logits, 0, &mut r).is_empty());
+        assert!(draw_all(&[f32::NEG_INFINITY; 3], 2, &mut r).is_empty());
+        assert!(draw_all(&logits, 0, &mut r).is_empty());
+        // Unavailable items are never drawn; the scores are scaled by inv_t.
+        let unavailable = vec![false, false, true, false, false, true];
+        let d = draw(&logits, 2.0, unavailable, 10, &mut r);
+        let mut items: Vec<u32> = d.iter().map(|x| x.0).collect();
+        items.sort_unstable();
+        assert_eq!(items, [0, 3]);
+        let p3 = 1.0 / (1.0 + (-4.0f64).exp());
+        let got = d.iter().find(|x| x.0 == 3).map(|x| x.1.exp());
+        assert!((got.unwrap() - p3).abs() < 1e-6, "{got:?} {p3}");
+        // Every logit overflows but one: that one is the maximum.
+        let d = draw(&[3e38, 1.0, 2.0], 1e280, vec![false; 3], 3, &mut r);
+        assert_eq!(d.iter().map(|x| x.0).collect::<Vec<_>>(), [2, 1]);
     }
 
     #[test]
     fn underflowed_candidates_are_still_drawn_in_order() {
         // Logits of scores over a tiny exploration temperature: after the first draw every
         // other weight underflows to 0 against the first one's.
-        let logits = [0.0, -1e6, f64::NEG_INFINITY, -2e6, -3e300];
-        let got = draw(&logits, 5, &mut rng::stream(1, 2, 3));
+        let logits = [0.0, -1e6, f32::NEG_INFINITY, -2e6, -3e38];
+        let got = draw_all(&logits, 5, &mut rng::stream(1, 2, 3));
         let items: Vec<u32> = got.iter().map(|d| d.0).collect();
         assert_eq!(items, [0, 1, 3, 4]);
         assert!(got.iter().all(|d| d.1.is_finite() && d.1 <= 0.0));
@@ -152,10 +206,10 @@ mod tests {
     #[test]
     fn a_dominant_item_leaves_no_residue() {
         // After the heavy item, the rest are drawn in proportion to their own tiny weights.
-        let mut logits = vec![-700.0; 200];
+        let mut logits = vec![-700.0f32; 200];
         logits[7] = 0.0;
         let mut r = rng::stream(4, 0, 0);
-        let d = draw(&logits, 200, &mut r);
+        let d = draw_all(&logits, 200, &mut r);
         assert_eq!(d.len(), 200);
         assert_eq!(d[0].0, 7);
     }
@@ -164,16 +218,16 @@ mod tests {
     fn second_draws_follow_the_conditional_policy() {
         // P(second = j | first = i) = p_j / (1 − p_i): check the joint frequencies of the
         // first two draws over many seeds (χ², df = 11, P(χ² > 31.26) = 0.001).
-        let logits = [0.3f64, -0.2, 0.9, -1.0];
+        let logits = [0.3f32, -0.2, 0.9, -1.0];
         let p: Vec<f64> = {
-            let s: f64 = logits.iter().map(|z| z.exp()).sum();
-            logits.iter().map(|z| z.exp() / s).collect()
+            let s: f64 = logits.iter().map(|&z| f64::from(z).exp()).sum();
+            logits.iter().map(|&z| f64::from(z).exp() / s).collect()
         };
         let mut counts = [[0u64; 4]; 4];
         let n = 40_000u64;
         for seed in 0..n {
             let mut r = rng::stream(seed, 9, 0);
-            let d = draw(&logits, 2, &mut r);
+            let d = draw_all(&logits, 2, &mut r);
             counts[d[0].0 as usize][d[1].0 as usize] += 1;
         }
         let mut chi = 0.0;
