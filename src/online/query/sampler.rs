@@ -5,7 +5,8 @@
 //! item leaves no rounding residue behind).
 //!
 //! This replaces a Gumbel per item (two logarithms and a random number for each of the
-//! catalogue's items): the cost of a request is now one exponential per item plus k lookups.
+//! catalogue's items): the cost of a request is now one f32 exponential per item plus k
+//! lookups, read straight from G's f32 score row (no logit array is written).
 
 use multiversion::multiversion;
 
@@ -37,12 +38,15 @@ pub fn draw(
     rng: &mut Rng,
 ) -> Vec<Draw> {
     unavailable.resize(scores.len(), true);
+    // Callers pass 1 / a sanitised temperature (at most 1e30); clamping keeps the f32 factor
+    // of the weights finite whatever is passed.
+    let inv_t = inv_t.min(f64::from(f32::MAX));
     let z = |i: usize| f64::from(scores[i]) * inv_t;
-    let max = max_logit(scores, &unavailable, inv_t);
-    if k == 0 || !max.is_finite() {
+    let Some(top) = top_score(scores, &unavailable).filter(|_| k > 0) else {
         return Vec::new();
-    }
-    let (mut w, mut blocks) = weights(scores, &unavailable, inv_t, max);
+    };
+    let max = f64::from(top) * inv_t;
+    let (mut w, mut blocks) = weights(scores, &unavailable, inv_t as f32, top);
     let ln_sum = lane_sum(&blocks, |x| x).ln();
     let mut out = Vec::with_capacity(k.min(scores.len()));
     while out.len() < k {
@@ -51,11 +55,10 @@ pub fn draw(
             // Either every candidate has been drawn, or the ones left are so far below the
             // drawn ones (a very low exploration temperature) that their weights underflowed:
             // then re-weight them against the largest of them.
-            let left_max = max_logit(scores, &unavailable, inv_t);
-            if !left_max.is_finite() {
+            let Some(left_top) = top_score(scores, &unavailable) else {
                 break;
-            }
-            (w, blocks) = weights(scores, &unavailable, inv_t, left_max);
+            };
+            (w, blocks) = weights(scores, &unavailable, inv_t as f32, left_top);
             remaining = blocks.iter().sum();
         }
         let mut x = rng::unit(rng) * remaining;
@@ -71,12 +74,11 @@ pub fn draw(
     out
 }
 
-/// The largest logit `score · inv_t` of an available item with a finite one, −∞ if none
-/// (compiled for AVX2 too: see `Cargo.toml`).
+/// The largest finite score of an available item, `None` if there is none (compiled for AVX2
+/// too: see `Cargo.toml`). Scaling by `inv_t > 0` keeps the order, so it also gives the
+/// largest logit.
 #[multiversion(targets("x86_64+avx2+fma"))]
-fn max_logit(scores: &[f32], unavailable: &[bool], inv_t: f64) -> f64 {
-    // Scaling by a positive factor keeps the order, so the largest score gives the largest
-    // logit: one pass over the f32 scores in eight lanes, then one product.
+fn top_score(scores: &[f32], unavailable: &[bool]) -> Option<f32> {
     let open = |s: f32, u: bool| {
         if s.is_finite() & !u {
             s
@@ -96,40 +98,24 @@ fn max_logit(scores: &[f32], unavailable: &[bool], inv_t: f64) -> f64 {
         .map(|(&s, &u)| open(s, u))
         .chain(lanes)
         .fold(f32::NEG_INFINITY, f32::max);
-    let z = f64::from(best) * inv_t;
-    if z.is_finite() || best == f32::NEG_INFINITY {
-        return z;
-    }
-    // An enormous score over a tiny temperature overflows: such items are no candidates (the
-    // weights leave them out too), so the largest finite logit is the maximum.
-    scores
-        .iter()
-        .zip(unavailable)
-        .map(|(&s, &u)| {
-            let z = f64::from(s) * inv_t;
-            if z.is_finite() && !u {
-                z
-            } else {
-                f64::NEG_INFINITY
-            }
-        })
-        .fold(f64::NEG_INFINITY, f64::max)
+    (best > f32::NEG_INFINITY).then_some(best)
 }
 
-/// `exp(score · inv_t − max)` for every available item with a finite score, 0 for the rest:
-/// the softmax's f32 exponential ([`softmax_term`], as G's normaliser), computed for every
-/// entry and masked out (branch-free, so the loop vectorises, eight items at a time on AVX2);
-/// and each block's total weight, in the same pass.
+/// `exp((score − top) · inv_t)` for every available item with a finite score, 0 for the rest
+/// (`top` = the largest such score); and each block's total weight, in the same pass. All in
+/// f32, eight items per instruction on AVX2: the difference to the top score is taken before
+/// scaling, so the exponent of every weight that matters (`> −16`) is accurate to about 2e-6
+/// and the weight to the ~1e-6 of [`exp_nonpositive_f32`] (G's normaliser uses the same
+/// exponential). Computed for every entry and masked out, branch-free, so the loop vectorises.
 #[multiversion(targets("x86_64+avx2+fma"))]
-fn weights(scores: &[f32], unavailable: &[bool], inv_t: f64, max: f64) -> (Vec<f32>, Vec<f64>) {
+fn weights(scores: &[f32], unavailable: &[bool], inv_t: f32, top: f32) -> (Vec<f32>, Vec<f64>) {
     let mut w = vec![0.0f32; scores.len()];
     let mut blocks = Vec::with_capacity(scores.len().div_ceil(BLOCK));
     let chunks = w.chunks_mut(BLOCK).zip(scores.chunks(BLOCK));
     for ((wc, sc), uc) in chunks.zip(unavailable.chunks(BLOCK)) {
         for ((wi, &s), &u) in wc.iter_mut().zip(sc).zip(uc) {
-            let z = f64::from(s) * inv_t;
-            let keep = u32::from(z.is_finite() & !u).wrapping_neg();
-            let term = exp_nonpositive_f32((z - max) as f32);
+            let keep = u32::from(s.is_finite() & !u).wrapping_neg();
+            let term = exp_nonpositive_f32((s - top) * inv_t);
             *wi = f32::from_bits(term.to_bits() & keep);
         }
         blocks.push(lane_sum(wc, f64::from));
@@ -187,9 +173,10 @@ mod tests {
         let p3 = 1.0 / (1.0 + (-4.0f64).exp());
         let got = d.iter().find(|x| x.0 == 3).map(|x| x.1.exp());
         assert!((got.unwrap() - p3).abs() < 1e-6, "{got:?} {p3}");
-        // Every logit overflows but one: that one is the maximum.
-        let d = draw(&[3e38, 1.0, 2.0], 1e280, vec![false; 3], 3, &mut r);
-        assert_eq!(d.iter().map(|x| x.0).collect::<Vec<_>>(), [2, 1]);
+        // The largest factor a sanitised temperature gives (1e30): the top item first, then the
+        // rest in order once their weights underflow.
+        let d = draw(&[3e8, 1.0, 2.0], 1e30, vec![false; 3], 3, &mut r);
+        assert_eq!(d.iter().map(|x| x.0).collect::<Vec<_>>(), [0, 2, 1]);
     }
 
     #[test]
