@@ -34,10 +34,10 @@ pub fn score_block(
     out: &mut ArrayViewMut2<f32>,
 ) {
     if users.nrows() <= DIRECT_USERS
-        && let (Some(q), Some(o)) = (items.as_slice(), out.as_slice_mut())
+        && let (Some(p), Some(q), Some(o)) =
+            (users.as_slice(), items.as_slice(), out.as_slice_mut())
     {
-        let p: Vec<f32> = users.iter().copied().collect();
-        score_direct(&p, q, bias, o);
+        score_direct(p, q, bias, o);
         return;
     }
     for mut row in out.rows_mut() {
