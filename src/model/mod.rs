@@ -7,6 +7,7 @@ pub mod catalogue;
 pub mod explore;
 pub mod features;
 pub mod mf;
+pub mod panel;
 pub mod policy;
 pub mod scorer;
 pub mod similarity;

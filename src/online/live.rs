@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::data::Interactions;
 use crate::model::blend::Standardiser;
 use crate::model::catalogue::catalogue_len;
+use crate::model::panel::ItemPanel;
 use crate::model::topk::ItemIndex;
 use crate::model::topk::exact::USER_BATCH;
 use crate::online::batch::{self, Ask};
@@ -62,6 +63,9 @@ pub struct Live {
     cold_start: OnceLock<Vec<Scored>>,
     /// Bounds of D's item side, `(max ‖q_i‖, max |b_i|)` (∞ when a value is not finite).
     d_bound: OnceLock<(f64, f64)>,
+    /// G's and D's items packed for request batches' rows, once a batch needs them (shared
+    /// with the snapshots after it while the items do not change).
+    panels: [OnceLock<Arc<ItemPanel>>; 2],
     /// Each user's rendered G answer, within a byte budget (none until
     /// [`Live::with_answer_budget`]).
     rendered: rendered::Rendered,
@@ -105,6 +109,7 @@ impl Live {
             zero: (OnceLock::new(), OnceLock::new()),
             cold_start: OnceLock::new(),
             d_bound: OnceLock::new(),
+            panels: [OnceLock::new(), OnceLock::new()],
             rendered: rendered::Rendered::default(),
         }
     }
@@ -146,6 +151,18 @@ impl Live {
             &config.params(),
         ));
         self
+    }
+
+    /// G's (`discriminator` false) or D's items packed for scoring request batches, built on
+    /// first use.
+    pub fn panel(&self, discriminator: bool) -> &ItemPanel {
+        let s = &self.snapshot;
+        let (slot, model) = if discriminator {
+            (&self.panels[1], &s.discriminator)
+        } else {
+            (&self.panels[0], &s.generator)
+        };
+        slot.get_or_init(|| Arc::new(ItemPanel::of(model)))
     }
 
     /// The query view of this snapshot (its pair, blend weight and popularity).

@@ -75,6 +75,11 @@ impl Live {
         let new_items = new_n.saturating_sub(old_n);
         if new_items == 0 {
             self.index = prev.index.clone();
+            for (from, to) in prev.panels.iter().zip(&self.panels) {
+                if let Some(p) = from.get() {
+                    let _ = to.set(p.clone());
+                }
+            }
             if let Some(&b) = prev.d_bound.get() {
                 let _ = self.d_bound.set(b);
             }
