@@ -26,6 +26,7 @@ RUN mkdir -p src benches \
     && echo 'fn main() {}' > benches/scale.rs \
     && echo 'fn main() {}' > benches/online.rs \
     && echo 'fn main() {}' > benches/nats_ingest.rs \
+    && echo 'fn main() {}' > benches/rows.rs \
     && cargo build --release --locked --bin irgan \
     && rm -rf src benches build.rs
 
