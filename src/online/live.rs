@@ -170,14 +170,16 @@ impl Live {
         QueryModel::from_snapshot(&self.snapshot, self.blend_weight, &self.popularity)
     }
 
-    /// Computes every missing top list (G's for every user first, then D's and the blend's;
-    /// with them the user's normaliser and blend standardisers), users scored in batches by
-    /// GEMM, plus the
-    /// cold-start list; stops early once `keep_going` answers false (checked between batches).
+    /// Builds the item panels, then computes every missing top list (G's for every user first,
+    /// then D's and the blend's; with them the user's normaliser and blend standardisers),
+    /// users scored in batches by GEMM, plus the cold-start list; stops early once `keep_going` answers false (checked between batches).
     /// The lists equal what requests would compute one by one. Sequential on the calling
     /// thread: a background fill takes one core, leaving the others (and rayon's pool) to the
     /// trainer and the query pool.
     pub fn fill(&self, keep_going: impl Fn() -> bool) {
+        // The item panels first, so request batches do not wait for them (a few ms each at
+        // Gowalla's size; carried over when the items did not change).
+        let _ = (self.panel(false), self.panel(true));
         let _ = self.cold_start_list();
         if self.precomputed_k == 0 {
             return;
