@@ -2,6 +2,10 @@
 
 use std::collections::HashMap;
 
+/// The index's hasher: ids are looked up on every request, and foldhash is several times
+/// faster than SipHash on short strings while still seeded per process.
+type Hasher = foldhash::fast::RandomState;
+
 /// A two-way map between external ids (strings) and dense indices `0..len`.
 ///
 /// Indices are assigned in order of first appearance and never change, so the map can travel
@@ -9,7 +13,7 @@ use std::collections::HashMap;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IdMap {
     names: Vec<String>,
-    index: HashMap<String, u32>,
+    index: HashMap<String, u32, Hasher>,
 }
 
 impl IdMap {
@@ -20,7 +24,7 @@ impl IdMap {
 
     /// A map whose index `i` is `names[i]`. Fails on a duplicate name (returns it).
     pub fn from_names(names: Vec<String>) -> Result<Self, String> {
-        let mut index = HashMap::with_capacity(names.len());
+        let mut index = HashMap::with_capacity_and_hasher(names.len(), Hasher::default());
         for (i, n) in names.iter().enumerate() {
             if index.insert(n.clone(), i as u32).is_some() {
                 return Err(n.clone());

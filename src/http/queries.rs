@@ -1,21 +1,22 @@
 //! Read routes: recommendations, rank, similar items.
 
-use std::collections::HashMap;
 use std::io::Write;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
-use axum::http::header;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::queries::{self as api, Ranked, RankedItem, Similar};
 use crate::api::{ErrorCode, ModelChoice};
+use crate::http::chunks::Chunks;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::json::JsonBody;
+use crate::http::query_string::QueryString;
 use crate::http::state::AppState;
 
 /// Response of the ranking routes.
@@ -41,31 +42,8 @@ pub fn path_param(p: Result<Path<String>, PathRejection>) -> Result<String, ApiE
         .map_err(|e| ApiError::bad_request(ErrorCode::InvalidPath, e.body_text()))
 }
 
-fn params(
-    q: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Result<HashMap<String, String>, ApiError> {
-    q.map(|Query(m)| m)
-        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidQuery, e.body_text()))
-}
-
-fn parse<T: std::str::FromStr>(
-    p: &HashMap<String, String>,
-    key: &str,
-) -> Result<Option<T>, ApiError>
-where
-    T::Err: std::fmt::Display,
-{
-    p.get(key)
-        .map(|v| {
-            v.parse::<T>().map_err(|e| {
-                ApiError::bad_request(ErrorCode::InvalidParameter, format!("{key}: {e}"))
-            })
-        })
-        .transpose()
-}
-
-fn model_of(p: &HashMap<String, String>) -> Result<ModelChoice, ApiError> {
-    match p.get("model") {
+fn model_of(q: &QueryString<'_>) -> Result<ModelChoice, ApiError> {
+    match q.get("model") {
         Some(name) => Ok(api::parse_model(name)?),
         None => Ok(ModelChoice::default()),
     }
@@ -96,30 +74,24 @@ fn model_of(p: &HashMap<String, String>) -> Result<ModelChoice, ApiError> {
 pub async fn recommendations(
     State(state): State<AppState>,
     user: Result<Path<String>, PathRejection>,
-    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+    uri: Uri,
 ) -> Result<Response, ApiError> {
     let user = path_param(user)?;
-    let p = params(q)?;
+    let q = QueryString::of(&uri)?;
     let req = api::RecommendRequest {
         user,
-        k: parse::<usize>(&p, "k")?,
-        model: model_of(&p)?,
-        exclude_seen: parse::<bool>(&p, "exclude_seen")?.unwrap_or(true),
-        explore: parse::<f64>(&p, "explore")?.unwrap_or(0.0),
-        seed: parse::<u64>(&p, "seed")?,
+        k: q.parse::<usize>("k")?,
+        model: model_of(&q)?,
+        exclude_seen: q.parse::<bool>("exclude_seen")?.unwrap_or(true),
+        explore: q.parse::<f64>("explore")?.unwrap_or(0.0),
+        seed: q.parse::<u64>("seed")?,
     };
     // One snapshot from start to end: G and D never mix versions.
     let live = state.models.current();
     let render = |items: &[RankedItem]| serde_json::to_vec(items).ok().map(Bytes::from);
     if let Some(items) = api::rendered_default(&state, &live, &req, render) {
         let model = ModelChoice::Generator.as_str();
-        return Ok(ranking_body(
-            &req.user,
-            model,
-            live.version(),
-            false,
-            &items,
-        ));
+        return Ok(ranking_body(&req.user, model, live.version(), false, items));
     }
     let r = api::recommend_on(&state, live, req).await?;
     let items = serde_json::to_vec(&r.items)
@@ -129,26 +101,30 @@ pub async fn recommendations(
         r.model,
         r.version,
         r.cold_start,
-        &items,
+        Bytes::from(items),
     ))
 }
 
 /// A [`RankingOut`] answer around `items`, a JSON array already written: the same bytes as
-/// serialising the struct, without formatting the items again.
-fn ranking_body(user: &str, model: &str, version: u64, cold_start: bool, items: &[u8]) -> Response {
-    let mut body = Vec::with_capacity(items.len() + user.len() + 96);
-    body.extend_from_slice(b"{\"user\":");
+/// serialising the struct, without formatting the items again. The items go out as their own
+/// chunk, so kept answers are not copied.
+fn ranking_body(user: &str, model: &str, version: u64, cold_start: bool, items: Bytes) -> Response {
+    let mut head = Vec::with_capacity(user.len() + 96);
+    head.extend_from_slice(b"{\"user\":");
     // Writing a string into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut body, user);
-    body.extend_from_slice(b",\"model\":");
-    let _ = serde_json::to_writer(&mut body, model);
+    let _ = serde_json::to_writer(&mut head, user);
+    head.extend_from_slice(b",\"model\":");
+    let _ = serde_json::to_writer(&mut head, model);
     let _ = write!(
-        body,
+        head,
         ",\"version\":{version},\"cold_start\":{cold_start},\"items\":"
     );
-    body.extend_from_slice(items);
-    body.push(b'}');
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    let body = Chunks::new([Bytes::from(head), items, Bytes::from_static(b"}")]);
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::new(body),
+    )
+        .into_response()
 }
 
 /// Body of `POST /v1/rank`.
@@ -223,14 +199,14 @@ pub async fn rank(
 pub async fn similar(
     State(state): State<AppState>,
     item: Result<Path<String>, PathRejection>,
-    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+    uri: Uri,
 ) -> Result<Json<Similar>, ApiError> {
     let item = path_param(item)?;
-    let p = params(q)?;
+    let q = QueryString::of(&uri)?;
     let req = api::SimilarRequest {
         item,
-        k: parse::<usize>(&p, "k")?,
-        model: model_of(&p)?,
+        k: q.parse::<usize>("k")?,
+        model: model_of(&q)?,
     };
     let r = api::similar(&state, req).await?;
     Ok(Json(r))
@@ -261,7 +237,7 @@ mod tests {
             };
             let expected = serde_json::to_vec(&out).unwrap();
             let rendered = serde_json::to_vec(&items).unwrap();
-            let response = ranking_body(user, "generator", 42, cold, &rendered);
+            let response = ranking_body(user, "generator", 42, cold, Bytes::from(rendered));
             let ct = response.headers()[header::CONTENT_TYPE].clone();
             assert_eq!(ct, "application/json");
             let body = response.into_body().collect().await.unwrap().to_bytes();

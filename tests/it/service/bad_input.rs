@@ -13,10 +13,8 @@ const BAD_QUERIES: &[&str] = &[
     "k=abc",
     "k=-1",
     "k=3.0",
-    "k=%FF",
     "k=",
     "model=foo",
-    "model=%FF",
     "explore=-1",
     "explore=NaN",
     "explore=inf",
@@ -55,6 +53,14 @@ async fn routes_methods_and_query_parameters() {
             }
             let uri = format!("{path}?{q}");
             svc.get(&uri).await.error(400, "invalid_parameter");
+        }
+    }
+    // A query string that is not UTF-8 once percent-decoded is refused as such, not read
+    // with replacement characters.
+    for q in ["k=%FF", "model=%FF", "%FF=1", "k=10&x=%C3"] {
+        for path in ["/v1/users/u1/recommendations", "/v1/items/i3/similar"] {
+            let uri = format!("{path}?{q}");
+            svc.get(&uri).await.error(400, "invalid_query");
         }
     }
     // Parameters that are fine stay fine (the limits are inclusive).
