@@ -8,9 +8,9 @@
 //! during the test (`trainer.publish_every_seconds=2`).
 //!
 //! Phases, each `LOAD_SECONDS` long (default 5):
-//! 1. `GET /healthz`, 64 connections;
-//! 2. `GET /v1/users/{u}/recommendations?k=10`, 64 connections, `u` cycling over the bootstrap
-//!    file's users;
+//! 1. and 2. in turns (2 s windows, so their ratio is taken under the same trainer activity):
+//!    `GET /healthz`, 64 connections, and `GET /v1/users/{u}/recommendations?k=10`, 64
+//!    connections, `u` cycling over the bootstrap file's users;
 //! 3. the non-default queries, each at 64 connections over the same users:
 //!    `model=discriminator`, `model=blend` and `explore=0.5` (these run on the server's query
 //!    pool, batched), with their throughput as a ratio of `/healthz`'s;
@@ -42,8 +42,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use common::http::{
-    Row, Server, accepted, build_release, env_num, get, ids, model_line, once, phase, post_json,
-    tail,
+    MakeRequest, Row, Server, accepted, alternating, build_release, env_num, get, ids, model_line,
+    once, phase, post_json, tail,
 };
 
 /// Events per feedback request.
@@ -205,32 +205,30 @@ async fn drive(
     );
     println!("model before: {}", model_line(&before));
 
+    // `/healthz` and recommendations in turns (2 s each): their ratio is taken under the same
+    // trainer activity.
     let a = addr.clone();
-    let health = phase(
-        "GET /healthz",
-        &addr,
-        64,
-        secs,
-        Arc::new(move |_, _| get(&a, "/healthz")),
-        |_| 1,
-    )
-    .await;
-
+    let health_req: MakeRequest = Arc::new(move |_, _| get(&a, "/healthz"));
     let a = addr.clone();
     let users_arc: Arc<Vec<String>> = Arc::new(users.to_vec());
     let us = users_arc.clone();
-    let recs = phase(
-        "GET recommendations k=10",
+    let recs_req: MakeRequest = Arc::new(move |c, n| {
+        let u = &us[(c * 7919 + n as usize) % us.len()];
+        get(&a, &format!("/v1/users/{u}/recommendations?k=10"))
+    });
+    let windows = (secs / 2.0).round().max(1.0) as usize;
+    let rows = alternating(
+        vec![
+            ("GET /healthz", health_req),
+            ("GET recommendations k=10", recs_req),
+        ],
         &addr,
         64,
         secs,
-        Arc::new(move |c, n| {
-            let u = &us[(c * 7919 + n as usize) % us.len()];
-            get(&a, &format!("/v1/users/{u}/recommendations?k=10"))
-        }),
-        |_| 1,
+        windows,
     )
     .await;
+    let [health, recs]: [Row; 2] = rows.try_into().ok().expect("one row per phase");
 
     // The non-default queries: scored on the query pool, batched.
     let mut heavy = Vec::new();

@@ -16,9 +16,9 @@
 //! 3. **queries under load**, while the stream runs (so the trainer is busy), from
 //!    `ONLINE_WARM_SECONDS` (default 30) after the stream started and once the live snapshot's
 //!    per-user lists are cached (`/v1/model`'s `lists`, at most `ONLINE_FILL_SECONDS`, 300):
-//!    `GET /healthz`,
-//!    default recommendations, `model=discriminator`, `model=blend` and `explore=0.5`, each for
-//!    `LOAD_SECONDS` (default 10) at 64 keep-alive connections.
+//!    `GET /healthz` and default recommendations in turns (2 s windows, so their ratio is taken
+//!    under the same trainer activity), then `model=discriminator`, `model=blend` and
+//!    `explore=0.5`; each for `LOAD_SECONDS` (default 10) in all, at 64 keep-alive connections.
 //! 4. **idle**: the stream stops; once `/v1/model` says the trainer is idle (at most
 //!    `ONLINE_SETTLE_SECONDS`, default 180), the server's CPU time over `ONLINE_IDLE_SECONDS`
 //!    (default 60), as a share of one core.
@@ -47,8 +47,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use common::http::{
-    Row, Server, build_release, env_num, free_addr, get, once, phase, post_once, print_header,
-    print_row,
+    MakeRequest, Row, Server, alternating, build_release, env_num, free_addr, get, once, phase,
+    post_once, print_header, print_row,
 };
 use common::percentile;
 use parking_lot::Mutex;
@@ -264,24 +264,36 @@ async fn drive(
     tokio::time::sleep(Duration::from_secs_f64(warm)).await;
     f.fill_s = wait_for_lists(&addr, env_num("ONLINE_FILL_SECONDS", 300.0)).await?;
     let us = Arc::new(users);
-    let queries: [(&'static str, &'static str); 5] = [
-        ("GET /healthz", ""),
-        ("recommendations (default)", ""),
+    let recommendations = |query: &'static str| -> MakeRequest {
+        let (a, us) = (addr.clone(), us.clone());
+        Arc::new(move |c, i| {
+            let u = &us[(c * 7919 + i as usize * 13) % us.len()];
+            get(&a, &format!("/v1/users/{u}/recommendations?k=20{query}"))
+        })
+    };
+    // `/healthz` and the default answer in turns (2 s each), so their ratio compares the two
+    // under the same publishes of the trainer rather than two different 10 s stretches.
+    let a = addr.clone();
+    let health: MakeRequest = Arc::new(move |_, _| get(&a, "/healthz"));
+    let windows = (secs / 2.0).round().max(1.0) as usize;
+    f.rows = alternating(
+        vec![
+            ("GET /healthz", health),
+            ("recommendations (default)", recommendations("")),
+        ],
+        &addr,
+        64,
+        secs,
+        windows,
+    )
+    .await;
+    for (name, query) in [
         ("model=discriminator", "&model=discriminator"),
         ("model=blend", "&model=blend"),
         ("explore=0.5", "&explore=0.5&seed=7"),
-    ];
-    for (n, (name, query)) in queries.into_iter().enumerate() {
-        let (a, us) = (addr.clone(), us.clone());
-        let make: Arc<dyn Fn(usize, u64) -> Vec<u8> + Send + Sync> = if n == 0 {
-            Arc::new(move |_, _| get(&a, "/healthz"))
-        } else {
-            Arc::new(move |c, i| {
-                let u = &us[(c * 7919 + i as usize * 13) % us.len()];
-                get(&a, &format!("/v1/users/{u}/recommendations?k=20{query}"))
-            })
-        };
-        f.rows.push(phase(name, &addr, 64, secs, make, |_| 1).await);
+    ] {
+        f.rows
+            .push(phase(name, &addr, 64, secs, recommendations(query), |_| 1).await);
     }
     let stream_s: f64 = env_num("ONLINE_STREAM_SECONDS", 30.0);
     tokio::time::sleep(Duration::from_secs_f64(stream_s)).await;

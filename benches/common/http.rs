@@ -95,18 +95,6 @@ pub async fn write_all(s: &TcpStream, mut buf: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Reads what is available (at least one byte, or 0 at end of stream).
-pub async fn read_some(s: &TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
-    loop {
-        s.readable().await?;
-        match s.try_read(buf) {
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
@@ -121,6 +109,20 @@ impl Conn {
         })
     }
 
+    /// Reads what is available straight into the buffer's spare room (no copy through a
+    /// scratch array: the client's per-byte work should not tilt large answers).
+    async fn fill(&mut self) -> std::io::Result<usize> {
+        self.buf.reserve(16 << 10);
+        loop {
+            self.stream.readable().await?;
+            match self.stream.try_read_buf(&mut self.buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     pub async fn request(&mut self, req: &[u8]) -> anyhow::Result<Resp> {
         write_all(&self.stream, req).await?;
         // Status line and headers.
@@ -131,12 +133,9 @@ impl Conn {
             if self.buf.len() > 64 << 10 {
                 bail!("response head larger than 64 KiB");
             }
-            let mut chunk = [0u8; 8192];
-            let n = read_some(&self.stream, &mut chunk).await?;
-            if n == 0 {
+            if self.fill().await? == 0 {
                 bail!("connection closed by the server");
             }
-            self.buf.extend_from_slice(&chunk[..n]);
         };
         let head = std::str::from_utf8(&self.buf[..head_end]).context("non-UTF-8 head")?;
         let mut lines = head.split("\r\n");
@@ -162,15 +161,16 @@ impl Conn {
         }
         let length = length.context("response without content-length")?;
         while self.buf.len() < head_end + length {
-            let mut chunk = [0u8; 16384];
-            let n = read_some(&self.stream, &mut chunk).await?;
-            if n == 0 {
+            if self.fill().await? == 0 {
                 bail!("connection closed mid-body");
             }
-            self.buf.extend_from_slice(&chunk[..n]);
         }
         let body = self.buf[head_end..head_end + length].to_vec();
-        self.buf.drain(..head_end + length);
+        if self.buf.len() == head_end + length {
+            self.buf.clear();
+        } else {
+            self.buf.drain(..head_end + length);
+        }
         if close {
             bail!("server sent connection: close (status {status})");
         }
@@ -242,6 +242,9 @@ impl Row {
     }
 }
 
+/// Builds request `n` of connection `conn`.
+pub type MakeRequest = Arc<dyn Fn(usize, u64) -> Vec<u8> + Send + Sync>;
+
 /// Runs `conns` keep-alive connections for `secs`; `make(conn, n)` builds request `n` of a
 /// connection and `units(body)` counts what a 2xx response acknowledged.
 pub async fn phase(
@@ -249,113 +252,178 @@ pub async fn phase(
     addr: &str,
     conns: usize,
     secs: f64,
-    make: Arc<dyn Fn(usize, u64) -> Vec<u8> + Send + Sync>,
+    make: MakeRequest,
     units: fn(&[u8]) -> u64,
 ) -> Row {
-    let start = Instant::now();
-    let end = start + Duration::from_secs_f64(secs);
-    let mut tasks = Vec::with_capacity(conns);
-    for c in 0..conns {
-        let addr = addr.to_owned();
-        let make = make.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut s = Stats {
-                latencies_us: Vec::with_capacity(1 << 16),
-                ..Stats::default()
-            };
-            let mut conn: Option<Conn> = None;
-            let mut n = 0u64;
-            while Instant::now() < end {
-                if conn.is_none() {
-                    match tokio::time::timeout(REQUEST_TIMEOUT, Conn::open(&addr)).await {
-                        Ok(Ok(c)) => conn = Some(c),
-                        Ok(Err(e)) => {
-                            s.error(format!("connect: {e}"));
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                            continue;
-                        }
-                        Err(_) => {
-                            s.error("connect: timed out".into());
-                            continue;
-                        }
-                    }
-                }
-                let Some(cn) = conn.as_mut() else { continue };
-                let req = make(c, n);
-                n += 1;
-                let t = Instant::now();
-                let r = tokio::time::timeout(REQUEST_TIMEOUT, cn.request(&req)).await;
-                let us = t.elapsed().as_micros().min(u32::MAX as u128) as u32;
-                s.requests += 1;
-                s.latencies_us.push(us);
-                match r {
-                    Ok(Ok(resp)) if (200..300).contains(&resp.status) => {
-                        s.units += units(&resp.body);
-                    }
-                    Ok(Ok(resp)) => {
-                        let body = String::from_utf8_lossy(&resp.body);
-                        s.error(format!(
-                            "HTTP {}: {}",
-                            resp.status,
-                            body.chars().take(200).collect::<String>()
-                        ));
-                    }
-                    Ok(Err(e)) => {
-                        s.error(format!("I/O: {e:#}"));
-                        conn = None;
-                    }
-                    Err(_) => {
-                        s.error(format!("timeout after {REQUEST_TIMEOUT:?}"));
-                        conn = None;
-                    }
-                }
-            }
-            s
-        }));
+    let mut m = Measured::default();
+    m.run(addr, conns, secs, &make, units, 0).await;
+    m.row(name, conns)
+}
+
+/// Phases measured in turns: `windows` rounds, each running every phase for
+/// `secs / windows` in order, so each phase sees the same background (a trainer's publishes,
+/// another process) as the others and their ratios compare like with like. One row per phase,
+/// over all its windows.
+pub async fn alternating(
+    phases: Vec<(&'static str, MakeRequest)>,
+    addr: &str,
+    conns: usize,
+    secs: f64,
+    windows: usize,
+) -> Vec<Row> {
+    let windows = windows.max(1);
+    let mut measured: Vec<Measured> = phases.iter().map(|_| Measured::default()).collect();
+    for w in 0..windows {
+        for ((_, make), m) in phases.iter().zip(&mut measured) {
+            // Request numbers continue across windows, so each window asks for other users.
+            let first = w as u64 * 1_000_000;
+            m.run(addr, conns, secs / windows as f64, make, |_| 1, first)
+                .await;
+        }
     }
-    let mut all = Vec::new();
-    let (mut requests, mut u, mut errors) = (0, 0, 0);
-    let mut first_errors = Vec::new();
-    for t in tasks {
-        match t.await {
-            Ok(s) => {
-                requests += s.requests;
-                u += s.units;
-                errors += s.errors;
-                all.extend(s.latencies_us);
-                for e in s.first_errors {
-                    if first_errors.len() < 5 {
-                        first_errors.push(e);
-                    }
-                }
+    phases
+        .iter()
+        .zip(measured)
+        .map(|((name, _), m)| m.row(name, conns))
+        .collect()
+}
+
+/// What the connections of one phase measured, over one or more runs.
+#[derive(Default)]
+struct Measured {
+    stats: Stats,
+    secs: f64,
+}
+
+impl Measured {
+    /// Runs `conns` connections for `secs` and adds what they measured.
+    async fn run(
+        &mut self,
+        addr: &str,
+        conns: usize,
+        secs: f64,
+        make: &MakeRequest,
+        units: fn(&[u8]) -> u64,
+        first: u64,
+    ) {
+        let start = Instant::now();
+        let end = start + Duration::from_secs_f64(secs);
+        let mut tasks = Vec::with_capacity(conns);
+        for c in 0..conns {
+            let addr = addr.to_owned();
+            let make = make.clone();
+            tasks.push(tokio::spawn(async move {
+                connection(&addr, c, first, end, &make, units).await
+            }));
+        }
+        for t in tasks {
+            match t.await {
+                Ok(s) => self.add(s),
+                Err(e) => self.stats.error(format!("client task failed: {e}")),
             }
-            Err(e) => {
-                errors += 1;
-                first_errors.push(format!("client task failed: {e}"));
+        }
+        self.secs += start.elapsed().as_secs_f64();
+    }
+
+    fn add(&mut self, s: Stats) {
+        let all = &mut self.stats;
+        all.requests += s.requests;
+        all.units += s.units;
+        all.errors += s.errors;
+        all.latencies_us.extend(s.latencies_us);
+        for e in s.first_errors {
+            if all.first_errors.len() < 5 {
+                all.first_errors.push(e);
             }
         }
     }
-    let secs = start.elapsed().as_secs_f64();
-    all.sort_unstable();
-    let pct = |q: f64| -> f64 {
-        if all.is_empty() {
-            return f64::NAN;
+
+    fn row(mut self, name: &'static str, conns: usize) -> Row {
+        let all = &mut self.stats.latencies_us;
+        all.sort_unstable();
+        let pct = |q: f64| -> f64 {
+            if all.is_empty() {
+                return f64::NAN;
+            }
+            let i = ((all.len() as f64 * q).ceil() as usize).clamp(1, all.len()) - 1;
+            all[i] as f64 / 1e3
+        };
+        Row {
+            name,
+            conns,
+            requests: self.stats.requests,
+            units: self.stats.units,
+            errors: self.stats.errors,
+            secs: self.secs,
+            p50_ms: pct(0.50),
+            p99_ms: pct(0.99),
+            max_ms: all.last().map_or(f64::NAN, |&m| m as f64 / 1e3),
+            first_errors: self.stats.first_errors,
         }
-        let i = ((all.len() as f64 * q).ceil() as usize).clamp(1, all.len()) - 1;
-        all[i] as f64 / 1e3
+    }
+}
+
+/// One keep-alive connection until `end`: request numbers from `first`.
+async fn connection(
+    addr: &str,
+    c: usize,
+    first: u64,
+    end: Instant,
+    make: &MakeRequest,
+    units: fn(&[u8]) -> u64,
+) -> Stats {
+    let mut s = Stats {
+        latencies_us: Vec::with_capacity(1 << 16),
+        ..Stats::default()
     };
-    Row {
-        name,
-        conns,
-        requests,
-        units: u,
-        errors,
-        secs,
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
-        max_ms: all.last().map_or(f64::NAN, |&m| m as f64 / 1e3),
-        first_errors,
+    let mut conn: Option<Conn> = None;
+    let mut n = first;
+    while Instant::now() < end {
+        if conn.is_none() {
+            match tokio::time::timeout(REQUEST_TIMEOUT, Conn::open(addr)).await {
+                Ok(Ok(c)) => conn = Some(c),
+                Ok(Err(e)) => {
+                    s.error(format!("connect: {e}"));
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+                Err(_) => {
+                    s.error("connect: timed out".into());
+                    continue;
+                }
+            }
+        }
+        let Some(cn) = conn.as_mut() else { continue };
+        let req = make(c, n);
+        n += 1;
+        let t = Instant::now();
+        let r = tokio::time::timeout(REQUEST_TIMEOUT, cn.request(&req)).await;
+        let us = t.elapsed().as_micros().min(u32::MAX as u128) as u32;
+        s.requests += 1;
+        s.latencies_us.push(us);
+        match r {
+            Ok(Ok(resp)) if (200..300).contains(&resp.status) => {
+                s.units += units(&resp.body);
+            }
+            Ok(Ok(resp)) => {
+                let body = String::from_utf8_lossy(&resp.body);
+                s.error(format!(
+                    "HTTP {}: {}",
+                    resp.status,
+                    body.chars().take(200).collect::<String>()
+                ));
+            }
+            Ok(Err(e)) => {
+                s.error(format!("I/O: {e:#}"));
+                conn = None;
+            }
+            Err(_) => {
+                s.error(format!("timeout after {REQUEST_TIMEOUT:?}"));
+                conn = None;
+            }
+        }
     }
+    s
 }
 
 pub fn accepted(body: &[u8]) -> u64 {
