@@ -180,6 +180,7 @@ impl Config {
             generator: &self.generator,
             discriminator: &self.discriminator,
             irgan: &self.irgan,
+            als: &self.pretrain.als,
             seed: self.seed,
         }
     }
@@ -320,6 +321,27 @@ impl Config {
             "irgan.d_proximal",
             "must be >= 0 (weight of the pull towards D's start; 0 = off)",
         )?;
+        require(
+            g.g_kl_start.is_finite() && g.g_kl_start >= 0.0,
+            "irgan.g_kl_start",
+            "must be >= 0 (weight of G's KL to its start; 0 = off)",
+        )?;
+        // The penalty needs G's policy over the whole catalogue, which a sampled game never has.
+        require(
+            g.g_kl_start == 0.0 || g.candidates == CandidateMode::Exhaustive,
+            "irgan.g_kl_start",
+            "needs irgan.candidates = \"exhaustive\" (the KL is over the whole catalogue)",
+        )?;
+        require(
+            g.d_als_negative_weight.is_finite() && g.d_als_negative_weight >= 0.0,
+            "irgan.d_als_negative_weight",
+            "must be >= 0 (extra confidence of G's samples as D's iALS negatives)",
+        )?;
+        require(
+            g.d_als_sweeps == 0 || g.candidates == CandidateMode::Exhaustive,
+            "irgan.d_als_sweeps",
+            "needs irgan.candidates = \"exhaustive\" (G's probabilities over the catalogue)",
+        )?;
         check::sampled_game(g)
     }
 }
@@ -404,6 +426,13 @@ mod tests {
             ),
             ("irgan.proposal_uniform=1.5", "irgan.proposal_uniform"),
             ("irgan.d_skip_top=5", "irgan.d_skip_top"),
+            ("irgan.g_kl_start=-1.0", "irgan.g_kl_start"),
+            ("irgan.g_kl_start=1.0", "irgan.g_kl_start"),
+            ("irgan.d_als_sweeps=2", "irgan.d_als_sweeps"),
+            (
+                "irgan.d_als_negative_weight=-1.0",
+                "irgan.d_als_negative_weight",
+            ),
         ] {
             let e = Config::load(None, &[set.into()]).unwrap_err().to_string();
             assert!(e.contains(key), "{set}: {e}");

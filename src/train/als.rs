@@ -25,6 +25,67 @@ pub fn train(model: &mut MfModel, positives: &Interactions, cfg: &AlsConfig) {
     }
 }
 
+/// Runs `sweeps` sweeps (users, then items) of iALS on `model` from its factors, with extra
+/// zero-preference cells: each `(user, item, weight)` of `negatives` raises the cell's
+/// confidence from 1 to 1 + weight (a cell listed twice gains both weights). A positive listed
+/// there gains the weight on top of 1 + alpha. Exact (Cholesky) solves whatever `cfg.solver`
+/// says; biases are kept as they are (and ignored, as by [`train`]).
+pub fn train_with_negatives(
+    model: &mut MfModel,
+    positives: &Interactions,
+    negatives: &[(u32, u32, f32)],
+    cfg: &AlsConfig,
+    sweeps: usize,
+) {
+    let by_item = positives.transpose();
+    let mut user_neg: Vec<Vec<(u32, f64)>> = vec![Vec::new(); model.n_users()];
+    let mut item_neg: Vec<Vec<(u32, f64)>> = vec![Vec::new(); model.n_items()];
+    for &(u, i, w) in negatives {
+        if w > 0.0 && (u as usize) < model.n_users() && (i as usize) < model.n_items() {
+            user_neg[u as usize].push((i, f64::from(w)));
+            item_neg[i as usize].push((u, f64::from(w)));
+        }
+    }
+    for _ in 0..sweeps {
+        model.user = weighted_side(&model.item, positives, &user_neg, cfg);
+        model.item = weighted_side(&model.user, &by_item, &item_neg, cfg);
+    }
+}
+
+/// [`solve_side`] (exact) with each row's extra zero-preference cells `extra[row]`.
+fn weighted_side(
+    other: &Array2<f32>,
+    rows: &Interactions,
+    extra: &[Vec<(u32, f64)>],
+    cfg: &AlsConfig,
+) -> Array2<f32> {
+    let d = other.ncols();
+    let gram = gram(other);
+    let (alpha, l2) = (f64::from(cfg.alpha), f64::from(cfg.l2));
+    let solved: Vec<Vec<f32>> = (0..rows.n_users())
+        .into_par_iter()
+        .map_init(
+            || (vec![0.0f64; d * d], vec![0.0f64; d]),
+            |(a, b), r| {
+                a.copy_from_slice(&gram);
+                b.fill(0.0);
+                for &j in rows.items(r) {
+                    add_positive(a, b, other.row(j as usize), alpha, 1.0 + alpha);
+                }
+                for &(j, w) in extra.get(r).map_or(&[][..], Vec::as_slice) {
+                    add_positive(a, b, other.row(j as usize), w, 0.0);
+                }
+                solve_ridge(a, b, l2).iter().map(|&x| x as f32).collect()
+            },
+        )
+        .collect();
+    let mut out = Array2::zeros((rows.n_users(), d));
+    for (r, x) in solved.iter().enumerate() {
+        out.row_mut(r).iter_mut().zip(x).for_each(|(o, &v)| *o = v);
+    }
+    out
+}
+
 /// Folds users into a trained model: for each user in `users` with positives, solves the iALS
 /// user equation against the model's fixed item factors *and biases* (the target of item i is
 /// its preference minus b_i), so a user who arrives after training is personalised at once and
@@ -334,6 +395,33 @@ mod tests {
         let s = m.scores(30);
         let mean = |r: std::ops::Range<usize>| r.map(|i| s[i]).sum::<f32>() / 8.0;
         assert!(mean(8..16) > mean(0..8) + 0.2, "{s:?}");
+    }
+
+    /// With no extra cells the weighted sweeps are iALS's; a heavily weighted negative cell
+    /// drives its score down (towards its preference 0) and leaves iALS's elsewhere near.
+    #[test]
+    fn weighted_negatives_push_their_cells_down() {
+        let pos = Interactions::from_pairs(30, 16, &two_tastes());
+        let cfg = AlsConfig {
+            iterations: 10,
+            alpha: 5.0,
+            l2: 0.1,
+            ..AlsConfig::default()
+        };
+        let mut r = rng::stream(3, 0, 0);
+        let start = MfModel::random(30, 16, 3, 0.1, &mut r);
+        let (mut plain, mut same) = (start.clone(), start.clone());
+        train(&mut plain, &pos, &cfg);
+        train_with_negatives(&mut same, &pos, &[], &cfg, 10);
+        for (a, b) in plain.user.iter().zip(same.user.iter()) {
+            assert!((a - b).abs() < 1e-5);
+        }
+        let (u, j) = (0usize, 5u32); // user 0's taste, not one of its positives
+        assert!(!pos.contains(u, j));
+        let mut pushed = plain.clone();
+        train_with_negatives(&mut pushed, &pos, &[(u as u32, j, 200.0)], &cfg, 5);
+        let (before, after) = (plain.score(u, j as usize), pushed.score(u, j as usize));
+        assert!(after.abs() < 0.5 * before.abs(), "{before} -> {after}");
     }
 
     #[test]

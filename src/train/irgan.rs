@@ -27,7 +27,7 @@ use crate::train::game::{
 };
 use crate::train::mf_critic::{DTrainer, Triple, draw_negatives};
 pub use crate::train::optim::MfOptimizer;
-use crate::train::settings::{Baseline, CriticLoss, IrganConfig, ModelConfig};
+use crate::train::settings::{AlsConfig, Baseline, CriticLoss, IrganConfig, ModelConfig};
 
 pub(crate) mod sampled;
 
@@ -65,6 +65,8 @@ pub struct GameSettings<'a> {
     pub discriminator: &'a ModelConfig,
     /// The adversarial schedule.
     pub irgan: &'a IrganConfig,
+    /// iALS's alpha and l2, for D's phase when `irgan.d_als_sweeps` > 0.
+    pub als: &'a AlsConfig,
     /// Seed of every random stream.
     pub seed: u64,
 }
@@ -80,12 +82,15 @@ pub struct Game {
     d_opt: MfOptimizer,
     g_temperature: f64,
     cfg: IrganConfig,
+    als: AlsConfig,
     seed: u64,
     baseline: f64,
     /// D's training triples (user, positive, generated negative).
     triples: Vec<Triple>,
     /// D at the start of the game, kept when `irgan.d_proximal` pulls D back to it.
     d_start: Option<MfModel>,
+    /// G at the start of the game, kept when `irgan.g_kl_start` pulls G's policy back to it.
+    g_start: Option<MfModel>,
     refreshes: u64,
     d_epochs: u64,
     g_epochs: u64,
@@ -99,10 +104,12 @@ impl Game {
             g_opt: MfOptimizer::new(&generator, settings.generator),
             d_opt: MfOptimizer::new(&discriminator, settings.discriminator),
             d_start: (settings.irgan.d_proximal > 0.0).then(|| discriminator.clone()),
+            g_start: (settings.irgan.g_kl_start > 0.0).then(|| generator.clone()),
             generator,
             discriminator,
             g_temperature: settings.generator.temperature,
             cfg: settings.irgan.clone(),
+            als: settings.als.clone(),
             seed: settings.seed,
             baseline: 0.0,
             triples: Vec::new(),
@@ -139,6 +146,14 @@ impl Game {
         epochs: usize,
         stop: &dyn Fn() -> bool,
     ) -> usize {
+        if self.cfg.d_als_sweeps > 0 {
+            if epochs == 0 || stop() {
+                return 0;
+            }
+            self.d_als_phase(positives);
+            self.d_epochs += epochs as u64;
+            return epochs;
+        }
         let refresh = self.cfg.negative_refresh.max(1);
         let mut next: Option<Vec<Triple>> = None;
         let mut k = 0;
@@ -179,6 +194,55 @@ impl Game {
             k += block;
         }
         k
+    }
+
+    /// D's phase by weighted iALS (`irgan.d_als_sweeps`): one fresh draw of G's samples,
+    /// each a zero-preference cell of extra confidence γ·(1 − p_G(j|u)/max p_G(·|u)) (the max
+    /// over the user's unobserved items, G at its own temperature), then the sweeps.
+    fn d_als_phase(&mut self, positives: &Interactions) {
+        self.triples = draw_negatives(
+            &self.generator,
+            positives,
+            &self.cfg,
+            self.seed,
+            self.refreshes,
+        );
+        self.refreshes += 1;
+        let negatives = self.als_negative_weights(positives);
+        crate::train::als::train_with_negatives(
+            &mut self.discriminator,
+            positives,
+            &negatives,
+            &self.als,
+            self.cfg.d_als_sweeps,
+        );
+    }
+
+    /// D's iALS negatives from its current triples: (user, G's sample, γ·(1 − p_G/p_max)).
+    fn als_negative_weights(&self, positives: &Interactions) -> Vec<(u32, u32, f32)> {
+        let g = &self.generator;
+        let tau = self.g_temperature;
+        let top: Vec<f32> = (0..g.n_users())
+            .into_par_iter()
+            .map(|u| {
+                let pos = positives.items(u);
+                g.scores(u)
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, s)| s.is_finite() && pos.binary_search(&(*j as u32)).is_err())
+                    .fold(f32::NEG_INFINITY, |m, (_, &s)| m.max(s))
+            })
+            .collect();
+        let gamma = f64::from(self.cfg.d_als_negative_weight);
+        self.triples
+            .iter()
+            .map(|&(u, _, j)| {
+                let ratio = (f64::from(g.score(u as usize, j as usize) - top[u as usize]) / tau)
+                    .exp()
+                    .min(1.0);
+                (u, j, (gamma * (1.0 - ratio)) as f32)
+            })
+            .collect()
     }
 
     /// D's loss and accuracy on its current triples (no update): observed positives against
@@ -290,6 +354,7 @@ impl Game {
             Baseline::None => game::Baseline::Fixed(0.0),
             Baseline::RunningMean => game::Baseline::Fixed(self.baseline),
             Baseline::UserMean => game::Baseline::SampleMean,
+            Baseline::UserStd => game::Baseline::SampleStd,
         }
     }
 
@@ -324,7 +389,18 @@ impl Game {
             |r| mixture.draw_by_component(cumulative, softmax.total, r),
             |j| maths::reward(d.score_candidate(u, j)),
         );
-        let step = reinforce(policy, &samples, baseline, self.g_temperature);
+        let mut step = reinforce(policy, &samples, baseline, self.g_temperature);
+        if let Some(start) = &self.g_start {
+            kl_to_start(
+                &buf.scores,
+                &buf.weights,
+                softmax.total,
+                &start.scores(u),
+                self.g_temperature,
+                self.cfg.g_kl_start,
+                &mut step.grad_scores,
+            );
+        }
         let mut grad_user = vec![0.0f32; g.dim()];
         g.weighted_item_sum(&step.grad_scores, &mut grad_user);
         let l2 = self.g_opt.l2;
@@ -381,6 +457,48 @@ impl Game {
             self.g_opt.bias.apply(j, &mut bias[j..=j], &[grad_b[j]]);
         }
     }
+}
+
+/// Adds the gradient of `beta · KL(p ‖ p0)` with respect to the scores `s` to `grad`, where
+/// p = softmax(s/τ) (given as its unnormalised `weights` and their `total`) and
+/// p0 = softmax(s0/τ): dKL/ds_j = p_j · (log p_j − log p0_j − KL) / τ. Returns the KL.
+fn kl_to_start(
+    scores: &[f32],
+    weights: &[f64],
+    total: f64,
+    start: &[f32],
+    temperature: f64,
+    beta: f64,
+    grad: &mut [f32],
+) -> f64 {
+    let log_norm = |s: &[f32]| {
+        let max = f64::from(maths::finite_max(s));
+        let z: f64 = s
+            .iter()
+            .filter(|x| x.is_finite())
+            .map(|&x| ((f64::from(x) - max) / temperature).exp())
+            .sum();
+        max / temperature + z.ln()
+    };
+    let (log_z, log_z0) = (log_norm(scores), log_norm(start));
+    let inv_total = 1.0 / total;
+    let diff: Vec<f64> = scores
+        .iter()
+        .zip(start)
+        .map(|(&s, &s0)| (f64::from(s) - f64::from(s0)) / temperature - log_z + log_z0)
+        .collect();
+    let kl: f64 = weights
+        .iter()
+        .zip(&diff)
+        .filter(|(w, _)| **w > 0.0)
+        .map(|(w, d)| w * inv_total * d)
+        .sum();
+    for ((g, w), d) in grad.iter_mut().zip(weights).zip(&diff) {
+        if *w > 0.0 {
+            *g += (beta * w * inv_total * (d - kl) / temperature) as f32;
+        }
+    }
+    kl
 }
 
 /// What one user's G step measured.
@@ -667,6 +785,82 @@ mod tests {
         };
         assert!(grad(Baseline::None, &mut cfg) > 1e-3);
         assert!(grad(Baseline::UserMean, &mut cfg) < 1e-6);
+    }
+
+    /// The KL penalty's score gradient matches finite differences of β·KL(p ‖ p0), and the
+    /// penalty is zero (no pull) at the start itself.
+    #[test]
+    fn the_kl_penalty_gradient_matches_finite_differences() {
+        let s0 = [0.3f32, -1.0, 2.0, 0.7, 0.0];
+        let s = [0.1f32, -0.5, 1.2, 1.4, -0.3];
+        let (tau, beta) = (0.7, 2.5);
+        let kl = |s: &[f32]| {
+            let (mut p, mut lp, mut lp0) = (vec![0.0; 5], vec![0.0; 5], vec![0.0; 5]);
+            policy::softmax(s, tau, &mut p);
+            policy::log_softmax(s, tau, &mut lp);
+            policy::log_softmax(&s0, tau, &mut lp0);
+            (0..5).map(|j| p[j] * (lp[j] - lp0[j])).sum::<f64>()
+        };
+        let mut buf = PolicyBuffers::default();
+        buf.resize(5);
+        buf.scores.copy_from_slice(&s);
+        let sm = buf.softmax(tau).unwrap();
+        let mut grad = vec![0.0f32; 5];
+        let got = kl_to_start(&s, &buf.weights, sm.total, &s0, tau, beta, &mut grad);
+        assert!(
+            (got - kl(&s)).abs() < 1e-6 && got > 0.01,
+            "{got} vs {}",
+            kl(&s)
+        );
+        let h = 1e-3f32;
+        for j in 0..5 {
+            let (mut plus, mut minus) = (s, s);
+            plus[j] += h;
+            minus[j] -= h;
+            let fd = beta * (kl(&plus) - kl(&minus)) / (2.0 * f64::from(h));
+            assert!(
+                (fd - f64::from(grad[j])).abs() < 1e-3,
+                "{j}: fd {fd} vs {}",
+                grad[j]
+            );
+        }
+        buf.scores.copy_from_slice(&s0);
+        let sm = buf.softmax(tau).unwrap();
+        let mut grad = vec![0.0f32; 5];
+        let at_start = kl_to_start(&s0, &buf.weights, sm.total, &s0, tau, beta, &mut grad);
+        assert!(at_start.abs() < 1e-9 && grad.iter().all(|g| g.abs() < 1e-6));
+    }
+
+    /// D's iALS phase: with γ = 0 it is plain iALS from D's factors; G's samples enter as
+    /// negatives of weight γ·(1 − p/p_max), so when every sample is G's top unobserved guess
+    /// (a very sharp draw) they weigh nothing and D is again plain iALS, while soft draws
+    /// move D, each weight within [0, γ).
+    #[test]
+    fn the_als_phase_weighs_g_samples_but_not_g_top_guess() {
+        let (pos, g, d, mut cfg) = toy();
+        cfg.irgan.candidates = crate::train::settings::CandidateMode::Exhaustive;
+        cfg.irgan.d_als_sweeps = 3;
+        cfg.pretrain.als.l2 = 0.5;
+        let play = |gamma: f32, d_temperature: f64, cfg: &mut Config| {
+            cfg.irgan.d_als_negative_weight = gamma;
+            cfg.irgan.d_temperature = d_temperature;
+            let mut game = Game::new(g.clone(), d.clone(), cfg.game());
+            assert_eq!(game.d_phase_until(&pos, 7, &|| false), 7);
+            assert_eq!(game.d_epochs(), 7);
+            game
+        };
+        let mut plain = d.clone();
+        crate::train::als::train_with_negatives(&mut plain, &pos, &[], &cfg.pretrain.als, 3);
+        assert_eq!(play(0.0, 1.0, &mut cfg).discriminator, plain);
+        assert_eq!(play(20.0, 1e-4, &mut cfg).discriminator, plain);
+        let soft = play(20.0, 1.0, &mut cfg);
+        assert_ne!(soft.discriminator, plain);
+        let weights = soft.als_negative_weights(&pos);
+        assert_eq!(weights.len(), soft.triples.len());
+        assert!(weights.iter().all(|&(_, _, w)| (0.0..20.0).contains(&w)));
+        let mut want = d.clone();
+        crate::train::als::train_with_negatives(&mut want, &pos, &weights, &cfg.pretrain.als, 3);
+        assert_eq!(soft.discriminator, want);
     }
 
     #[test]

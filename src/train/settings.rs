@@ -167,6 +167,10 @@ pub enum Baseline {
     /// Reward minus the mean reward of the user's own samples in the step: a per-user
     /// baseline, so a user whose items D rates high overall pushes G no harder than another.
     UserMean,
+    /// `user_mean`, then divided by the standard deviation of the user's sample rewards
+    /// (advantage normalisation): a user whose samples D rates almost alike pushes G as hard
+    /// as one whose samples D tells apart, so G's step size does not depend on D's scale.
+    UserStd,
 }
 
 /// The adversarial schedule (pointwise IRGAN).
@@ -219,6 +223,22 @@ pub struct IrganConfig {
     /// a batch touches, θ₀ being D's parameters when the game began, so D learns from G's
     /// samples without leaving its pretrained optimum far behind. 0 = off.
     pub d_proximal: f32,
+    /// KL penalty on G: G's loss gains `g_kl_start · KL(p_θ(·|u) ‖ p_θ₀(·|u))` per user, θ₀
+    /// being G's parameters when the game began (its pretrained start), so G can take larger
+    /// steps on D's reward without drifting from the start it has to beat. 0 = off. Exact
+    /// candidates only.
+    pub g_kl_start: f64,
+    /// D's phase as weighted iALS instead of its sampled loss: this many iALS sweeps (with
+    /// `pretrain.als`'s alpha and l2) from D's current factors, G's samples added as
+    /// zero-preference cells of extra confidence (see `d_als_negative_weight`). A sampled
+    /// logistic or pairwise D leaves the weighted all-items optimum iALS found and collapses
+    /// on MovieLens-100k; iALS sweeps keep D at such an optimum, moved only by G's samples.
+    /// 0 = off (D plays `d_epochs` epochs of `d_loss`). Exact candidates only.
+    pub d_als_sweeps: usize,
+    /// Extra confidence γ of one of G's samples as D's iALS negative, discounted by G's own
+    /// belief in it (false-negative guard): γ·(1 − p_G(j|u) / max p_G(·|u)) over the user's
+    /// unobserved items, so G's top guess, the likeliest future positive, adds nothing.
+    pub d_als_negative_weight: f32,
 }
 
 /// D's loss on a (user, positive, generated) triple in the recommendation game.
@@ -355,6 +375,9 @@ impl Default for IrganConfig {
             d_loss: CriticLoss::Logistic,
             d_skip_top: 0,
             d_proximal: 0.0,
+            g_kl_start: 0.0,
+            d_als_sweeps: 0,
+            d_als_negative_weight: 1.0,
         }
     }
 }

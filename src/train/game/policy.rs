@@ -237,6 +237,9 @@ pub enum Baseline {
     Fixed(f64),
     /// The mean reward of the step's own samples.
     SampleMean,
+    /// The mean reward of the step's own samples, the difference then divided by their
+    /// standard deviation (advantage normalisation; all advantages 0 when the rewards agree).
+    SampleStd,
 }
 
 /// The result of one REINFORCE step on a context.
@@ -263,16 +266,26 @@ pub fn reinforce(
 ) -> PolicyStep {
     let k = samples.len() as f64;
     let reward_sum = samples.iter().fold(0.0, |acc, s| acc + s.reward);
-    let b = match baseline {
-        Baseline::Fixed(b) => b,
-        Baseline::SampleMean => reward_sum / k,
+    let (b, scale_adv) = match baseline {
+        Baseline::Fixed(b) => (b, 1.0),
+        Baseline::SampleMean => (reward_sum / k, 1.0),
+        Baseline::SampleStd => {
+            let mean = reward_sum / k;
+            let var = samples
+                .iter()
+                .map(|s| (s.reward - mean) * (s.reward - mean))
+                .sum::<f64>()
+                / k;
+            let sd = var.sqrt();
+            (mean, if sd > 1e-12 { 1.0 / sd } else { 0.0 })
+        }
     };
     let inv_tau = 1.0 / temperature;
     let (mut total_w, mut loss) = (0.0, 0.0);
     let weighted: Vec<(u32, f64)> = samples
         .iter()
         .map(|s| {
-            let w = (s.reward - b) * s.prob / s.proposal / k;
+            let w = (s.reward - b) * scale_adv * s.prob / s.proposal / k;
             total_w += w;
             loss -= w * s.prob.max(f64::MIN_POSITIVE).ln();
             (s.candidate as u32, w)
@@ -311,6 +324,30 @@ mod tests {
         for (g, w) in step.grad_scores.iter().zip(want) {
             assert!((f64::from(*g) - w).abs() < 1e-6, "{:?}", step.grad_scores);
         }
+    }
+
+    /// Advantage normalisation: the step with `SampleStd` is the `SampleMean` step divided by
+    /// the rewards' standard deviation, and vanishes when every reward is the same.
+    #[test]
+    fn the_standardised_baseline_divides_by_the_rewards_spread() {
+        let p = [0.5, 0.3, 0.2];
+        let sample = |candidate: usize, reward: f64| Sample {
+            candidate,
+            prob: p[candidate],
+            proposal: p[candidate],
+            reward,
+        };
+        let samples = [sample(0, 0.1), sample(1, 0.5), sample(2, 0.3)];
+        let mean = reinforce(Policy::normalised(&p), &samples, Baseline::SampleMean, 1.0);
+        let std = reinforce(Policy::normalised(&p), &samples, Baseline::SampleStd, 1.0);
+        let sd = ((0.04f64 + 0.04 + 0.0) / 3.0).sqrt();
+        for (m, s) in mean.grad_scores.iter().zip(&std.grad_scores) {
+            assert!((f64::from(*m) / sd - f64::from(*s)).abs() < 1e-5, "{m} {s}");
+        }
+        assert!(std.grad_scores.iter().any(|g| g.abs() > 1e-3));
+        let flat = [sample(0, 0.4), sample(1, 0.4)];
+        let step = reinforce(Policy::normalised(&p), &flat, Baseline::SampleStd, 1.0);
+        assert!(step.grad_scores.iter().all(|g| *g == 0.0));
     }
 
     #[test]
