@@ -237,15 +237,10 @@ fn known_user(live: &Live, user: &str) -> Option<u32> {
 }
 
 /// The default answer to `req` (G's top `k`, seen excluded, no exploration) for a known user
-/// whose list `live` has cached, as `render` writes its items; rendered once per user and
+/// whose list `live` has cached, as [`render_items`] writes its items; rendered once per user and
 /// snapshot and kept (see [`Live::rendered`]), so repeats cost a copy. `None` for any other
 /// request, or when the list is not cached yet: answer those with [`recommend_on`].
-pub fn rendered_default(
-    state: &AppState,
-    live: &Live,
-    req: &RecommendRequest,
-    render: impl FnOnce(&[RankedItem]) -> Option<Bytes>,
-) -> Option<Bytes> {
+pub fn rendered_default(state: &AppState, live: &Live, req: &RecommendRequest) -> Option<Bytes> {
     let default_form =
         req.model == ModelChoice::Generator && req.exclude_seen && req.explore == 0.0;
     let k = k_of(state, req.k).ok().filter(|_| default_form)?;
@@ -253,10 +248,20 @@ pub fn rendered_default(
     if let Some(bytes) = live.rendered(user, k) {
         return Some(bytes);
     }
+    live.note_asked_k(k);
     let top = live.cached_top(user, query::ModelChoice::Generator, k)?;
-    let bytes = render(&items_out(live, top))?;
+    let bytes = render_items(live, top)?;
     live.keep_rendered(user, k, bytes.clone());
     Some(bytes)
+}
+
+/// The JSON array of `top`'s items as the ranking routes write it: what
+/// [`rendered_default`] keeps, and the renderer the service registers for fills to render
+/// answers ahead ([`crate::online::live::set_renderer`]).
+pub fn render_items(live: &Live, top: Vec<Scored>) -> Option<Bytes> {
+    serde_json::to_vec(&items_out(live, top))
+        .ok()
+        .map(Bytes::from)
 }
 
 /// Orders the given candidates for a user (or the zero user); unknown items are listed

@@ -22,6 +22,8 @@ pub struct AppState(Arc<Services>);
 impl AppState {
     /// The state of `services`.
     pub fn new(services: Services) -> Self {
+        // Fills render default answers ahead in the format the routes serve.
+        crate::online::live::set_renderer(crate::api::queries::render_items);
         Self(Arc::new(services))
     }
 }

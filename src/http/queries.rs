@@ -88,8 +88,7 @@ pub async fn recommendations(
     };
     // One snapshot from start to end: G and D never mix versions.
     let live = state.models.current();
-    let render = |items: &[RankedItem]| serde_json::to_vec(items).ok().map(Bytes::from);
-    if let Some(items) = api::rendered_default(&state, &live, &req, render) {
+    if let Some(items) = api::rendered_default(&state, &live, &req) {
         let model = ModelChoice::Generator.as_str();
         return Ok(ranking_body(&req.user, model, live.version(), false, items));
     }

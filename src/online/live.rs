@@ -22,6 +22,7 @@ mod carry;
 mod rendered;
 
 pub use carry::Carried;
+pub use rendered::{Renderer, set_renderer};
 
 /// An immutable, query-ready snapshot: the model pair with its catalogue, the items each user
 /// has interacted with, and item popularity for cold starts.
@@ -191,7 +192,11 @@ impl Live {
             &[ModelChoice::Generator],
             &[ModelChoice::Discriminator, ModelChoice::Blend],
         ];
-        for models in passes {
+        for (pass, models) in passes.into_iter().enumerate() {
+            if pass == 1 {
+                // The default answers next: they serve most requests.
+                self.render_ahead(&keep_going);
+            }
             let users: Vec<u32> = (0..self.lists[0].len() as u32)
                 .filter(|&u| m.knows_user(u) && models.iter().any(|&md| !self.has_list(u, md)))
                 .collect();
@@ -213,6 +218,44 @@ impl Live {
                 batch::answer(self, &asks);
             }
         }
+    }
+
+    /// Renders every known user's default answer that is not kept yet, at the `k` requests
+    /// last asked for (nothing before a request asked, without a registered renderer, or
+    /// once the budget is spent), from G's cached lists.
+    fn render_ahead(&self, keep_going: &impl Fn() -> bool) {
+        let k = self.rendered.asked_k();
+        let Some(render) = rendered::renderer().filter(|_| k > 0 && k <= self.precomputed_k) else {
+            return;
+        };
+        let m = self.query_model();
+        for user in (0..self.lists[0].len() as u32).filter(|&u| m.knows_user(u)) {
+            if user % 1024 == 0 && !keep_going() || self.rendered.full() {
+                return;
+            }
+            if self.rendered.has(user) {
+                continue;
+            }
+            let Some(top) = self.cached_top(user, ModelChoice::Generator, k) else {
+                continue;
+            };
+            if let Some(bytes) = render(self, top) {
+                self.rendered.keep(user, k, bytes);
+            }
+        }
+    }
+
+    /// Notes that a default request for `k` items found no kept answer: later fills of this
+    /// snapshot and the ones carried from it render that `k` ahead.
+    pub fn note_asked_k(&self, k: usize) {
+        self.rendered.note_asked(k);
+    }
+
+    /// Renders ahead at the `k` that `prev`'s requests asked for (for a snapshot built
+    /// without [`Live::carry_from`], such as a staged game candidate).
+    pub fn asks_like(self, prev: &Live) -> Self {
+        self.rendered.carry_asked(&prev.rendered);
+        self
     }
 
     /// How many known users have their top list cached, per model (G, D, blend), out of how

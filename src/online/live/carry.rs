@@ -63,6 +63,8 @@ impl Live {
     /// was added. Call before the snapshot goes live; what is not carried is computed on
     /// demand or by [`Live::fill`].
     pub fn carry_from(&mut self, prev: &Live) -> Carried {
+        // Whatever carries, the next fill renders answers at the k clients ask for.
+        self.rendered.carry_asked(&prev.rendered);
         let (p, s) = (&prev.snapshot, &self.snapshot);
         let same_policy = p.generator_temperature.to_bits() == s.generator_temperature.to_bits();
         if !same_policy
@@ -335,5 +337,57 @@ mod rendered_tests {
         let mut live = Live::new(grown, &seen.resized(10, 61), K, 0.5).with_answer_budget(1 << 20);
         live.carry_from(&prev);
         assert!((0..10).all(|u| live.rendered(u, K).is_none()));
+    }
+
+    /// A fill renders every user's answer ahead once a request asked for a k, and snapshots
+    /// built after it (carried or staged) render at that k before any request asks.
+    #[test]
+    fn fills_render_answers_ahead_at_the_k_requests_asked_for() {
+        // Any registered renderer will do (the API's, if another test registered it first):
+        // the test compares with whichever renders.
+        crate::online::live::set_renderer(|_, top| {
+            Some(Bytes::from(format!(
+                "{:?}",
+                top.iter().map(|s| s.item).collect::<Vec<_>>()
+            )))
+        });
+        let render = crate::online::live::rendered::renderer().unwrap();
+        let seen = Interactions::from_pairs(10, 60, &[(0, 1)]);
+        let live = filled(snapshot_of(10, 60, 3), &seen).with_answer_budget(1 << 20);
+        live.fill(|| true);
+        assert!(
+            (0..10).all(|u| live.rendered(u, K).is_none()),
+            "no request asked yet: nothing is rendered ahead"
+        );
+        live.note_asked_k(K);
+        live.fill(|| true);
+        for u in 0..10u32 {
+            let want = render(&live, live.precomputed_top(u, K).unwrap());
+            assert_eq!(live.rendered(u, K), want, "user {u}");
+        }
+        // A candidate built fresh (the staged path) renders at the asked k when told to.
+        let mut next = live.snapshot.clone();
+        next.version = 2;
+        next.generator.user.row_mut(4).fill(0.25);
+        let staged = Live::new(next.clone(), &seen, K, 0.5)
+            .with_answer_budget(1 << 20)
+            .asks_like(&live);
+        staged.fill(|| true);
+        assert!((0..10).all(|u| staged.rendered(u, K).is_some()));
+        let unasked = Live::new(next.clone(), &seen, K, 0.5).with_answer_budget(1 << 20);
+        unasked.fill(|| true);
+        assert!((0..10).all(|u| unasked.rendered(u, K).is_none()));
+        // A carried snapshot: user 4 changed, and its fill renders it at the same k.
+        let mut carried = Live::new(next, &seen, K, 0.5).with_answer_budget(1 << 20);
+        carried.carry_from(&live);
+        assert!(carried.rendered(4, K).is_none());
+        carried.fill(|| true);
+        let want = render(&carried, carried.precomputed_top(4, K).unwrap());
+        assert_eq!(carried.rendered(4, K), want);
+        // No budget: nothing kept, nothing rendered.
+        let none = filled(snapshot_of(10, 60, 3), &seen);
+        none.note_asked_k(K);
+        none.fill(|| true);
+        assert!((0..10).all(|u| none.rendered(u, K).is_none()));
     }
 }

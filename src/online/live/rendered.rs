@@ -7,11 +7,36 @@
 //! over to the next snapshot ([`super::Live::carry_from`]) carry with them. Each user keeps
 //! the first length (`k`) asked for in a snapshot. Memory is bounded by a byte budget
 //! (`server.answer_cache_mb`); past it, answers are rendered per request as before.
+//!
+//! The bytes are the API's to write, so the API registers how ([`set_renderer`]); with that,
+//! a snapshot's background fill renders every user's answer ahead of the requests, at the
+//! `k` the last uncached default request asked for (carried from snapshot to snapshot), so
+//! the first request of each user after a publish costs a lookup too.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
+
+use crate::online::live::Live;
+use crate::online::query::Scored;
+
+/// Writes a user's default answer from a snapshot's cached list: the API's item format.
+pub type Renderer = fn(&Live, Vec<Scored>) -> Option<Bytes>;
+
+/// How the API writes answers; set once per process (the format does not vary by service).
+static RENDERER: OnceLock<Renderer> = OnceLock::new();
+
+/// Registers how answers are written, so fills can render them ahead of requests. Later
+/// calls are ignored (the first one stays: it is the same function in every service).
+pub fn set_renderer(render: Renderer) {
+    let _ = RENDERER.set(render);
+}
+
+/// The registered renderer, if any.
+pub(super) fn renderer() -> Option<Renderer> {
+    RENDERER.get().copied()
+}
 
 /// One user's rendered list: how many items it holds, and the bytes.
 type Slot = OnceLock<(usize, Bytes)>;
@@ -22,6 +47,9 @@ pub(super) struct Rendered {
     slots: Vec<Slot>,
     used: AtomicUsize,
     budget: usize,
+    /// The `k` of the latest default request that found no kept answer (0: none yet): what a
+    /// fill renders ahead.
+    asked_k: AtomicUsize,
 }
 
 impl Rendered {
@@ -32,7 +60,36 @@ impl Rendered {
             slots: (0..users).map(|_| OnceLock::new()).collect(),
             used: AtomicUsize::new(0),
             budget,
+            asked_k: AtomicUsize::new(0),
         }
+    }
+
+    /// Notes that a default request asked for `k` items and found no kept answer.
+    pub(super) fn note_asked(&self, k: usize) {
+        // A load first: the line stays shared while every miss asks for the same k.
+        if self.asked_k.load(Ordering::Relaxed) != k {
+            self.asked_k.store(k, Ordering::Relaxed);
+        }
+    }
+
+    /// The `k` to render ahead (0: none asked yet, or no budget).
+    pub(super) fn asked_k(&self) -> usize {
+        if self.slots.is_empty() {
+            return 0;
+        }
+        self.asked_k.load(Ordering::Relaxed)
+    }
+
+    /// Whether `user` has an answer kept.
+    pub(super) fn has(&self, user: u32) -> bool {
+        self.slots
+            .get(user as usize)
+            .is_some_and(|s| s.get().is_some())
+    }
+
+    /// Whether the budget is spent (nothing more can be kept).
+    pub(super) fn full(&self) -> bool {
+        self.used() >= self.budget
     }
 
     /// `user`'s answer of `k` items, if kept.
@@ -54,6 +111,11 @@ impl Rendered {
             // Another request kept one first: give the reservation back.
             self.used.fetch_sub(len, Ordering::Relaxed);
         }
+    }
+
+    /// Takes over the `k` `prev`'s requests asked for.
+    pub(super) fn carry_asked(&self, prev: &Rendered) {
+        self.note_asked(prev.asked_k.load(Ordering::Relaxed));
     }
 
     /// Takes over `prev`'s answer for `user` (its caches carried unchanged).

@@ -152,6 +152,7 @@ impl Trainer {
             server.blend_weight,
         )
         .with_answer_budget(server.answer_budget())
+        .asks_like(&self.store.current())
         .with_index(&self.cfg.index);
         self.staged = Some(Staged::start(live, a.metadata, a.scores));
         Ok(Published {
