@@ -230,7 +230,7 @@ impl Live {
         };
         let m = self.query_model();
         for user in (0..self.lists[0].len() as u32).filter(|&u| m.knows_user(u)) {
-            if user % 1024 == 0 && !keep_going() || self.rendered.full() {
+            if (user % 1024 == 0 && !keep_going()) || self.rendered.full() {
                 return;
             }
             if self.rendered.has(user) {

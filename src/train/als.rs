@@ -52,7 +52,8 @@ pub fn train_with_negatives(
     }
 }
 
-/// [`solve_side`] (exact) with each row's extra zero-preference cells `extra[row]`.
+/// The exact half-sweep: every row solved against the fixed factors `other`, with each row's
+/// extra zero-preference cells `extra[row]` (none for rows past `extra`'s end).
 fn weighted_side(
     other: &Array2<f32>,
     rows: &Interactions,
@@ -145,29 +146,7 @@ fn solve_side(
     if cfg.solver == AlsSolver::Cg {
         return cg_side(other, rows, current, cfg);
     }
-    let d = other.ncols();
-    let gram = gram(other);
-    let alpha = f64::from(cfg.alpha);
-    let l2 = f64::from(cfg.l2);
-    let solved: Vec<Vec<f32>> = (0..rows.n_users())
-        .into_par_iter()
-        .map_init(
-            || (vec![0.0f64; d * d], vec![0.0f64; d]),
-            |(a, b), r| {
-                a.copy_from_slice(&gram);
-                b.fill(0.0);
-                for &j in rows.items(r) {
-                    add_positive(a, b, other.row(j as usize), alpha, 1.0 + alpha);
-                }
-                solve_ridge(a, b, l2).iter().map(|&x| x as f32).collect()
-            },
-        )
-        .collect();
-    let mut out = Array2::zeros((rows.n_users(), d));
-    for (r, x) in solved.iter().enumerate() {
-        out.row_mut(r).iter_mut().zip(x).for_each(|(o, &v)| *o = v);
-    }
-    out
+    weighted_side(other, rows, &[], cfg)
 }
 
 /// The conjugate-gradient half-sweep: `cfg.cg_steps` steps per row from its current value.

@@ -161,13 +161,7 @@ impl Game {
             if k % refresh == 0 && (self.cfg.fresh_negatives || self.refreshes == 0) {
                 self.triples = match next.take() {
                     Some(t) => t,
-                    None => draw_negatives(
-                        &self.generator,
-                        positives,
-                        &self.cfg,
-                        self.seed,
-                        self.refreshes,
-                    ),
+                    None => self.draw_triples(positives),
                 };
                 self.refreshes += 1;
             }
@@ -196,17 +190,22 @@ impl Game {
         k
     }
 
-    /// D's phase by weighted iALS (`irgan.d_als_sweeps`): one fresh draw of G's samples,
-    /// each a zero-preference cell of extra confidence γ·(1 − p_G(j|u)/max p_G(·|u)) (the max
-    /// over the user's unobserved items, G at its own temperature), then the sweeps.
-    fn d_als_phase(&mut self, positives: &Interactions) {
-        self.triples = draw_negatives(
+    /// D's triples of the next refresh: each positive with a sample of G's.
+    fn draw_triples(&self, positives: &Interactions) -> Vec<Triple> {
+        draw_negatives(
             &self.generator,
             positives,
             &self.cfg,
             self.seed,
             self.refreshes,
-        );
+        )
+    }
+
+    /// D's phase by weighted iALS (`irgan.d_als_sweeps`): one fresh draw of G's samples,
+    /// each a zero-preference cell of extra confidence γ·(1 − p_G(j|u)/max p_G(·|u)) (the max
+    /// over the user's unobserved items, G at its own temperature), then the sweeps.
+    fn d_als_phase(&mut self, positives: &Interactions) {
+        self.triples = self.draw_triples(positives);
         self.refreshes += 1;
         let negatives = self.als_negative_weights(positives);
         crate::train::als::train_with_negatives(
