@@ -70,7 +70,7 @@ pub struct Config {
     pub generator: ModelConfig,
     /// The discriminator D.
     pub discriminator: ModelConfig,
-    /// Pretraining algorithms used by `init = "bpr" | "dns" | "als" | "softmax"`.
+    /// Pretraining algorithms used by `init = "bpr" | "dns" | "apr" | "als" | "softmax"`.
     pub pretrain: PretrainConfig,
     /// The adversarial schedule.
     pub irgan: IrganConfig,
@@ -90,6 +90,9 @@ pub struct DataConfig {
     pub positive_threshold: f32,
     /// Fraction of each user's training positives held out for validation (model selection).
     pub validation_fraction: f64,
+    /// Seed of the validation hold-out (default: `seed`). Set it to replay a game with another
+    /// seed from a start saved by `--save-start`, which was pretrained beside its own split.
+    pub split_seed: Option<u64>,
     /// Synthetic data used when `train` is empty.
     pub synthetic: SyntheticConfig,
 }
@@ -144,6 +147,7 @@ impl Default for DataConfig {
             format: Format::Ratings,
             positive_threshold: 4.0,
             validation_fraction: 0.1,
+            split_seed: None,
             synthetic: SyntheticConfig::default(),
         }
     }
@@ -174,6 +178,11 @@ impl crate::train::init::InitSettings for Config {
 }
 
 impl Config {
+    /// The seed of the validation hold-out: `data.split_seed`, or `seed` when unset.
+    pub fn split_seed(&self) -> u64 {
+        self.data.split_seed.unwrap_or(self.seed)
+    }
+
     /// The settings a [`crate::train::irgan::Game`] plays with.
     pub fn game(&self) -> crate::train::irgan::GameSettings<'_> {
         crate::train::irgan::GameSettings {
@@ -294,6 +303,12 @@ impl Config {
             b.lr.is_finite() && b.lr > 0.0 && b.dns_candidates > 0,
             "pretrain.bpr",
             "lr must be > 0 and dns_candidates >= 1",
+        )?;
+        let apr = &self.pretrain.apr;
+        require(
+            apr.eps.is_finite() && apr.eps >= 0.0 && apr.reg.is_finite() && apr.reg >= 0.0,
+            "pretrain.apr",
+            "eps and reg must be finite and >= 0",
         )?;
         let a = &self.pretrain.als;
         require(

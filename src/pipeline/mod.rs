@@ -19,6 +19,7 @@ pub mod recommend;
 pub mod run_dir;
 pub mod search;
 pub mod select;
+mod start_split;
 pub mod tune;
 
 /// Why an offline run failed.

@@ -19,6 +19,7 @@ use crate::pipeline::pretrain::PretrainValidation;
 use crate::pipeline::progress::{bar_for, spinner};
 use crate::pipeline::run_dir::{RunDir, round_s};
 use crate::pipeline::select::{Best, PairMetrics, is_due};
+use crate::pipeline::start_split;
 use crate::report::plot::{Chart, Series, stack_svg};
 use crate::store::Snapshot;
 use crate::train::init::{Unobserved, init_pair};
@@ -68,8 +69,12 @@ pub fn load_data(cfg: &Config) -> Result<TrainData, PipelineError> {
             "the training data has no positives".into(),
         ));
     }
-    let (fit, validation) =
-        split::holdout(&train.positives, cfg.data.validation_fraction, cfg.seed);
+    start_split::check(cfg)?;
+    let (fit, validation) = split::holdout(
+        &train.positives,
+        cfg.data.validation_fraction,
+        cfg.split_seed(),
+    );
     Ok(TrainData {
         users,
         items,
@@ -411,7 +416,8 @@ struct Timings {
 ///
 /// With `opts.save_start`, the pretrained pair is also written as factor directories
 /// (`start/generator/`, `start/discriminator/`), so that game variants can start from it with
-/// `init = "factors"` instead of pretraining again.
+/// `init = "factors"` instead of pretraining again; `start/split.json` records the validation
+/// split, which a run loading the start must share (`data.split_seed`).
 pub fn run(cfg: &Config, out: &Path, opts: RunOptions) -> Result<RunResult, PipelineError> {
     let progress = opts.progress;
     let mut run = RunDir::create(out)?;
@@ -434,6 +440,7 @@ pub fn run(cfg: &Config, out: &Path, opts: RunOptions) -> Result<RunResult, Pipe
         for (model, role) in [(&g0, "generator"), (&d0, "discriminator")] {
             write_factors(model, &data.users, &data.items, &run.start_dir(role))?;
         }
+        start_split::record(cfg, &run.start_root())?;
     }
 
     let t = Instant::now();

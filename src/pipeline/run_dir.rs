@@ -39,7 +39,12 @@ impl RunDir {
 
     /// Where the pretrained `role` ("generator" or "discriminator") goes as a factor directory.
     pub fn start_dir(&self, role: &str) -> PathBuf {
-        self.out.join("start").join(role)
+        self.start_root().join(role)
+    }
+
+    /// Where `--save-start` writes the pretrained pair and its split.
+    pub fn start_root(&self) -> PathBuf {
+        self.out.join("start")
     }
 
     fn log_path(&self) -> PathBuf {

@@ -77,8 +77,13 @@ pub fn is_due(epoch: usize, every: usize, total: usize) -> bool {
     epoch.is_multiple_of(every) || epoch == total
 }
 
+/// Relative difference below which two validation scores are a tie (far above f64 rounding of
+/// a mean over users, far below one hit among millions of ranked items).
+pub const TIE: f64 = 1e-9;
+
 /// The best validation point so far. The start competes too; ties keep the earlier (simpler)
-/// model.
+/// model. Scores within [`TIE`] (relative) of each other are ties: the same hits summed in
+/// another order differ in the last bits, and such a difference must not pick a model.
 #[derive(Debug, Clone)]
 pub struct Best<T> {
     score: f64,
@@ -93,7 +98,12 @@ impl<T> Best<T> {
 
     /// Keeps `value()` if `score` beats the best so far; says whether it did.
     pub fn offer(&mut self, score: f64, value: impl FnOnce() -> T) -> bool {
-        let better = score > self.score;
+        let margin = if self.score.is_finite() {
+            TIE * self.score.abs()
+        } else {
+            0.0
+        };
+        let better = score > self.score + margin;
         if better {
             self.score = score;
             self.value = value();
@@ -122,7 +132,12 @@ mod tests {
         assert!(!b.offer(0.5, || 1));
         assert!(b.offer(0.6, || 2));
         assert!(!b.offer(f64::NAN, || 3));
-        assert_eq!(b.into_value(), 2);
+        // The same score summed in another order: still a tie.
+        assert!(!b.offer(0.6 + 2e-17, || 4));
+        assert!(b.offer(0.6 + 1e-6, || 5));
+        assert_eq!(b.into_value(), 5);
+        let mut unscored = Best::new(f64::NEG_INFINITY, 0);
+        assert!(unscored.offer(0.0, || 1));
     }
 
     #[test]

@@ -31,16 +31,40 @@ pub fn train(
     negatives: Negatives,
     seed: u64,
 ) -> f64 {
-    let mut rng = rng::stream(seed, STREAM, 0);
-    let mut pairs = positives.pairs();
-    let n_items = model.n_items();
     let candidates = match negatives {
         Negatives::Uniform => 1,
         Negatives::Dynamic => cfg.dns_candidates.max(1),
     };
+    let (lr, l2) = (cfg.lr, cfg.l2);
+    let mut rng = rng::stream(seed, STREAM, 0);
+    over_triples(
+        model,
+        positives,
+        cfg.epochs,
+        candidates,
+        &mut rng,
+        |m, u, i, j| step(m, u, i, j, lr, l2),
+    )
+}
+
+/// Runs `epochs` shuffled passes over `positives`, pairing each with a negative drawn as
+/// [`pick_negative`] does, and applies `step` to every (user, positive, negative) triple.
+///
+/// Returns the mean of `step`'s losses over the last epoch. Users with every item positive
+/// are skipped (no negative exists).
+pub(crate) fn over_triples(
+    model: &mut MfModel,
+    positives: &Interactions,
+    epochs: usize,
+    candidates: usize,
+    rng: &mut Rng,
+    mut step: impl FnMut(&mut MfModel, usize, usize, usize) -> f64,
+) -> f64 {
+    let mut pairs = positives.pairs();
+    let n_items = model.n_items();
     let mut last = 0.0;
-    for _ in 0..cfg.epochs {
-        rng::shuffle(&mut rng, &mut pairs);
+    for _ in 0..epochs {
+        rng::shuffle(rng, &mut pairs);
         let mut loss = 0.0;
         let mut steps = 0usize;
         for &(u, i) in &pairs {
@@ -48,10 +72,10 @@ pub fn train(
             if positives.items(u).len() >= n_items {
                 continue;
             }
-            let Some(j) = pick_negative(model, positives, u, candidates, &mut rng) else {
+            let Some(j) = pick_negative(model, positives, u, candidates, rng) else {
                 continue;
             };
-            loss += step(model, u, i, j, cfg.lr, cfg.l2);
+            loss += step(model, u, i, j);
             steps += 1;
         }
         last = loss / steps.max(1) as f64;

@@ -1,4 +1,4 @@
-//! A model's starting point: random, imported factors, or pretrained (BPR, DNS, iALS), shared by
+//! A model's starting point: random, imported factors, or pretrained (BPR, DNS, APR, iALS), shared by
 //! the offline pipeline and the service's trainer.
 
 use std::path::Path;
@@ -8,7 +8,7 @@ use crate::data::train_data::TrainData;
 use crate::model::MfModel;
 use crate::rng;
 use crate::train::settings::{Init, ModelConfig, PretrainConfig, Role};
-use crate::train::{als, bpr, softmax};
+use crate::train::{als, apr, bpr, softmax};
 
 /// Why a starting point could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +117,16 @@ pub fn init_model_observed(
         Init::Dns => {
             let neg = bpr::Negatives::Dynamic;
             bpr::train(&mut model, &data.fit, &pretrain.bpr, neg, seed);
+        }
+        Init::Apr => {
+            bpr::train(
+                &mut model,
+                &data.fit,
+                &pretrain.bpr,
+                bpr::Negatives::Uniform,
+                seed,
+            );
+            apr::train(&mut model, &data.fit, &pretrain.bpr, &pretrain.apr, seed);
         }
         Init::Als => als::train(&mut model, &data.fit, &pretrain.als),
         Init::Softmax => {

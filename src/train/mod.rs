@@ -1,7 +1,8 @@
-//! Training: starting points and pretraining (BPR, DNS, iALS), the adversarial game written once
+//! Training: starting points and pretraining (BPR, DNS, APR, iALS), the adversarial game written once
 //! (`game`) and its wiring for recommendation (`irgan`, `mf_critic`) and search (`ltr`).
 
 pub mod als;
+pub mod apr;
 pub mod bpr;
 pub mod game;
 pub mod init;

@@ -30,6 +30,8 @@ pub enum Init {
     Bpr,
     /// BPR with dynamic negatives (DNS).
     Dns,
+    /// BPR, then adversarial personalised ranking (APR).
+    Apr,
     /// Weighted implicit ALS.
     Als,
     /// Sampled-softmax maximum likelihood of the positives under the model's own softmax
@@ -75,6 +77,8 @@ pub struct ModelConfig {
 pub struct PretrainConfig {
     /// BPR and DNS.
     pub bpr: BprConfig,
+    /// APR's adversarial phase after BPR (`init = "apr"`).
+    pub apr: AprConfig,
     /// Implicit ALS.
     pub als: AlsConfig,
     /// Sampled-softmax pretraining.
@@ -128,6 +132,29 @@ pub struct BprConfig {
     pub l2: f32,
     /// DNS: uniform candidates per positive; the highest-scored becomes the negative.
     pub dns_candidates: usize,
+}
+
+/// APR: BPR continued with an adversarial perturbation term (see [`crate::train::apr`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AprConfig {
+    /// Passes of APR after `pretrain.bpr.epochs` passes of BPR.
+    pub epochs: usize,
+    /// Radius of the perturbation of each embedding.
+    pub eps: f32,
+    /// Weight of the loss under perturbation.
+    pub reg: f32,
+}
+
+impl Default for AprConfig {
+    /// The paper's settings: eps 0.5, reg 1.
+    fn default() -> Self {
+        Self {
+            epochs: 40,
+            eps: 0.5,
+            reg: 1.0,
+        }
+    }
 }
 
 /// Weighted implicit ALS (Hu, Koren, Volinsky 2008).

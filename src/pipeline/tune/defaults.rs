@@ -19,7 +19,10 @@ pub fn default_space(cfg: &Config) -> Space {
             .with("pretrain.als.l2", LogUniform(0.1, 100.0))
             .with("pretrain.als.iterations", Int(5, 25));
     }
-    if inits.iter().any(|i| matches!(i, Init::Bpr | Init::Dns)) {
+    if inits
+        .iter()
+        .any(|i| matches!(i, Init::Bpr | Init::Dns | Init::Apr))
+    {
         space = space
             .with("pretrain.bpr.lr", LogUniform(0.005, 0.2))
             .with("pretrain.bpr.l2", LogUniform(1e-3, 0.3))
