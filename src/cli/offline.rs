@@ -148,6 +148,7 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
         r["selection"]["epoch"],
         r["selection"]["g_epochs"]
     );
+    print_gate(&r["selection"]["gate"]);
     for (split, key) in [("validation", "validation"), ("test", "test")] {
         let v = &r[key];
         if v.is_null() {
@@ -225,6 +226,7 @@ fn train_search(a: TrainArgs) -> anyhow::Result<()> {
         r["ranker"].as_str().unwrap_or("?"),
         r["selection"]["epoch"]
     );
+    print_gate(&r["selection"]["gate"]);
     let names = ["NDCG@1", "NDCG@3", "NDCG@5", "NDCG@10", "P@5", "MAP", "MRR"];
     for split in ["validation", "test"] {
         if r[split].is_null() {
@@ -369,4 +371,21 @@ pub fn synth_cmd(a: SynthArgs) -> anyhow::Result<()> {
         a.out.display()
     );
     Ok(())
+}
+
+/// One line on the selection gate's verdict, when the run had one.
+fn print_gate(gate: &serde_json::Value) {
+    let (Some(p), Some(alpha), Some(passed)) = (
+        gate["p_value"].as_f64(),
+        gate["alpha"].as_f64(),
+        gate["passed"].as_bool(),
+    ) else {
+        return;
+    };
+    let outcome = if passed {
+        "the game's best point may replace the start"
+    } else {
+        "the start is served (its best point is within chance)"
+    };
+    println!("gate: p = {p:.4} against alpha {alpha}: {outcome}");
 }

@@ -23,6 +23,15 @@ pub(crate) fn fraction(key: &str, x: f64) -> Check {
     require((0.0..1.0).contains(&x), key, "must be in [0, 1)")
 }
 
+/// A significance level in (0, 1] (1 = no gate).
+pub(crate) fn gate_alpha(key: &str, x: f64) -> Check {
+    require(
+        x > 0.0 && x <= 1.0,
+        key,
+        "must be in (0, 1] (1 turns the gate off)",
+    )
+}
+
 /// A finite value `> 0`.
 pub(crate) fn positive(key: &str, x: f64) -> Check {
     require(x.is_finite() && x > 0.0, key, "must be > 0")

@@ -118,6 +118,10 @@ pub struct EvalConfig {
     /// After selection, retrain the selected settings and schedule on all training data
     /// (validation included) before the test report and the snapshot.
     pub refit: bool,
+    /// Significance gate on selection: the game's best checkpoint is served instead of the
+    /// start only if a sign-flip test of the best of all checkpoints against the start (per
+    /// validated user or query) gives p ≤ this. 1 turns the gate off.
+    pub gate_alpha: f64,
 }
 
 impl Default for Config {
@@ -163,6 +167,7 @@ impl Default for EvalConfig {
             blend_weight: 0.5,
             every_g_epochs: 50,
             refit: false,
+            gate_alpha: 1.0,
         }
     }
 }
@@ -277,6 +282,7 @@ impl Config {
         check::at_least_one("eval.every_g_epochs", e.every_g_epochs)?;
         let families = ["P", "NDCG", "Recall", "HitRate"];
         check::metric("eval.select_metric", &e.select_metric, &families, &e.ks)?;
+        check::gate_alpha("eval.gate_alpha", e.gate_alpha)?;
         require(
             (0.0..=1.0).contains(&e.blend_weight),
             "eval.blend_weight",

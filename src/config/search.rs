@@ -69,6 +69,10 @@ pub struct SearchEvalConfig {
     pub select_metric: String,
     /// Validate every this many epochs (outer epochs for IRGAN).
     pub every_epochs: usize,
+    /// Significance gate on selection: the game's best checkpoint is served instead of the
+    /// start only if a sign-flip test of the best of all checkpoints against the start (per
+    /// validated user or query) gives p ≤ this. 1 turns the gate off.
+    pub gate_alpha: f64,
 }
 
 /// Scorer shape.
@@ -140,6 +144,7 @@ impl Default for SearchEvalConfig {
             ks: vec![1, 3, 5, 10],
             select_metric: "NDCG@10".into(),
             every_epochs: 1,
+            gate_alpha: 1.0,
         }
     }
 }
@@ -178,6 +183,7 @@ impl SearchConfig {
         let e = &self.eval;
         check::cutoffs("eval.ks", &e.ks)?;
         check::at_least_one("eval.every_epochs", e.every_epochs)?;
+        check::gate_alpha("eval.gate_alpha", e.gate_alpha)?;
         check::metric(
             "eval.select_metric",
             &e.select_metric,

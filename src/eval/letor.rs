@@ -85,14 +85,9 @@ pub fn evaluate<F>(data: &LtrData, ks: &[usize], score: F) -> Metrics
 where
     F: Fn(&Query) -> Vec<f32> + Sync,
 {
-    let per_query: Vec<Option<Metrics>> = data
-        .queries
-        .par_iter()
-        .map(|q| query_metrics(&score(q), &q.labels, ks))
-        .collect();
     let mut sum = Metrics::new();
     let mut n = 0usize;
-    for m in per_query.into_iter().flatten() {
+    for m in query_metrics_all(data, ks, score).into_iter().flatten() {
         n += 1;
         for (k, v) in m {
             *sum.entry(k).or_insert(0.0) += v;
@@ -103,6 +98,17 @@ where
     }
     sum.insert("queries".into(), n as f64);
     sum
+}
+
+/// [`evaluate`] query by query: one entry per query in order (None without a relevant document).
+pub fn query_metrics_all<F>(data: &LtrData, ks: &[usize], score: F) -> Vec<Option<Metrics>>
+where
+    F: Fn(&Query) -> Vec<f32> + Sync,
+{
+    data.queries
+        .par_iter()
+        .map(|q| query_metrics(&score(q), &q.labels, ks))
+        .collect()
 }
 
 #[cfg(test)]

@@ -138,6 +138,26 @@ impl UserMetrics {
         })
     }
 
+    /// This user's value of the metric `name` (`"P@k"`, `"NDCG@k"`, `"Recall@k"`,
+    /// `"HitRate@k"` for a measured `k`, `"MAP"`, `"MRR"`); None for any other name.
+    pub fn value(&self, name: &str) -> Option<f64> {
+        match name {
+            "MAP" => return Some(self.average_precision),
+            "MRR" => return Some(self.reciprocal_rank),
+            _ => {}
+        }
+        let (family, k) = name.split_once('@')?;
+        let k: usize = k.parse().ok()?;
+        let a = self.at_k.iter().find(|a| a.k == k)?;
+        match family {
+            "P" => Some(a.precision),
+            "NDCG" => Some(a.ndcg),
+            "Recall" => Some(a.recall),
+            "HitRate" => Some(a.hit_rate),
+            _ => None,
+        }
+    }
+
     /// This user's values under the standard metric names (without `"users"`).
     pub fn to_metrics(&self) -> Metrics {
         let mut acc = MetricsAccumulator::new(&self.at_k.iter().map(|a| a.k).collect::<Vec<_>>());

@@ -122,7 +122,7 @@ where
             },
         )
         .collect();
-    reduce(&per_user, ks)
+    average(&per_user, ks)
 }
 
 /// Users with at least one relevant candidate (the others are skipped without scoring).
@@ -139,7 +139,7 @@ fn evaluated_users(n_items: usize, exclude: &Interactions, relevant: &Interactio
 }
 
 /// Averages per-user metrics in user order (bit-identical whatever the thread count).
-fn reduce(per_user: &[Option<UserMetrics>], ks: &[usize]) -> Metrics {
+pub fn average(per_user: &[Option<UserMetrics>], ks: &[usize]) -> Metrics {
     let mut acc = MetricsAccumulator::new(ks);
     for m in per_user.iter().flatten() {
         acc.add(m);
@@ -157,13 +157,22 @@ pub fn evaluate_model(
     relevant: &Interactions,
     ks: &[usize],
 ) -> Metrics {
+    average(&model_user_metrics(model, exclude, relevant, ks), ks)
+}
+
+/// [`evaluate_model`] user by user: one entry per evaluated user, in index order.
+pub fn model_user_metrics(
+    model: &MfModel,
+    exclude: &Interactions,
+    relevant: &Interactions,
+    ks: &[usize],
+) -> Vec<Option<UserMetrics>> {
     let users = evaluated_users(model.n_items(), exclude, relevant);
-    let per_user = exact::map_scored(model, &users, |u, scores| {
+    exact::map_scored(model, &users, |u, scores| {
         let mut ranks = Vec::new();
         relevant_ranks(scores, exclude.items(u), relevant.items(u), &mut ranks);
         UserMetrics::from_hit_ranks(&ranks, ks)
-    });
-    reduce(&per_user, ks)
+    })
 }
 
 /// Metrics of the blend of `g` and `d` (the service's `model=blend`): per user, each model's
@@ -178,18 +187,29 @@ pub fn evaluate_blend(
     relevant: &Interactions,
     ks: &[usize],
 ) -> Metrics {
+    average(&blend_user_metrics(g, d, w, exclude, relevant, ks), ks)
+}
+
+/// [`evaluate_blend`] user by user: one entry per evaluated user, in index order.
+pub fn blend_user_metrics(
+    g: &MfModel,
+    d: &MfModel,
+    w: f64,
+    exclude: &Interactions,
+    relevant: &Interactions,
+    ks: &[usize],
+) -> Vec<Option<UserMetrics>> {
     let n = g.n_items().min(d.n_items());
     let users = evaluated_users(n, exclude, relevant);
     let w = crate::model::blend::sanitize_weight(w);
-    let per_user = exact::map_scored(g, &users, |u, g_row| {
+    exact::map_scored(g, &users, |u, g_row| {
         let mut d_row = vec![0.0f32; d.n_items()];
         d.scores_into(u, &mut d_row);
         let blended = blend_row(&g_row[..n], &d_row[..n], w);
         let mut ranks = Vec::new();
         relevant_ranks(&blended, exclude.items(u), relevant.items(u), &mut ranks);
         UserMetrics::from_hit_ranks(&ranks, ks)
-    });
-    reduce(&per_user, ks)
+    })
 }
 
 /// `w · z(g) + (1 − w) · z(d)` item by item, each z-scored over its whole row (a non-finite

@@ -13,6 +13,7 @@ use crate::store::SnapshotError;
 use crate::train::init::InitError;
 
 pub mod export;
+pub mod gate;
 mod pretrain;
 pub mod progress;
 pub mod recommend;

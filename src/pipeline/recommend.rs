@@ -11,10 +11,14 @@ use serde_json::{Value, json};
 use crate::config::{Config, Init, Role, Served};
 use crate::data::loader::{self, LoadOptions};
 use crate::data::{IdMap, Interactions, split, synth};
-use crate::eval::{evaluate_blend, evaluate_model};
+use crate::eval::metrics::UserMetrics;
+use crate::eval::{
+    average, blend_user_metrics, evaluate_blend, evaluate_model, model_user_metrics,
+};
 use crate::model::MfModel;
 use crate::pipeline::PipelineError;
 use crate::pipeline::export::write_factors;
+use crate::pipeline::gate::{Gate, Verdict};
 use crate::pipeline::pretrain::PretrainValidation;
 use crate::pipeline::progress::{bar_for, spinner};
 use crate::pipeline::run_dir::{RunDir, round_s};
@@ -234,6 +238,8 @@ struct Played {
     d: MfModel,
     checkpoints: Vec<Checkpoint>,
     validation_s: f64,
+    /// The significance gate's verdict (None when `eval.gate_alpha` is 1).
+    gate: Option<Verdict>,
 }
 
 /// Plays the game from `(g0, d0)` on `data.fit`, validating every `eval.every_g_epochs`
@@ -251,30 +257,36 @@ fn play_and_select(
     let ks = &cfg.eval.ks;
     let val_exclude = cfg.eval.protocol.validation_exclude(data);
     let (select_model, metric) = (cfg.eval.select_model, cfg.eval.select_metric.as_str());
+    let gated = cfg.eval.gate_alpha < 1.0;
+    let users = |m: &MfModel| model_user_metrics(m, &val_exclude, &data.validation, ks);
+    // Validation metrics of the pair, and (for the gate) the served model's selection metric
+    // user by user.
     let validate = |g: &MfModel, d: &MfModel| {
-        let generator = evaluate_model(g, &val_exclude, &data.validation, ks);
+        let g_users = users(g);
         // Both players often start from one pretraining: evaluate it once.
         let same = g == d;
-        let discriminator = if same {
-            generator.clone()
-        } else {
-            evaluate_model(d, &val_exclude, &data.validation, ks)
-        };
+        let d_users = (!same).then(|| users(d));
         // A blend of one model with itself ranks as that model does.
-        let blend = (select_model == Served::Blend).then(|| {
-            if same {
-                generator.clone()
-            } else {
-                let w = cfg.eval.blend_weight;
-                evaluate_blend(g, d, w, &val_exclude, &data.validation, ks)
-            }
+        let blend_users = (select_model == Served::Blend && !same).then(|| {
+            let w = cfg.eval.blend_weight;
+            blend_user_metrics(g, d, w, &val_exclude, &data.validation, ks)
         });
-        PairMetrics {
+        let served = match select_model {
+            Served::Generator => &g_users,
+            Served::Discriminator => d_users.as_ref().unwrap_or(&g_users),
+            Served::Blend => blend_users.as_ref().unwrap_or(&g_users),
+        };
+        let values = gated.then(|| unit_values(served, metric));
+        let generator = average(&g_users, ks);
+        let pair = PairMetrics {
+            discriminator: d_users.map_or_else(|| generator.clone(), |u| average(&u, ks)),
+            blend: (select_model == Served::Blend)
+                .then(|| blend_users.map_or_else(|| generator.clone(), |u| average(&u, ks))),
             generator,
-            discriminator,
-            blend,
-        }
+        };
+        (pair, values)
     };
+    let (validation, start_values) = validate(g0, d0);
     let initial = Checkpoint {
         epoch: 0,
         g_epochs: 0,
@@ -282,8 +294,9 @@ fn play_and_select(
         elapsed: 0.0,
         d: DStats::default(),
         g: GStats::default(),
-        validation: validate(g0, d0),
+        validation,
     };
+    let mut gate = start_values.map(Gate::new);
     log(&initial)?;
     let mut best = Best::new(
         initial.served_score(select_model, metric),
@@ -304,7 +317,10 @@ fn play_and_select(
             return Ok(ControlFlow::Continue(()));
         }
         let te = Instant::now();
-        let validation = validate(&p.game.generator, &p.game.discriminator);
+        let (validation, values) = validate(&p.game.generator, &p.game.discriminator);
+        if let (Some(gate), Some(v)) = (gate.as_mut(), values) {
+            gate.push(v);
+        }
         validation_s += te.elapsed().as_secs_f64();
         let cp = Checkpoint {
             epoch: p.epoch,
@@ -325,7 +341,11 @@ fn play_and_select(
         Ok(ControlFlow::Continue(()))
     })?;
     bar.finish_and_clear();
-    let (chosen, g, d) = best.into_value();
+    let (mut chosen, mut g, mut d) = best.into_value();
+    let verdict = gate.map(|gate| gate.verdict(cfg.eval.gate_alpha, cfg.seed));
+    if verdict.is_some_and(|v| !v.passed) {
+        (chosen, g, d) = (initial.clone(), g0.clone(), d0.clone());
+    }
     Ok(Played {
         initial,
         chosen,
@@ -333,7 +353,17 @@ fn play_and_select(
         d,
         checkpoints,
         validation_s,
+        gate: verdict,
     })
+}
+
+/// `metric` of each validated user (0 where it cannot be measured), in user order: what the
+/// selection gate compares.
+fn unit_values(users: &[Option<UserMetrics>], metric: &str) -> Vec<f64> {
+    users
+        .iter()
+        .map(|u| u.as_ref().and_then(|u| u.value(metric)).unwrap_or(0.0))
+        .collect()
 }
 
 /// Replays pretraining (`pretrain_epochs` epochs of an epoch-wise one, when validation chose
@@ -512,6 +542,7 @@ pub fn run(cfg: &Config, out: &Path, opts: RunOptions) -> Result<RunResult, Pipe
             "g_epochs": chosen.g_epochs,
             "d_epochs": chosen.d_epochs,
             "refit_on_all_training_data": refit_all,
+            "gate": played.gate,
         },
         "validation": {
             "init": played.initial.validation.to_json(),

@@ -10,9 +10,10 @@ use serde_json::{Value, json};
 use crate::config::Role;
 use crate::config::search::{Method, SearchConfig};
 use crate::data::letor::{LtrData, read_letor};
-use crate::eval::letor::evaluate;
+use crate::eval::letor::{evaluate, query_metrics_all};
 use crate::model::features::{FlatOptimizer, Scorer};
 use crate::pipeline::PipelineError;
+use crate::pipeline::gate::{Gate, Verdict};
 use crate::pipeline::progress::bar_for;
 use crate::pipeline::run_dir::RunDir;
 use crate::pipeline::select::{Best, PairMetrics, is_due};
@@ -216,6 +217,8 @@ struct Trained {
     d: Scorer,
     epoch: usize,
     pretrain: Value,
+    /// The significance gate's verdict (None when `eval.gate_alpha` is 1 or for a baseline).
+    gate: Option<Verdict>,
 }
 
 /// IRGAN: pretrain (or start at random), play the game, validate every `eval.every_epochs`
@@ -256,6 +259,21 @@ fn train_irgan(
         (0usize, g0.clone(), d0.clone()),
     );
     tracker.record(initial)?;
+    // The served ranker's selection metric query by query, for the gate.
+    let gated = cfg.eval.gate_alpha < 1.0;
+    let served_values = |g: &Scorer, d: &Scorer| {
+        let s = match select {
+            Role::Generator => g,
+            Role::Discriminator => d,
+        };
+        query_metrics_all(&splits.validation, &cfg.eval.ks, |q| {
+            s.score(q.features.view())
+        })
+        .into_iter()
+        .map(|m| m.and_then(|m| m.get(metric).copied()).unwrap_or(0.0))
+        .collect()
+    };
+    let mut gate = gated.then(|| Gate::new(served_values(&g0, &d0)));
     let bar = bar_for(progress, ir.epochs as u64);
     for epoch in 1..=ir.epochs {
         let mut d_stats = Default::default();
@@ -280,13 +298,20 @@ fn train_irgan(
             stats: json!({"discriminator": d_stats, "generator": g_stats}),
         };
         bar.set_message(cp.validation.message(metric));
+        if let Some(gate) = gate.as_mut() {
+            gate.push(served_values(&game.generator, &game.discriminator));
+        }
         best.offer(cp.score(select, metric), || {
             (epoch, game.generator.clone(), game.discriminator.clone())
         });
         tracker.record(cp)?;
     }
     bar.finish_and_clear();
-    let (epoch, g, d) = best.into_value();
+    let (mut epoch, mut g, mut d) = best.into_value();
+    let verdict = gate.map(|gate| gate.verdict(cfg.eval.gate_alpha, cfg.seed));
+    if verdict.is_some_and(|v| !v.passed) {
+        (epoch, g, d) = (0, g0.clone(), d0.clone());
+    }
     Ok(Trained {
         g0,
         d0,
@@ -294,6 +319,7 @@ fn train_irgan(
         d,
         epoch,
         pretrain,
+        gate: verdict,
     })
 }
 
@@ -327,6 +353,7 @@ pub fn run(
             d: s,
             epoch: sup.epoch,
             pretrain: Value::Null,
+            gate: None,
         }
     };
     let train_s = t.elapsed().as_secs_f64();
@@ -337,6 +364,7 @@ pub fn run(
         d,
         epoch,
         pretrain,
+        gate,
     } = trained;
 
     let ranker = if cfg.method.is_irgan() {
@@ -372,7 +400,12 @@ pub fn run(
             "test_queries": splits.test.as_ref().map(|t| t.queries.len()),
         },
         "pretrain": pretrain,
-        "selection": {"epoch": epoch, "metric": metric, "model": ranker.as_str()},
+        "selection": {
+            "epoch": epoch,
+            "metric": metric,
+            "model": ranker.as_str(),
+            "gate": gate,
+        },
         "validation": validation,
         "test": test,
         "timings_s": {

@@ -147,11 +147,12 @@ pub struct AprConfig {
 }
 
 impl Default for AprConfig {
-    /// The paper's settings: eps 0.5, reg 1.
+    /// reg 1 as in the paper; eps 0.1, not its 0.5: our BPR factors are smaller, and at 0.5 the
+    /// perturbation swamps them (MovieLens-100k validation P@5 0.108 -> 0.058).
     fn default() -> Self {
         Self {
-            epochs: 40,
-            eps: 0.5,
+            epochs: 50,
+            eps: 0.1,
             reg: 1.0,
         }
     }

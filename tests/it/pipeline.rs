@@ -200,7 +200,45 @@ fn a_saved_start_starts_the_next_run_where_the_first_began() {
     }
     assert_eq!(a["test"]["selected"], b["test"]["selected"]);
 
+    // Another seed carves another validation split, which would hold positives the start was
+    // trained on: refused until the split is the start's.
+    let out = data.dir.path().join("third");
+    let sets = data.sets();
+    let mut kv: Vec<&str> = sets.iter().map(String::as_str).collect();
+    kv.extend(init);
+    kv.push("seed=43");
+    let refused = train(&out, &kv).fails();
+    assert!(
+        refused.stderr.contains("data.split_seed = 42"),
+        "{refused:?}"
+    );
+    kv.push("data.split_seed=42");
+    train(&out, &kv).ok();
+
     let search = irgan(["train", "--quiet", "--save-start", "--set", "task=search"]);
     assert_ne!(search.code, Some(0), "{search:?}");
     assert!(search.stderr.contains("--save-start"), "{search:?}");
+}
+
+/// The selection gate: at a level no sign-flip test can reach, the start is served whatever the
+/// game's best validation point, and the report and the summary say why; with the gate off the
+/// report has no verdict.
+#[test]
+fn a_gate_no_gain_can_pass_serves_the_start() {
+    let data = Data::synth();
+    let gated = data.dir.path().join("gated");
+    let sets = data.sets();
+    let mut kv: Vec<&str> = sets.iter().map(String::as_str).collect();
+    kv.push("eval.gate_alpha=0.0001");
+    let run = train(&gated, &kv).ok();
+    assert!(run.stdout.contains("gate: p = "), "{run:?}");
+    let report = read_json(&gated.join("report.json"));
+    let gate = &report["selection"]["gate"];
+    assert_eq!(gate["passed"], false, "{report}");
+    assert!(gate["p_value"].as_f64().unwrap() >= 0.0005, "{gate}");
+    assert_eq!(report["selection"]["epoch"], 0, "{report}");
+    assert_eq!(report["test"]["selected"], report["test"]["init"]);
+
+    let open = data.train("open", &[]);
+    assert!(read_json(&open.join("report.json"))["selection"]["gate"].is_null());
 }

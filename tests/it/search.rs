@@ -134,3 +134,32 @@ fn mq2008_pairwise_irgan_reaches_the_bar() {
     assert!(ndcg >= 0.70, "test NDCG@10 {ndcg}");
     assert_eq!(report["data"]["test_queries"], 156);
 }
+
+/// The selection gate applies to the search game too: at a level nothing can reach, the
+/// pretrained ranker is served.
+#[test]
+fn a_gate_no_gain_can_pass_serves_the_pretrained_ranker() {
+    let dir = TempDir::new().unwrap();
+    let cfg = config(dir.path(), "irgan_pairwise");
+    let out = dir.path().join("run");
+    let run = irgan([
+        "train",
+        "--config",
+        &s(&cfg),
+        "--out",
+        &s(&out),
+        "--quiet",
+        "--set",
+        "eval.gate_alpha=0.0001",
+    ])
+    .ok();
+    assert!(run.stdout.contains("gate: p = "), "{run:?}");
+    let report = read_json(&out.join("report.json"));
+    assert_eq!(report["selection"]["gate"]["passed"], false, "{report}");
+    assert_eq!(report["selection"]["epoch"], 0, "{report}");
+    let test = &report["test"];
+    assert_eq!(
+        test["selected"]["discriminator"],
+        test["init"]["discriminator"]
+    );
+}
