@@ -74,31 +74,29 @@ impl Gate {
             .iter()
             .map(|p| units.iter().map(|&u| p[u] - self.start[u]).collect())
             .collect();
-        let best_sum = |signs: &dyn Fn(usize) -> f64| {
+        let best_sum = |signs: &[f64]| {
             diffs
                 .iter()
-                .map(|d| d.iter().enumerate().map(|(k, x)| signs(k) * x).sum::<f64>())
+                .map(|d| d.iter().zip(signs).map(|(x, s)| s * x).sum::<f64>())
                 .fold(f64::NEG_INFINITY, f64::max)
         };
-        let observed = best_sum(&|_| 1.0);
+        let mut signs = vec![1.0; units.len()];
+        let observed = best_sum(&signs);
         // Sums over the same units in another order may differ in the last bits.
         let tolerance = 1e-9 * diffs.iter().flatten().map(|x| x.abs()).sum::<f64>();
         if observed <= tolerance {
             return 1.0;
         }
         let mut r = rng::stream(seed, STREAM, 0);
-        let mut bits = vec![0u64; units.len().div_ceil(64)];
         let as_large = (0..ROUNDS)
             .filter(|_| {
-                bits.iter_mut().for_each(|b| *b = r.next_u64());
-                let sign = |k: usize| {
-                    if bits[k / 64] >> (k % 64) & 1 == 1 {
-                        1.0
-                    } else {
-                        -1.0
+                for chunk in signs.chunks_mut(64) {
+                    let bits = r.next_u64();
+                    for (k, s) in chunk.iter_mut().enumerate() {
+                        *s = if bits >> k & 1 == 1 { 1.0 } else { -1.0 };
                     }
-                };
-                best_sum(&sign) >= observed - tolerance
+                }
+                best_sum(&signs) >= observed - tolerance
             })
             .count();
         (1 + as_large) as f64 / (ROUNDS + 1) as f64
