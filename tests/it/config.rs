@@ -31,6 +31,9 @@ fn out_of_range_value_names_the_key() {
         ("discriminator.dim=0", "discriminator.dim"),
         ("eval.every_g_epochs=0", "eval.every_g_epochs"),
         ("eval.select_metric=\"P@7\"", "eval.select_metric"),
+        ("eval.gate_alpha=0", "eval.gate_alpha"),
+        ("eval.gate_alpha=1.5", "eval.gate_alpha"),
+        ("pretrain.apr.eps=-0.1", "pretrain.apr"),
     ] {
         refused(&[set]).stderr_has(&[key]);
     }
