@@ -106,29 +106,12 @@ impl Perturbed {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn two_groups() -> Interactions {
-        let mut pairs = Vec::new();
-        for u in 0..40u32 {
-            let base = if u % 2 == 0 { 0 } else { 10 };
-            for i in 0..6u32 {
-                pairs.push((u, base + (u + i) % 10));
-            }
-        }
-        Interactions::from_pairs(40, 20, &pairs)
-    }
+    use crate::train::bpr::tests::{start, two_groups};
 
     #[test]
     fn apr_keeps_ranking_positives_above_negatives() {
         let pos = two_groups();
-        let mut r = rng::stream(1, 0, 0);
-        let mut m = MfModel::random(40, 20, 4, 0.1, &mut r);
-        let b = BprConfig {
-            epochs: 60,
-            lr: 0.05,
-            l2: 0.01,
-            dns_candidates: 1,
-        };
+        let (mut m, b) = start(1);
         bpr::train(&mut m, &pos, &b, bpr::Negatives::Uniform, 7);
         let a = AprConfig {
             epochs: 30,

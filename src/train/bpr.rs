@@ -127,12 +127,11 @@ fn step(model: &mut MfModel, u: usize, i: usize, j: usize, lr: f32, l2: f32) -> 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    #[test]
-    fn bpr_and_dns_rank_positives_above_negatives() {
-        // Two groups of users who like disjoint halves of the catalogue.
+    /// Forty users in two groups who like disjoint halves of a 20-item catalogue.
+    pub(crate) fn two_groups() -> Interactions {
         let mut pairs = Vec::new();
         for u in 0..40u32 {
             let base = if u % 2 == 0 { 0 } else { 10 };
@@ -140,16 +139,27 @@ mod tests {
                 pairs.push((u, base + (u + i) % 10));
             }
         }
-        let pos = Interactions::from_pairs(40, 20, &pairs);
+        Interactions::from_pairs(40, 20, &pairs)
+    }
+
+    /// A small random model for [`two_groups`] and the BPR settings that fit it.
+    pub(crate) fn start(dns_candidates: usize) -> (MfModel, BprConfig) {
+        let mut r = rng::stream(1, 0, 0);
+        let m = MfModel::random(40, 20, 4, 0.1, &mut r);
+        let cfg = BprConfig {
+            epochs: 60,
+            lr: 0.05,
+            l2: 0.01,
+            dns_candidates,
+        };
+        (m, cfg)
+    }
+
+    #[test]
+    fn bpr_and_dns_rank_positives_above_negatives() {
+        let pos = two_groups();
         for neg in [Negatives::Uniform, Negatives::Dynamic] {
-            let mut r = rng::stream(1, 0, 0);
-            let mut m = MfModel::random(40, 20, 4, 0.1, &mut r);
-            let cfg = BprConfig {
-                epochs: 60,
-                lr: 0.05,
-                l2: 0.01,
-                dns_candidates: 3,
-            };
+            let (mut m, cfg) = start(3);
             let loss = train(&mut m, &pos, &cfg, neg, 7);
             assert!(loss < 0.4, "{neg:?} loss {loss}");
             // User 0 (first half) scores an unseen first-half item above every second-half item.
